@@ -1,0 +1,35 @@
+//! The genome: the DNA of an image classifier, after Real et al., "Large-Scale Evolution
+//! of Image Classifiers" (ICML 2017).
+//!
+//! A genome is a directed acyclic graph whose vertices are activations (LINEAR or
+//! BN_RELU) and whose edges are identity connections or convolutions, plus a learning
+//! rate. This crate owns the graph ([`graph`]), its validation and shape inference
+//! ([`analysis`], [`shape`]), its costs ([`cost`]), the names of its weight tensors
+//! ([`tensors`]), the eleven mutations ([`mutation`]), serialization ([`codec`]), renderings
+//! ([`render`]), the benchmark's reference nets ([`reference`]) and long mutation walks
+//! ([`walk`]). It knows nothing of tensors libraries or networks.
+
+pub mod analysis;
+pub mod codec;
+pub mod cost;
+pub mod error;
+pub mod graph;
+pub mod limits;
+pub mod mutation;
+pub mod reference;
+pub mod render;
+pub mod shape;
+pub mod tensors;
+pub mod walk;
+
+pub use analysis::Analysis;
+pub use codec::CodecError;
+pub use cost::{Cost, TrainingCost};
+pub use error::GenomeError;
+pub use graph::{Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
+pub use limits::Limits;
+pub use mutation::{apply, reproduce, Applied, Invalidated, Mutation, MutationError, Reproduction};
+pub use reference::ReferenceNet;
+pub use shape::Shape;
+pub use tensors::{TensorRole, TensorSpec};
+pub use walk::{seeded_rng, walk, SeededRng, WalkReport};

@@ -1,0 +1,729 @@
+//! The eleven mutations of the paper, each applied to a copy of the parent, never to the
+//! parent itself, and the drawing of mutations for one reproduction.
+//!
+//! A mutation that cannot apply (nothing to remove, a value that would leave its limits,
+//! a child that fails validation) is a typed [`MutationError`]; [`reproduce`] then draws
+//! another.
+
+use crate::analysis::Analysis;
+use crate::error::GenomeError;
+use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, Vertex, VertexKind};
+use crate::limits::Limits;
+use crate::tensors::{bn_tensor_names, conv_kernel_name};
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// One of the paper's eleven mutations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING-KEBAB-CASE")]
+pub enum Mutation {
+    /// Multiplies the learning rate by 2^u, u uniform in [-1, 1].
+    AlterLearningRate,
+    /// Changes nothing: the child keeps training the parent's weights.
+    Identity,
+    /// Keeps the architecture, discards every weight.
+    ResetWeights,
+    /// Inserts a 3x3 convolution (stride 1 or 2, as many channels as its input, BN_RELU
+    /// or not) at a random place on the backbone.
+    InsertConvolution,
+    /// Removes a convolution.
+    RemoveConvolution,
+    /// Halves or doubles a convolution's stride.
+    AlterStride,
+    /// Sets a convolution's channels uniformly between half and double.
+    AlterNumberOfChannels,
+    /// Changes a convolution's filter height or width by two (kept odd).
+    FilterSize,
+    /// Inserts a new vertex on the backbone joined by an identity edge.
+    InsertOneToOne,
+    /// Adds an identity edge between two backbone vertices.
+    AddSkip,
+    /// Removes a skip edge.
+    RemoveSkip,
+}
+
+impl Mutation {
+    /// All eleven, in the paper's order.
+    pub const ALL: [Mutation; 11] = [
+        Mutation::AlterLearningRate,
+        Mutation::Identity,
+        Mutation::ResetWeights,
+        Mutation::InsertConvolution,
+        Mutation::RemoveConvolution,
+        Mutation::AlterStride,
+        Mutation::AlterNumberOfChannels,
+        Mutation::FilterSize,
+        Mutation::InsertOneToOne,
+        Mutation::AddSkip,
+        Mutation::RemoveSkip,
+    ];
+
+    /// The paper's name, e.g. `ALTER-LEARNING-RATE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::AlterLearningRate => "ALTER-LEARNING-RATE",
+            Mutation::Identity => "IDENTITY",
+            Mutation::ResetWeights => "RESET-WEIGHTS",
+            Mutation::InsertConvolution => "INSERT-CONVOLUTION",
+            Mutation::RemoveConvolution => "REMOVE-CONVOLUTION",
+            Mutation::AlterStride => "ALTER-STRIDE",
+            Mutation::AlterNumberOfChannels => "ALTER-NUMBER-OF-CHANNELS",
+            Mutation::FilterSize => "FILTER-SIZE",
+            Mutation::InsertOneToOne => "INSERT-ONE-TO-ONE",
+            Mutation::AddSkip => "ADD-SKIP",
+            Mutation::RemoveSkip => "REMOVE-SKIP",
+        }
+    }
+}
+
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A mutation name that is not one of the eleven.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown mutation {0:?}")]
+pub struct UnknownMutation(pub String);
+
+impl FromStr for Mutation {
+    type Err = UnknownMutation;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mutation::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownMutation(s.to_string()))
+    }
+}
+
+/// Which of the parent's tensors a mutation made worthless, beyond those whose shape no
+/// longer matches (shape mismatches are never inherited anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Invalidated {
+    /// Every tensor (RESET-WEIGHTS).
+    All,
+    /// These tensors, by name.
+    Tensors(Vec<String>),
+}
+
+impl Invalidated {
+    /// Nothing invalidated.
+    pub fn none() -> Self {
+        Invalidated::Tensors(Vec::new())
+    }
+
+    /// Whether the tensor called `name` was invalidated.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Invalidated::All => true,
+            Invalidated::Tensors(names) => names.iter().any(|n| n == name),
+        }
+    }
+
+    /// Adds what `other` invalidated.
+    pub fn merge(&mut self, other: Invalidated) {
+        match (&mut *self, other) {
+            (Invalidated::All, _) => {}
+            (_, Invalidated::All) => *self = Invalidated::All,
+            (Invalidated::Tensors(a), Invalidated::Tensors(b)) => a.extend(b),
+        }
+    }
+}
+
+/// A mutation that was applied, and what it invalidated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Which mutation.
+    pub mutation: Mutation,
+    /// Tensors the child must not inherit.
+    pub invalidated: Invalidated,
+}
+
+/// Why a mutation could not apply.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum MutationError {
+    /// The mutation has nothing to act on, or its value would leave its range.
+    #[error("{mutation} does not apply: {reason}")]
+    NotApplicable {
+        /// Which mutation.
+        mutation: Mutation,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The mutated copy broke a rule or a limit.
+    #[error("{mutation} made an invalid child: {source}")]
+    ChildInvalid {
+        /// Which mutation.
+        mutation: Mutation,
+        /// The rule it broke.
+        source: GenomeError,
+    },
+    /// The parent itself is invalid.
+    #[error("the parent is invalid: {0}")]
+    ParentInvalid(GenomeError),
+    /// No mutation applied after this many draws.
+    #[error("no mutation applied after {0} draws")]
+    Exhausted(usize),
+}
+
+impl MutationError {
+    /// The mutation that failed, if the failure belongs to one.
+    pub fn mutation(&self) -> Option<Mutation> {
+        match self {
+            MutationError::NotApplicable { mutation, .. }
+            | MutationError::ChildInvalid { mutation, .. } => Some(*mutation),
+            _ => None,
+        }
+    }
+}
+
+fn not_applicable(mutation: Mutation, reason: &'static str) -> MutationError {
+    MutationError::NotApplicable { mutation, reason }
+}
+
+fn random_kind(rng: &mut impl Rng) -> VertexKind {
+    if rng.random_bool(0.5) {
+        VertexKind::BnRelu
+    } else {
+        VertexKind::Linear
+    }
+}
+
+/// Applies `mutation` to a copy of `parent` and validates the copy. Returns the child,
+/// its analysis, and what the mutation invalidated.
+pub fn apply(
+    parent: &Genome,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    limits: &Limits,
+) -> Result<(Genome, Analysis, Applied), MutationError> {
+    let parent_analysis = parent
+        .analyze(limits)
+        .map_err(MutationError::ParentInvalid)?;
+    apply_analyzed(parent, &parent_analysis, mutation, rng, limits)
+}
+
+/// [`apply`] for a parent whose analysis is at hand.
+fn apply_analyzed(
+    parent: &Genome,
+    parent_analysis: &Analysis,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    limits: &Limits,
+) -> Result<(Genome, Analysis, Applied), MutationError> {
+    let mut child = parent.clone();
+    let invalidated = mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?;
+    let analysis = child
+        .analyze(limits)
+        .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
+    Ok((
+        child,
+        analysis,
+        Applied {
+            mutation,
+            invalidated,
+        },
+    ))
+}
+
+fn conv_edges(g: &Genome) -> Vec<Id> {
+    g.edges
+        .iter()
+        .filter(|e| e.op.conv().is_some())
+        .map(|e| e.id)
+        .collect()
+}
+
+fn conv_mut(g: &mut Genome, id: Id) -> &mut Conv {
+    match g.edges.iter_mut().find(|e| e.id == id).map(|e| &mut e.op) {
+        Some(EdgeOp::Conv(c)) => c,
+        _ => unreachable!("edge {id} was chosen among the convolutions"),
+    }
+}
+
+/// Splits a random backbone edge u->v into u->w (a new primary edge with `op`) and w->v
+/// (the old edge, keeping its id and so its weights).
+fn split_backbone_edge(
+    g: &mut Genome,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    op: impl FnOnce(&mut Genome, Id) -> EdgeOp,
+) -> Result<(), MutationError> {
+    let edges = g.backbone_edges();
+    let &chosen = edges
+        .choose(rng)
+        .ok_or_else(|| not_applicable(mutation, "the backbone has no edge"))?;
+    let from = g
+        .edge(chosen)
+        .map(|e| e.from)
+        .expect("backbone edge exists");
+    let w = g.fresh_id();
+    let kind = random_kind(rng);
+    let new_edge = g.fresh_id();
+    let op = op(g, from);
+    g.vertices.push(Vertex { id: w, kind });
+    if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
+        e.from = w;
+    }
+    g.edges.push(Edge {
+        id: new_edge,
+        from,
+        to: w,
+        primary: true,
+        op,
+    });
+    Ok(())
+}
+
+fn mutate_in_place(
+    g: &mut Genome,
+    analysis: &Analysis,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    limits: &Limits,
+) -> Result<Invalidated, MutationError> {
+    match mutation {
+        Mutation::AlterLearningRate => {
+            let u: f64 = rng.random_range(-1.0..=1.0);
+            let lr = g.learning_rate * 2f64.powf(u);
+            if !(lr >= limits.min_learning_rate && lr <= limits.max_learning_rate) {
+                return Err(not_applicable(
+                    mutation,
+                    "the learning rate would leave its limits",
+                ));
+            }
+            g.learning_rate = lr;
+            Ok(Invalidated::none())
+        }
+        Mutation::Identity => Ok(Invalidated::none()),
+        Mutation::ResetWeights => Ok(Invalidated::All),
+        Mutation::InsertConvolution => {
+            let stride = if rng.random_bool(0.5) { 1 } else { 2 };
+            split_backbone_edge(g, mutation, rng, |_, from| {
+                EdgeOp::Conv(Conv {
+                    filter_h: 3,
+                    filter_w: 3,
+                    stride,
+                    channels: analysis.vertex_shapes[&from].c,
+                })
+            })?;
+            Ok(Invalidated::none())
+        }
+        Mutation::InsertOneToOne => {
+            split_backbone_edge(g, mutation, rng, |_, _| EdgeOp::Identity)?;
+            Ok(Invalidated::none())
+        }
+        Mutation::RemoveConvolution => {
+            let &id = conv_edges(g)
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no convolution"))?;
+            let edge = *g.edge(id).expect("chosen among the edges");
+            let target = edge.to;
+            let sole_input = g.incoming(target).count() == 1;
+            let mut invalidated = vec![conv_kernel_name(id)];
+            if edge.primary && sole_input && target != g.output_vertex {
+                // Contract: the target vertex goes, its outputs now leave the source.
+                g.edges.retain(|e| e.id != id);
+                g.vertices.retain(|v| v.id != target);
+                for e in g.edges.iter_mut().filter(|e| e.from == target) {
+                    e.from = edge.from;
+                }
+                invalidated.extend(bn_tensor_names(target));
+            } else {
+                // The target has other inputs (or is the output): keep it, feed it as is.
+                let new_id = g.fresh_id();
+                if let Some(e) = g.edges.iter_mut().find(|e| e.id == id) {
+                    e.op = EdgeOp::Identity;
+                    e.id = new_id;
+                }
+            }
+            Ok(Invalidated::Tensors(invalidated))
+        }
+        Mutation::AlterStride => {
+            let &id = conv_edges(g)
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no convolution"))?;
+            let conv = conv_mut(g, id);
+            let mut options = Vec::with_capacity(2);
+            if conv.stride > 1 {
+                options.push(conv.stride / 2);
+            }
+            if conv.stride < limits.max_stride {
+                options.push(conv.stride * 2);
+            }
+            let &stride = options
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "no other stride is allowed"))?;
+            conv.stride = stride;
+            Ok(Invalidated::none())
+        }
+        Mutation::AlterNumberOfChannels => {
+            let &id = conv_edges(g)
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no convolution"))?;
+            let conv = conv_mut(g, id);
+            let low = conv.channels.div_ceil(2).max(1);
+            let high = conv.channels.saturating_mul(2).min(limits.max_channels);
+            if low >= high {
+                return Err(not_applicable(
+                    mutation,
+                    "no other channel count is allowed",
+                ));
+            }
+            // Uniform over [low, high] without the current value.
+            let mut channels = rng.random_range(low..high);
+            if channels >= conv.channels {
+                channels += 1;
+            }
+            conv.channels = channels;
+            let target = g.edge(id).map(|e| e.to).expect("chosen among the edges");
+            let mut names = vec![conv_kernel_name(id)];
+            names.extend(bn_tensor_names(target));
+            Ok(Invalidated::Tensors(names))
+        }
+        Mutation::FilterSize => {
+            let &id = conv_edges(g)
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no convolution"))?;
+            let vertical = rng.random_bool(0.5);
+            let conv = conv_mut(g, id);
+            let size = if vertical {
+                &mut conv.filter_h
+            } else {
+                &mut conv.filter_w
+            };
+            let mut options = Vec::with_capacity(2);
+            if *size > 1 {
+                options.push(*size - 2);
+            }
+            if *size + 2 <= limits.max_filter {
+                options.push(*size + 2);
+            }
+            let &new = options
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "no other filter size is allowed"))?;
+            *size = new;
+            Ok(Invalidated::Tensors(vec![conv_kernel_name(id)]))
+        }
+        Mutation::AddSkip => {
+            let backbone = g.backbone();
+            let existing: BTreeSet<(Id, Id)> = g.edges.iter().map(|e| (e.from, e.to)).collect();
+            let mut pairs = Vec::new();
+            for (i, &a) in backbone.iter().enumerate() {
+                for &b in &backbone[i + 1..] {
+                    if !existing.contains(&(a, b)) {
+                        pairs.push((a, b));
+                    }
+                }
+            }
+            let &(from, to) = pairs
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "every backbone pair is joined"))?;
+            let id = g.fresh_id();
+            g.edges.push(Edge {
+                id,
+                from,
+                to,
+                primary: false,
+                op: EdgeOp::Identity,
+            });
+            Ok(Invalidated::none())
+        }
+        Mutation::RemoveSkip => {
+            let skips: Vec<Id> = g
+                .edges
+                .iter()
+                .filter(|e| !e.primary)
+                .map(|e| e.id)
+                .collect();
+            let &id = skips
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no skip edge"))?;
+            g.edges.retain(|e| e.id != id);
+            Ok(Invalidated::Tensors(vec![conv_kernel_name(id)]))
+        }
+    }
+}
+
+/// Draws before [`reproduce`] gives up on one mutation slot. IDENTITY always applies, so
+/// with uniform draws this is never reached in practice.
+pub const MAX_DRAWS: usize = 1000;
+
+/// A child and how it was made.
+#[derive(Debug, Clone)]
+pub struct Reproduction {
+    /// The mutated copy.
+    pub child: Genome,
+    /// Its analysis (the child is valid).
+    pub analysis: Analysis,
+    /// The mutations applied, in order.
+    pub applied: Vec<Applied>,
+    /// The mutations drawn that could not apply, with why.
+    pub failed: Vec<MutationError>,
+}
+
+impl Reproduction {
+    /// Everything the applied mutations invalidated.
+    pub fn invalidated(&self) -> Invalidated {
+        let mut all = Invalidated::none();
+        for a in &self.applied {
+            all.merge(a.invalidated.clone());
+        }
+        all
+    }
+}
+
+/// Makes a child of `parent` by `mutations` mutations, each drawn uniformly among the
+/// eleven; one that cannot apply is recorded and another drawn.
+pub fn reproduce(
+    parent: &Genome,
+    mutations: usize,
+    rng: &mut impl Rng,
+    limits: &Limits,
+) -> Result<Reproduction, MutationError> {
+    let mut current = parent.clone();
+    let mut analysis = parent
+        .analyze(limits)
+        .map_err(MutationError::ParentInvalid)?;
+    let mut applied = Vec::with_capacity(mutations);
+    let mut failed = Vec::new();
+    for _ in 0..mutations {
+        let mut done = false;
+        for _ in 0..MAX_DRAWS {
+            let m = *Mutation::ALL.choose(rng).expect("eleven mutations");
+            match apply_analyzed(&current, &analysis, m, rng, limits) {
+                Ok((child, child_analysis, a)) => {
+                    current = child;
+                    analysis = child_analysis;
+                    applied.push(a);
+                    done = true;
+                    break;
+                }
+                Err(e) => failed.push(e),
+            }
+        }
+        if !done {
+            return Err(MutationError::Exhausted(MAX_DRAWS));
+        }
+    }
+    Ok(Reproduction {
+        child: current,
+        analysis,
+        applied,
+        failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::InputShape;
+    use crate::reference::ReferenceNet;
+    use crate::walk::seeded_rng;
+
+    fn small() -> Genome {
+        ReferenceNet::Small.genome(InputShape::CIFAR, 10)
+    }
+
+    fn initial() -> Genome {
+        Genome::initial(InputShape::CIFAR, 10)
+    }
+
+    fn run(parent: &Genome, m: Mutation, seed: u64) -> Result<(Genome, Applied), MutationError> {
+        let mut rng = seeded_rng(seed);
+        apply(parent, m, &mut rng, &Limits::default()).map(|(g, _, a)| (g, a))
+    }
+
+    fn convs(g: &Genome) -> Vec<Conv> {
+        g.edges
+            .iter()
+            .filter_map(|e| e.op.conv().copied())
+            .collect()
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in Mutation::ALL {
+            assert_eq!(m.name().parse::<Mutation>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.name()));
+        }
+        assert!("GROW".parse::<Mutation>().is_err());
+    }
+
+    #[test]
+    fn alter_learning_rate_stays_within_a_factor_of_two() {
+        let parent = initial();
+        for seed in 0..50 {
+            let (child, a) = run(&parent, Mutation::AlterLearningRate, seed).unwrap();
+            let ratio = child.learning_rate / parent.learning_rate;
+            assert!((0.5..=2.0).contains(&ratio), "ratio {ratio}");
+            assert_eq!(a.invalidated, Invalidated::none());
+            assert_eq!(child.edges, parent.edges);
+        }
+        let mut at_limit = initial();
+        at_limit.learning_rate = Limits::default().max_learning_rate;
+        let failures = (0..50)
+            .filter(|&s| run(&at_limit, Mutation::AlterLearningRate, s).is_err())
+            .count();
+        assert!(failures > 0, "raising a rate at its limit must fail");
+    }
+
+    #[test]
+    fn identity_and_reset_keep_the_architecture() {
+        let parent = small();
+        let (child, a) = run(&parent, Mutation::Identity, 1).unwrap();
+        assert_eq!(child, parent);
+        assert_eq!(a.invalidated, Invalidated::none());
+        let (child, a) = run(&parent, Mutation::ResetWeights, 1).unwrap();
+        assert_eq!(child, parent);
+        assert_eq!(a.invalidated, Invalidated::All);
+        assert!(a.invalidated.contains("head.weight"));
+    }
+
+    #[test]
+    fn insert_convolution_adds_a_3x3_conv_with_its_input_channels() {
+        let parent = initial();
+        let mut strides = BTreeSet::new();
+        for seed in 0..20 {
+            let (child, _) = run(&parent, Mutation::InsertConvolution, seed).unwrap();
+            assert_eq!(child.vertices.len(), 3);
+            let c = convs(&child);
+            assert_eq!(c.len(), 1);
+            assert_eq!((c[0].filter_h, c[0].filter_w, c[0].channels), (3, 3, 3));
+            strides.insert(c[0].stride);
+            assert_eq!(child.backbone().len(), 3);
+            // The old edge keeps its id (and so its weights).
+            assert!(child.edge(2).is_some());
+        }
+        assert_eq!(strides, BTreeSet::from([1, 2]));
+        // The parent is untouched.
+        assert_eq!(parent, initial());
+    }
+
+    #[test]
+    fn remove_convolution_needs_one_and_removes_it() {
+        assert!(matches!(
+            run(&initial(), Mutation::RemoveConvolution, 0),
+            Err(MutationError::NotApplicable { .. })
+        ));
+        let parent = small();
+        for seed in 0..10 {
+            let (child, a) = run(&parent, Mutation::RemoveConvolution, seed).unwrap();
+            assert_eq!(child.conv_count(), 2);
+            match a.invalidated {
+                Invalidated::Tensors(names) => assert!(names[0].starts_with("conv.e")),
+                Invalidated::All => panic!("only the removed conv is invalidated"),
+            }
+        }
+    }
+
+    #[test]
+    fn alter_stride_halves_or_doubles() {
+        assert!(run(&initial(), Mutation::AlterStride, 0).is_err());
+        let parent = small();
+        for seed in 0..20 {
+            let (child, _) = run(&parent, Mutation::AlterStride, seed).unwrap();
+            let changed: Vec<_> = convs(&parent)
+                .into_iter()
+                .zip(convs(&child))
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert_eq!(changed.len(), 1);
+            let (a, b) = changed[0];
+            assert!(b.stride == a.stride * 2 || b.stride * 2 == a.stride);
+        }
+    }
+
+    #[test]
+    fn alter_channels_stays_between_half_and_double() {
+        let parent = small();
+        for seed in 0..50 {
+            let (child, a) = run(&parent, Mutation::AlterNumberOfChannels, seed).unwrap();
+            let changed: Vec<_> = convs(&parent)
+                .into_iter()
+                .zip(convs(&child))
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert_eq!(changed.len(), 1);
+            let (old, new) = changed[0];
+            assert!(new.channels >= old.channels.div_ceil(2) && new.channels <= old.channels * 2);
+            assert!(matches!(a.invalidated, Invalidated::Tensors(ref n) if n.len() == 5));
+        }
+    }
+
+    #[test]
+    fn filter_size_changes_one_side_by_two() {
+        let parent = small();
+        let mut sides = BTreeSet::new();
+        for seed in 0..30 {
+            let (child, a) = run(&parent, Mutation::FilterSize, seed).unwrap();
+            let changed: Vec<_> = convs(&parent)
+                .into_iter()
+                .zip(convs(&child))
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert_eq!(changed.len(), 1);
+            let (old, new) = changed[0];
+            if old.filter_h != new.filter_h {
+                assert_eq!(old.filter_w, new.filter_w);
+                assert_eq!(old.filter_h.abs_diff(new.filter_h), 2);
+                sides.insert("h");
+            } else {
+                assert_eq!(old.filter_w.abs_diff(new.filter_w), 2);
+                sides.insert("w");
+            }
+            assert!(new.filter_h % 2 == 1 && new.filter_w % 2 == 1);
+            assert!(matches!(a.invalidated, Invalidated::Tensors(ref n) if n.len() == 1));
+        }
+        assert_eq!(sides.len(), 2);
+    }
+
+    #[test]
+    fn insert_one_to_one_adds_a_vertex_and_an_identity_edge() {
+        let parent = small();
+        let (child, _) = run(&parent, Mutation::InsertOneToOne, 3).unwrap();
+        assert_eq!(child.vertices.len(), parent.vertices.len() + 1);
+        assert_eq!(child.edges.len(), parent.edges.len() + 1);
+        assert_eq!(child.conv_count(), parent.conv_count());
+        assert_eq!(child.backbone().len(), parent.backbone().len() + 1);
+    }
+
+    #[test]
+    fn skips_are_added_between_backbone_vertices_and_removed() {
+        // Two vertices joined already: no skip possible.
+        assert!(run(&initial(), Mutation::AddSkip, 0).is_err());
+        assert!(run(&small(), Mutation::RemoveSkip, 0).is_err());
+        let parent = small();
+        let (child, _) = run(&parent, Mutation::AddSkip, 5).unwrap();
+        let skip = child.edges.iter().find(|e| !e.primary).unwrap();
+        let backbone = child.backbone();
+        let pos = |v| backbone.iter().position(|&b| b == v).unwrap();
+        assert!(pos(skip.from) + 1 < pos(skip.to));
+        assert_eq!(skip.op, EdgeOp::Identity);
+        let (back, _) = run(&child, Mutation::RemoveSkip, 5).unwrap();
+        assert_eq!(back.edges, parent.edges);
+    }
+
+    #[test]
+    fn reproduce_draws_until_the_count_is_applied() {
+        let mut rng = seeded_rng(11);
+        let r = reproduce(&initial(), 3, &mut rng, &Limits::default()).unwrap();
+        assert_eq!(r.applied.len(), 3);
+        assert!(r.child.validate().is_ok());
+    }
+
+    #[test]
+    fn same_seed_same_child() {
+        let a = reproduce(&small(), 2, &mut seeded_rng(9), &Limits::default()).unwrap();
+        let b = reproduce(&small(), 2, &mut seeded_rng(9), &Limits::default()).unwrap();
+        assert_eq!(a.child, b.child);
+        assert_eq!(a.applied, b.applied);
+    }
+}

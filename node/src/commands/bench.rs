@@ -1,0 +1,52 @@
+//! `evo bench train`: the speed benchmark of the reference nets.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use genome::ReferenceNet;
+use trainer::bench::{bench, BenchLength};
+
+/// Subcommands of `evo bench`.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Train a reference net on random in-memory data, as torch_reference.py does, and
+    /// print steps/s and images/s as a JSON line.
+    Train(BenchTrainArgs),
+}
+
+/// Options of `evo bench train`.
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    /// linear, small, mid or large (repeat for several; one JSON line each).
+    #[arg(long, required = true)]
+    net: Vec<ReferenceNet>,
+    /// Timed steps (instead of --seconds).
+    #[arg(long, conflicts_with = "seconds")]
+    steps: Option<u64>,
+    /// Timed seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Images per step.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// Runs one `evo bench` subcommand.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Train(args) => {
+            let device = trainer::device::open(&args.device)?;
+            let length = match args.steps {
+                Some(n) => BenchLength::Steps(n),
+                None => BenchLength::Seconds(args.seconds),
+            };
+            for net in args.net {
+                let report = bench(net, &device, args.batch.max(1), length)?;
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `evo train`: train one individual on a data set and report its scores.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use genome::{Invalidated, TrainingCost};
+use std::path::PathBuf;
+use trainer::data::{LabelMode, LoadOptions};
+use trainer::individual::{self, ModelMeta};
+use trainer::{Network, Task, TrainConfig};
+
+/// Options of `evo train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Genome JSON file.
+    #[arg(long)]
+    genome: PathBuf,
+    /// Data set folder (CIFAR binary, image folder or IDX files).
+    #[arg(long)]
+    data: PathBuf,
+    /// SGD steps.
+    #[arg(long, default_value_t = 25_600)]
+    steps: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Save the trained model (genome, weights, scores) into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Start from the weights of the model in this folder (tensors whose name and shape
+    /// match are inherited).
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Training images held out for validation.
+    #[arg(long, default_value_t = 5000)]
+    validation: usize,
+    /// Seed of the validation split.
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+    /// Seed of initialization, batch order and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Turn off augmentation (random crop and flip).
+    #[arg(long)]
+    no_augment: bool,
+    /// CIFAR-100 labels: fine or coarse.
+    #[arg(long, default_value = "fine")]
+    labels: String,
+    /// Report progress every this many steps.
+    #[arg(long, default_value_t = 100)]
+    log_every: u64,
+    /// Print only the final JSON line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Parses a CIFAR-100 label mode.
+pub fn label_mode(s: &str) -> Result<LabelMode> {
+    match s {
+        "fine" => Ok(LabelMode::Fine),
+        "coarse" => Ok(LabelMode::Coarse),
+        other => anyhow::bail!("--labels must be fine or coarse, not {other:?}"),
+    }
+}
+
+/// Runs `evo train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let genome = super::genome::read_genome(&args.genome)?;
+    let device = trainer::device::open(&args.device)?;
+    let options = LoadOptions {
+        label_mode: label_mode(&args.labels)?,
+        ..LoadOptions::default()
+    };
+    let load_start = std::time::Instant::now();
+    let dataset = trainer::data::load(&args.data, &options)
+        .with_context(|| format!("loading the data set at {}", args.data.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "data: {} ({} train, {} test images of {}x{}x{}, {} classes) in {:.1} s",
+            dataset.name,
+            dataset.train.len(),
+            dataset.test.len(),
+            dataset.height,
+            dataset.width,
+            dataset.channels,
+            dataset.num_classes(),
+            load_start.elapsed().as_secs_f64()
+        );
+    }
+    let task = Task::new(&dataset, args.validation, args.split_seed)?;
+    let parent = match &args.init_from {
+        Some(dir) => Some(
+            trainer::individual::load_tensors(dir, &device)
+                .with_context(|| format!("reading the weights in {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let (net, inheritance) = Network::new(
+        &genome,
+        &device,
+        parent.as_ref(),
+        &Invalidated::none(),
+        args.seed,
+    )?;
+    task.check(&net)?;
+    let config = TrainConfig {
+        steps: args.steps,
+        batch: args.batch,
+        sgd: trainer::optim::SgdConfig {
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
+        augment: trainer::batch::AugmentConfig {
+            enabled: !args.no_augment,
+            ..Default::default()
+        },
+        log_every: if args.quiet { 0 } else { args.log_every },
+        seed: args.seed,
+    };
+    let outcome = trainer::train::train(&net, &task, &config, |p| {
+        eprintln!(
+            "step {:>6}/{} loss {:.4} {:.0} img/s",
+            p.step, p.steps, p.loss, p.images_per_s
+        );
+    })?;
+    let val_accuracy = task.validation_accuracy(&net)?;
+    let test_accuracy = task.test_accuracy(&net)?;
+    let cost = TrainingCost::new(
+        net.analysis().cost.forward_flops,
+        args.batch as u64,
+        outcome.steps,
+        task.validation.len() as u64,
+    );
+    if let Some(out) = &args.out {
+        let meta = ModelMeta {
+            normalization: task.norm.clone(),
+            steps: outcome.steps,
+            val_accuracy: Some(val_accuracy),
+            test_accuracy: Some(test_accuracy),
+            dataset: dataset.name.clone(),
+        };
+        individual::save(out, &genome, net.weights(), &meta)
+            .with_context(|| format!("saving the model to {}", out.display()))?;
+    }
+    let line = serde_json::json!({
+        "steps": outcome.steps,
+        "seconds": outcome.seconds,
+        "train_loss": outcome.train_loss,
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "inherited": inheritance.inherited,
+        "fresh": inheritance.fresh,
+        "flops": cost.total(),
+        "params": net.analysis().cost.params,
+        "learning_rate": genome.learning_rate,
+        "images_per_s": outcome.images_per_s,
+        "diverged": outcome.diverged,
+        "device": trainer::device::describe(&device),
+    });
+    println!("{line}");
+    Ok(())
+}

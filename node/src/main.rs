@@ -1,0 +1,47 @@
+//! `evo`: evolve image classifiers. This file parses the command line and dispatches to
+//! one module per command group in [`commands`].
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Evolve image classifiers from trivial beginnings (Real et al., ICML 2017).
+#[derive(Parser)]
+#[command(name = "evo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and exercise genomes.
+    #[command(subcommand)]
+    Genome(commands::genome::GenomeCommand),
+    /// Train one individual and print its scores as a JSON line.
+    Train(commands::train::TrainArgs),
+    /// Speed benchmarks.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+    /// Data sets.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Genome(cmd) => commands::genome::run(cmd),
+        Command::Train(args) => commands::train::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(cmd) => commands::bench::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Data(cmd) => commands::data::run(cmd).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Turning stored u8 images into normalized f32 batches, with the standard augmentation:
+//! zero padding then a random crop (a random shift of up to `pad` pixels) and a random
+//! horizontal flip.
+
+use serde::{Deserialize, Serialize};
+
+/// Augmentation settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Whether to augment at all.
+    pub enabled: bool,
+    /// Padding, in pixels, before the random crop (0: no crop).
+    pub pad: u32,
+    /// Whether to flip horizontally at random.
+    pub flip: bool,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            enabled: true,
+            pad: 4,
+            flip: true,
+        }
+    }
+}
+
+/// Per-channel normalization: `x = (pixel / 255 - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mean of each channel, in [0, 1] pixel units.
+    pub mean: Vec<f32>,
+    /// Standard deviation of each channel.
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// No normalization beyond scaling to [0, 1].
+    pub fn unit(channels: usize) -> Self {
+        Normalization {
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
+    }
+
+    /// Per-channel mean and standard deviation of the images at `indices` (channel-major
+    /// images of `channels` x `pixels`).
+    pub fn measure(images: &[u8], channels: usize, pixels: usize, indices: &[usize]) -> Self {
+        let image_len = channels * pixels;
+        let mut sum = vec![0f64; channels];
+        let mut sq = vec![0f64; channels];
+        for &i in indices {
+            let img = &images[i * image_len..(i + 1) * image_len];
+            for c in 0..channels {
+                for &p in &img[c * pixels..(c + 1) * pixels] {
+                    let v = p as f64 / 255.0;
+                    sum[c] += v;
+                    sq[c] += v * v;
+                }
+            }
+        }
+        let n = (indices.len() * pixels).max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| ((s / n - m * m).max(1e-12)).sqrt().max(1e-3) as f32)
+            .collect();
+        Normalization {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        }
+    }
+}
+
+/// The geometry of the stored images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageDims {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl ImageDims {
+    /// Values in one image.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Whether an image has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One image's augmentation: a shift of the crop window and a flip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Augmentation {
+    /// Vertical shift of the crop, in [-pad, pad].
+    pub dy: i32,
+    /// Horizontal shift of the crop, in [-pad, pad].
+    pub dx: i32,
+    /// Whether to mirror left-right.
+    pub flip: bool,
+}
+
+impl Augmentation {
+    /// Draws one image's augmentation.
+    pub fn draw(config: &AugmentConfig, rng: &mut impl rand::Rng) -> Self {
+        if !config.enabled {
+            return Augmentation::default();
+        }
+        let p = config.pad as i32;
+        Augmentation {
+            dy: if p > 0 { rng.random_range(-p..=p) } else { 0 },
+            dx: if p > 0 { rng.random_range(-p..=p) } else { 0 },
+            flip: config.flip && rng.random_bool(0.5),
+        }
+    }
+}
+
+/// Writes the images at `indices` into `out` (`indices.len()` x C x H x W), normalized
+/// and augmented (one augmentation per image, or none). Pixels shifted in from outside
+/// the image are black (0) before normalization, as zero padding of the raw image.
+pub fn assemble(
+    images: &[u8],
+    dims: ImageDims,
+    indices: &[usize],
+    norm: &Normalization,
+    augment: Option<&[Augmentation]>,
+    out: &mut Vec<f32>,
+) {
+    let (c, h, w) = (dims.c, dims.h, dims.w);
+    let len = dims.len();
+    out.clear();
+    out.resize(indices.len() * len, 0.0);
+    let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+    let offset: Vec<f32> = norm
+        .mean
+        .iter()
+        .zip(&norm.std)
+        .map(|(m, s)| -m / s)
+        .collect();
+    for (b, &i) in indices.iter().enumerate() {
+        let src = &images[i * len..(i + 1) * len];
+        let dst = &mut out[b * len..(b + 1) * len];
+        let a = augment.map(|a| a[b]).unwrap_or_default();
+        for ch in 0..c {
+            let plane = &src[ch * h * w..(ch + 1) * h * w];
+            let out_plane = &mut dst[ch * h * w..(ch + 1) * h * w];
+            for y in 0..h {
+                let sy = y as i32 + a.dy;
+                for x in 0..w {
+                    let xx = if a.flip { w - 1 - x } else { x };
+                    let sx = xx as i32 + a.dx;
+                    let pixel = if sy >= 0 && sy < h as i32 && sx >= 0 && sx < w as i32 {
+                        plane[sy as usize * w + sx as usize]
+                    } else {
+                        0
+                    };
+                    out_plane[y * w + x] = pixel as f32 * scale[ch] + offset[ch];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_batches_are_scaled_and_normalized() {
+        let dims = ImageDims { c: 1, h: 2, w: 2 };
+        let images = [0u8, 255, 51, 102, 10, 20, 30, 40];
+        let norm = Normalization {
+            mean: vec![0.5],
+            std: vec![0.5],
+        };
+        let mut out = Vec::new();
+        assemble(&images, dims, &[0], &norm, None, &mut out);
+        assert_eq!(
+            out,
+            vec![-1.0, 1.0, 51.0 / 127.5 - 1.0, 102.0 / 127.5 - 1.0]
+        );
+    }
+
+    #[test]
+    fn shifts_pad_with_black_and_flips_mirror() {
+        let dims = ImageDims { c: 1, h: 2, w: 3 };
+        let images = [1u8, 2, 3, 4, 5, 6];
+        let norm = Normalization::unit(1);
+        let mut out = Vec::new();
+        let flip = [Augmentation {
+            dy: 0,
+            dx: 0,
+            flip: true,
+        }];
+        assemble(&images, dims, &[0], &norm, Some(&flip), &mut out);
+        let px: Vec<u8> = out.iter().map(|v| (v * 255.0).round() as u8).collect();
+        assert_eq!(px, vec![3, 2, 1, 6, 5, 4]);
+        let shift = [Augmentation {
+            dy: 1,
+            dx: -1,
+            flip: false,
+        }];
+        assemble(&images, dims, &[0], &norm, Some(&shift), &mut out);
+        let px: Vec<u8> = out.iter().map(|v| (v * 255.0).round() as u8).collect();
+        assert_eq!(px, vec![0, 4, 5, 0, 0, 0]);
+    }
+
+    #[test]
+    fn measured_normalization_matches_by_hand() {
+        let images = [0u8, 255, 255, 255];
+        let norm = Normalization::measure(&images, 2, 2, &[0]);
+        assert!((norm.mean[0] - 0.5).abs() < 1e-6 && (norm.std[0] - 0.5).abs() < 1e-6);
+        assert!((norm.mean[1] - 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,24 @@
+//! The trainer: turns any valid genome into a candle model, trains it with SGD and
+//! evaluates it, and reads the image data sets it learns from.
+//!
+//! It knows genomes (the `genome` crate) and tensors (candle), nothing of the network.
+//! [`network`] builds the model, [`weights`] holds its named tensors (initialization and
+//! inheritance), [`optim`] updates them, [`batch`] assembles augmented batches, [`train`]
+//! runs training and evaluation, [`individual`] saves and loads trained models, [`bench`]
+//! measures speed, [`data`] reads data sets and [`fetch`] downloads them.
+
+pub mod batch;
+pub mod bench;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod fetch;
+pub mod individual;
+pub mod network;
+pub mod optim;
+pub mod train;
+pub mod weights;
+
+pub use error::{Result, TrainError};
+pub use network::Network;
+pub use train::{Task, TrainConfig, TrainOutcome};

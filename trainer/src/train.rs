@@ -1,0 +1,374 @@
+//! Training and evaluation: SGD on augmented mini-batches at the genome's learning rate,
+//! accuracy on held-out images.
+
+use crate::batch::{assemble, AugmentConfig, Augmentation, ImageDims, Normalization};
+use crate::data::{validation_split, Dataset};
+use crate::error::{Result, TrainError};
+use crate::network::Network;
+use crate::optim::{Sgd, SgdConfig};
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How to train one individual.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// SGD steps.
+    pub steps: u64,
+    /// Images per step.
+    pub batch: usize,
+    /// Momentum and weight decay.
+    pub sgd: SgdConfig,
+    /// Augmentation.
+    pub augment: AugmentConfig,
+    /// Report progress every this many steps (0: never).
+    pub log_every: u64,
+    /// Seed of the batch order and augmentation.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 25_600,
+            batch: 50,
+            sgd: SgdConfig::default(),
+            augment: AugmentConfig::default(),
+            log_every: 100,
+            seed: 0,
+        }
+    }
+}
+
+/// The images a model learns from and is judged on: the data set, a deterministic
+/// validation hold-out from its training split, and the normalization measured on the
+/// remaining training images.
+#[derive(Debug)]
+pub struct Task<'a> {
+    /// The data set.
+    pub dataset: &'a Dataset,
+    /// Indices of training images used for training.
+    pub train: Vec<usize>,
+    /// Indices of training images held out for validation (the fitness).
+    pub validation: Vec<usize>,
+    /// Per-channel normalization.
+    pub norm: Normalization,
+}
+
+impl<'a> Task<'a> {
+    /// Holds `validation` training images out (chosen by `split_seed`) and measures the
+    /// normalization on the rest.
+    pub fn new(dataset: &'a Dataset, validation: usize, split_seed: u64) -> Result<Self> {
+        let (train, validation) = validation_split(dataset.train.len(), validation, split_seed)
+            .map_err(|e| TrainError::Mismatch(e.to_string()))?;
+        let dims = dims_of(dataset);
+        let norm = Normalization::measure(&dataset.train.images, dims.c, dims.h * dims.w, &train);
+        Ok(Task {
+            dataset,
+            train,
+            validation,
+            norm,
+        })
+    }
+
+    /// The stored images' geometry.
+    pub fn dims(&self) -> ImageDims {
+        dims_of(self.dataset)
+    }
+
+    /// Checks that a network fits this data set (image shape and class count).
+    pub fn check(&self, net: &Network) -> Result<()> {
+        let g = net.genome();
+        let d = self.dataset;
+        if (g.input.height, g.input.width, g.input.channels) != (d.height, d.width, d.channels) {
+            return Err(TrainError::Mismatch(format!(
+                "the genome takes {}x{}x{} images but the data set has {}x{}x{}",
+                g.input.height, g.input.width, g.input.channels, d.height, d.width, d.channels
+            )));
+        }
+        if g.classes as usize != d.num_classes() {
+            return Err(TrainError::Mismatch(format!(
+                "the genome has {} classes but the data set has {}",
+                g.classes,
+                d.num_classes()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn dims_of(d: &Dataset) -> ImageDims {
+    ImageDims {
+        c: d.channels as usize,
+        h: d.height as usize,
+        w: d.width as usize,
+    }
+}
+
+/// Where training stands, reported every `log_every` steps.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Progress {
+    /// Steps done.
+    pub step: u64,
+    /// Steps in all.
+    pub steps: u64,
+    /// Mean training loss since the last report.
+    pub loss: f64,
+    /// Training throughput since the last report.
+    pub images_per_s: f64,
+}
+
+/// What training did.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TrainOutcome {
+    /// Steps done (fewer than asked if the loss diverged).
+    pub steps: u64,
+    /// Wall time of the training loop.
+    pub seconds: f64,
+    /// Mean training loss over the last 100 steps (or fewer).
+    pub train_loss: f64,
+    /// Training throughput.
+    pub images_per_s: f64,
+    /// Whether training stopped because the loss became NaN or infinite.
+    pub diverged: bool,
+}
+
+/// Trains `net` on `task` for `config.steps` steps at the genome's learning rate.
+pub fn train(
+    net: &Network,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<TrainOutcome> {
+    task.check(net)?;
+    if task.train.is_empty() || config.batch == 0 {
+        return Err(TrainError::Mismatch(
+            "no training images or an empty batch".into(),
+        ));
+    }
+    let dims = task.dims();
+    let device = net.device().clone();
+    let lr = net.genome().learning_rate;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut order = task.train.clone();
+    let mut cursor = order.len();
+    let mut sgd = Sgd::new(config.sgd);
+    let mut buffer = Vec::new();
+    let mut batch_idx = Vec::with_capacity(config.batch);
+    let mut augs = Vec::with_capacity(config.batch);
+    let mut recent = std::collections::VecDeque::with_capacity(100);
+    let (mut window_loss, mut window_steps) = (0.0, 0u64);
+    let start = Instant::now();
+    let mut window_start = start;
+    let mut done = 0;
+    let mut diverged = false;
+    for step in 1..=config.steps {
+        batch_idx.clear();
+        augs.clear();
+        while batch_idx.len() < config.batch {
+            if cursor == order.len() {
+                order.shuffle(&mut rng);
+                cursor = 0;
+            }
+            batch_idx.push(order[cursor]);
+            cursor += 1;
+            augs.push(Augmentation::draw(&config.augment, &mut rng));
+        }
+        assemble(
+            &task.dataset.train.images,
+            dims,
+            &batch_idx,
+            &task.norm,
+            Some(&augs),
+            &mut buffer,
+        );
+        let x = Tensor::from_slice(&buffer, (config.batch, dims.c, dims.h, dims.w), &device)?;
+        let labels: Vec<u32> = batch_idx
+            .iter()
+            .map(|&i| task.dataset.train.labels[i])
+            .collect();
+        let y = Tensor::from_vec(labels, config.batch, &device)?;
+        let logits = net.forward(&x, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        done = step;
+        if !loss_value.is_finite() {
+            diverged = true;
+            break;
+        }
+        let grads = loss.backward()?;
+        sgd.step(net.weights(), &grads, lr)?;
+        if recent.len() == 100 {
+            recent.pop_front();
+        }
+        recent.push_back(loss_value);
+        window_loss += loss_value;
+        window_steps += 1;
+        if config.log_every > 0 && (step % config.log_every == 0 || step == config.steps) {
+            let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+            on_progress(&Progress {
+                step,
+                steps: config.steps,
+                loss: window_loss / window_steps as f64,
+                images_per_s: (window_steps as usize * config.batch) as f64 / secs,
+            });
+            window_loss = 0.0;
+            window_steps = 0;
+            window_start = Instant::now();
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let train_loss = if recent.is_empty() {
+        f64::NAN
+    } else {
+        recent.iter().sum::<f64>() / recent.len() as f64
+    };
+    Ok(TrainOutcome {
+        steps: done,
+        seconds,
+        train_loss,
+        images_per_s: (done as usize * config.batch) as f64 / seconds.max(1e-9),
+        diverged,
+    })
+}
+
+/// Batch size used for evaluation.
+pub const EVAL_BATCH: usize = 500;
+
+/// Accuracy of `net` (evaluation mode) on the images at `indices` of a split.
+pub fn accuracy(
+    net: &Network,
+    images: &[u8],
+    labels: &[u32],
+    indices: &[usize],
+    dims: ImageDims,
+    norm: &Normalization,
+) -> Result<f64> {
+    if indices.is_empty() {
+        return Ok(0.0);
+    }
+    let mut correct = 0usize;
+    let mut buffer = Vec::new();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        assemble(images, dims, chunk, norm, None, &mut buffer);
+        let x = Tensor::from_slice(&buffer, (chunk.len(), dims.c, dims.h, dims.w), net.device())?;
+        let predicted = net.predict(&x)?;
+        correct += predicted
+            .iter()
+            .zip(chunk)
+            .filter(|(p, &i)| **p == labels[i])
+            .count();
+    }
+    Ok(correct as f64 / indices.len() as f64)
+}
+
+impl Task<'_> {
+    /// Validation accuracy: the fitness.
+    pub fn validation_accuracy(&self, net: &Network) -> Result<f64> {
+        let s = &self.dataset.train;
+        accuracy(
+            net,
+            &s.images,
+            &s.labels,
+            &self.validation,
+            self.dims(),
+            &self.norm,
+        )
+    }
+
+    /// Test accuracy, which evolution never sees.
+    pub fn test_accuracy(&self, net: &Network) -> Result<f64> {
+        let s = &self.dataset.test;
+        let all: Vec<usize> = (0..s.labels.len()).collect();
+        accuracy(net, &s.images, &s.labels, &all, self.dims(), &self.norm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Split;
+    use candle_core::Device;
+    use genome::{Genome, InputShape, Invalidated};
+    use rand::Rng;
+
+    /// 8x8 RGB images whose class is which colour channel is bright.
+    fn colours(n: usize, seed: u64) -> Split {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut images = Vec::with_capacity(n * 192);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let class = (i % 3) as u32;
+            for c in 0..3u32 {
+                for _ in 0..64 {
+                    let base = if c == class { 150 } else { 40 };
+                    images.push(base + rng.random_range(0..60u8));
+                }
+            }
+            labels.push(class);
+        }
+        Split { images, labels }
+    }
+
+    fn dataset() -> Dataset {
+        Dataset {
+            name: "colours".into(),
+            classes: vec!["r".into(), "g".into(), "b".into()],
+            height: 8,
+            width: 8,
+            channels: 3,
+            train: colours(300, 1),
+            test: colours(90, 2),
+        }
+    }
+
+    #[test]
+    fn the_initial_linear_classifier_learns_an_easy_task() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        assert_eq!(task.train.len(), 240);
+        let g = Genome::initial(
+            InputShape {
+                height: 8,
+                width: 8,
+                channels: 3,
+            },
+            3,
+        );
+        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
+        let before = task.validation_accuracy(&net).unwrap();
+        let config = TrainConfig {
+            steps: 40,
+            batch: 20,
+            log_every: 10,
+            ..TrainConfig::default()
+        };
+        let mut reports = 0;
+        let outcome = train(&net, &task, &config, |_| reports += 1).unwrap();
+        assert_eq!(reports, 4);
+        assert_eq!(outcome.steps, 40);
+        assert!(!outcome.diverged);
+        let val = task.validation_accuracy(&net).unwrap();
+        let test = task.test_accuracy(&net).unwrap();
+        assert!(
+            val > 0.95 && test > 0.95,
+            "before {before}, val {val}, test {test}"
+        );
+    }
+
+    #[test]
+    fn a_network_of_the_wrong_shape_is_refused() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        let g = Genome::initial(InputShape::CIFAR, 3);
+        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
+        assert!(matches!(
+            train(&net, &task, &TrainConfig::default(), |_| {}),
+            Err(TrainError::Mismatch(_))
+        ));
+    }
+}
