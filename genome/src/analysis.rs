@@ -6,7 +6,7 @@ use crate::error::GenomeError;
 use crate::graph::{EdgeOp, Genome, Id, VertexKind};
 use crate::limits::Limits;
 use crate::shape::{strided_side, Shape};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A validated genome's derived facts.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,10 +73,10 @@ impl Genome {
             });
         }
 
-        // Ids.
-        let mut vertex_ids = BTreeSet::new();
-        for v in &self.vertices {
-            if !vertex_ids.insert(v.id) {
+        // Ids, and each vertex's position in `self.vertices`.
+        let mut index: HashMap<Id, usize> = HashMap::with_capacity(self.vertices.len());
+        for (i, v) in self.vertices.iter().enumerate() {
+            if index.insert(v.id, i).is_some() {
                 return Err(GenomeError::DuplicateId {
                     what: "vertex",
                     id: v.id,
@@ -89,7 +89,7 @@ impl Genome {
                 });
             }
         }
-        let mut edge_ids = BTreeSet::new();
+        let mut edge_ids = HashSet::with_capacity(self.edges.len());
         for e in &self.edges {
             if !edge_ids.insert(e.id) {
                 return Err(GenomeError::DuplicateId {
@@ -104,32 +104,40 @@ impl Genome {
                 });
             }
         }
-        for (what, id) in [("input", self.input_vertex), ("output", self.output_vertex)] {
-            if !vertex_ids.contains(&id) {
-                return Err(GenomeError::MissingTerminal { what, id });
-            }
-        }
-        if self.input_vertex == self.output_vertex {
+        let terminal = |what, id| {
+            index
+                .get(&id)
+                .copied()
+                .ok_or(GenomeError::MissingTerminal { what, id })
+        };
+        let input = terminal("input", self.input_vertex)?;
+        let output = terminal("output", self.output_vertex)?;
+        if input == output {
             return Err(GenomeError::SameTerminal(self.input_vertex));
         }
-        if self.vertex(self.input_vertex).map(|v| v.kind) != Some(VertexKind::Linear) {
+        if self.vertices[input].kind != VertexKind::Linear {
             return Err(GenomeError::InputNotLinear);
         }
 
-        // Edges: endpoints, filters, strides, channels.
-        for e in &self.edges {
-            for end in [e.from, e.to] {
-                if !vertex_ids.contains(&end) {
-                    return Err(GenomeError::DanglingEdge {
-                        edge: e.id,
-                        vertex: end,
-                    });
-                }
-            }
-            if e.from == e.to {
+        // Edges: endpoints, filters, strides, channels; adjacency by position.
+        let n = self.vertices.len();
+        let mut ends = Vec::with_capacity(self.edges.len());
+        let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut outgoing: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut primary: Vec<Option<usize>> = vec![None; n];
+        let mut primary_count = vec![0usize; n];
+        for (k, e) in self.edges.iter().enumerate() {
+            let end = |vertex: Id| {
+                index
+                    .get(&vertex)
+                    .copied()
+                    .ok_or(GenomeError::DanglingEdge { edge: e.id, vertex })
+            };
+            let (from, to) = (end(e.from)?, end(e.to)?);
+            if from == to {
                 return Err(GenomeError::SelfLoop(e.id));
             }
-            if e.to == self.input_vertex || e.from == self.output_vertex {
+            if to == input || from == output {
                 return Err(GenomeError::TerminalEdge(e.id));
             }
             if let EdgeOp::Conv(c) = e.op {
@@ -157,87 +165,117 @@ impl Genome {
                     });
                 }
             }
-        }
-
-        // Exactly one primary input per non-input vertex.
-        let mut primary_count: BTreeMap<Id, usize> = BTreeMap::new();
-        for e in self.edges.iter().filter(|e| e.primary) {
-            *primary_count.entry(e.to).or_default() += 1;
-        }
-        for v in &self.vertices {
-            if v.id == self.input_vertex {
-                continue;
+            if e.primary {
+                primary_count[to] += 1;
+                primary[to] = Some(k);
             }
-            let count = primary_count.get(&v.id).copied().unwrap_or(0);
-            if count != 1 {
+            ends.push((from, to));
+            incoming[to].push(k);
+            outgoing[from].push(k);
+        }
+        // Exactly one primary input per non-input vertex.
+        for (i, v) in self.vertices.iter().enumerate() {
+            if i != input && primary_count[i] != 1 {
                 return Err(GenomeError::PrimaryCount {
                     vertex: v.id,
-                    count,
+                    count: primary_count[i],
                 });
             }
         }
 
-        let order = self.topological_order()?;
-        self.check_connected()?;
+        // Topological order (Kahn's algorithm), which also finds cycles.
+        let mut indegree: Vec<usize> = incoming.iter().map(Vec::len).collect();
+        let mut ready: Vec<usize> = (0..n).rev().filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for &k in &outgoing[i] {
+                let to = ends[k].1;
+                indegree[to] -= 1;
+                if indegree[to] == 0 {
+                    ready.push(to);
+                }
+            }
+        }
+        if order.len() < n {
+            let stuck = (0..n).find(|&i| indegree[i] > 0).unwrap_or(0);
+            return Err(GenomeError::Cycle(self.vertices[stuck].id));
+        }
 
-        // Shapes, in topological order.
-        let input_shape = Shape {
+        // Every vertex is reachable from the input and leads to the output.
+        let reach = |start: usize, forward: bool| {
+            let mut seen = vec![false; n];
+            seen[start] = true;
+            let mut stack = vec![start];
+            while let Some(i) = stack.pop() {
+                let next = if forward { &outgoing[i] } else { &incoming[i] };
+                for &k in next {
+                    let j = if forward { ends[k].1 } else { ends[k].0 };
+                    if !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            seen
+        };
+        let from_input = reach(input, true);
+        let to_output = reach(output, false);
+        for (i, v) in self.vertices.iter().enumerate() {
+            if !from_input[i] {
+                return Err(GenomeError::Unreachable(v.id));
+            }
+            if !to_output[i] {
+                return Err(GenomeError::Dangling(v.id));
+            }
+        }
+
+        // Shapes, in topological order: every edge into a vertex starts earlier.
+        let mut shapes: Vec<Shape> = vec![Shape { h: 0, w: 0, c: 0 }; n];
+        let mut edge_shape: Vec<Shape> = vec![Shape { h: 0, w: 0, c: 0 }; self.edges.len()];
+        shapes[input] = Shape {
             h: self.input.height,
             w: self.input.width,
             c: self.input.channels,
         };
-        let mut vertex_shapes: BTreeMap<Id, Shape> = BTreeMap::new();
-        let mut edge_shapes: BTreeMap<Id, Shape> = BTreeMap::new();
-        vertex_shapes.insert(self.input_vertex, input_shape);
-        let mut incoming: BTreeMap<Id, Vec<&crate::graph::Edge>> = BTreeMap::new();
-        for e in &self.edges {
-            incoming.entry(e.to).or_default().push(e);
-        }
-        for &v in &order {
-            if v != self.input_vertex {
-                let mut primary = None;
-                // Every edge into v starts at a vertex earlier in the order.
-                for &e in incoming.get(&v).into_iter().flatten() {
-                    let src = *vertex_shapes
-                        .get(&e.from)
-                        .ok_or(GenomeError::Unreachable(e.from))?;
-                    let out = match e.op {
-                        EdgeOp::Identity => src,
-                        EdgeOp::Conv(c) => {
-                            if c.stride > 1 && (c.stride > src.h || c.stride > src.w) {
-                                return Err(GenomeError::BadStride {
-                                    edge: e.id,
-                                    stride: c.stride,
-                                    max: src.h.min(src.w),
-                                });
-                            }
-                            Shape {
-                                h: strided_side(src.h, c.stride),
-                                w: strided_side(src.w, c.stride),
-                                c: c.channels,
-                            }
+        for &i in order.iter().filter(|&&i| i != input) {
+            for &k in &incoming[i] {
+                let e = &self.edges[k];
+                let src = shapes[ends[k].0];
+                edge_shape[k] = match e.op {
+                    EdgeOp::Identity => src,
+                    EdgeOp::Conv(c) => {
+                        if c.stride > 1 && (c.stride > src.h || c.stride > src.w) {
+                            return Err(GenomeError::BadStride {
+                                edge: e.id,
+                                stride: c.stride,
+                                max: src.h.min(src.w),
+                            });
                         }
-                    };
-                    edge_shapes.insert(e.id, out);
-                    if e.primary {
-                        primary = Some(out);
+                        Shape {
+                            h: strided_side(src.h, c.stride),
+                            w: strided_side(src.w, c.stride),
+                            c: c.channels,
+                        }
                     }
-                }
-                let shape = primary.ok_or(GenomeError::PrimaryCount {
-                    vertex: v,
-                    count: 0,
-                })?;
-                if shape.c > limits.max_channels {
-                    return Err(GenomeError::BadChannels {
-                        what: format!("vertex {v}"),
-                        channels: shape.c,
-                        max: limits.max_channels,
-                    });
-                }
-                vertex_shapes.insert(v, shape);
+                };
             }
+            let k = primary[i].expect("checked above");
+            shapes[i] = edge_shape[k];
         }
 
+        let vertex_shapes: BTreeMap<Id, Shape> = self
+            .vertices
+            .iter()
+            .zip(&shapes)
+            .map(|(v, s)| (v.id, *s))
+            .collect();
+        let edge_shapes: BTreeMap<Id, Shape> = self
+            .edges
+            .iter()
+            .zip(&edge_shape)
+            .map(|(e, s)| (e.id, *s))
+            .collect();
         let cost = Cost::of(self, &vertex_shapes, &edge_shapes);
         check_count(
             "forward FLOPs per image",
@@ -246,7 +284,7 @@ impl Genome {
         )?;
         check_count("parameters", cost.params, limits.max_params)?;
         Ok(Analysis {
-            order,
+            order: order.iter().map(|&i| self.vertices[i].id).collect(),
             vertex_shapes,
             edge_shapes,
             cost,
@@ -256,83 +294,6 @@ impl Genome {
     /// Validates against the default limits.
     pub fn validate(&self) -> Result<Analysis, GenomeError> {
         self.analyze(&Limits::default())
-    }
-
-    /// Kahn's algorithm; fails on a cycle. Assumes every edge's endpoints exist.
-    fn topological_order(&self) -> Result<Vec<Id>, GenomeError> {
-        let mut indegree: BTreeMap<Id, usize> = self.vertices.iter().map(|v| (v.id, 0)).collect();
-        for e in &self.edges {
-            *indegree.entry(e.to).or_default() += 1;
-        }
-        let mut ready: Vec<Id> = indegree
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&v, _)| v)
-            .collect();
-        ready.sort_unstable_by(|a, b| b.cmp(a));
-        let successors = self.adjacency(true);
-        let mut order = Vec::with_capacity(self.vertices.len());
-        while let Some(v) = ready.pop() {
-            order.push(v);
-            for to in successors.get(&v).into_iter().flatten() {
-                let d = indegree.get_mut(to).expect("endpoints checked");
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(*to);
-                }
-            }
-        }
-        if order.len() < self.vertices.len() {
-            let stuck = indegree
-                .iter()
-                .find(|(_, &d)| d > 0)
-                .map(|(&v, _)| v)
-                .unwrap_or(0);
-            return Err(GenomeError::Cycle(stuck));
-        }
-        Ok(order)
-    }
-
-    /// Successors (`forward`) or predecessors of each vertex.
-    fn adjacency(&self, forward: bool) -> BTreeMap<Id, Vec<Id>> {
-        let mut next: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
-        for e in &self.edges {
-            let (a, b) = if forward {
-                (e.from, e.to)
-            } else {
-                (e.to, e.from)
-            };
-            next.entry(a).or_default().push(b);
-        }
-        next
-    }
-
-    /// Every vertex is reachable from the input and leads to the output.
-    fn check_connected(&self) -> Result<(), GenomeError> {
-        let reach = |start: Id, forward: bool| {
-            let next = self.adjacency(forward);
-            let mut seen = BTreeSet::from([start]);
-            let mut stack = vec![start];
-            while let Some(v) = stack.pop() {
-                for &b in next.get(&v).into_iter().flatten() {
-                    if seen.insert(b) {
-                        stack.push(b);
-                    }
-                }
-            }
-            seen
-        };
-        let from_input = reach(self.input_vertex, true);
-        let to_output = reach(self.output_vertex, false);
-        for v in &self.vertices {
-            if !from_input.contains(&v.id) {
-                return Err(GenomeError::Unreachable(v.id));
-            }
-            if !to_output.contains(&v.id) {
-                return Err(GenomeError::Dangling(v.id));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -200,28 +200,40 @@ impl Genome {
     /// the output. Stops (returning what it has) on a vertex without a primary input or
     /// after as many hops as there are vertices, so it is safe on invalid genomes.
     pub fn backbone(&self) -> Vec<Id> {
-        let mut path = vec![self.output_vertex];
-        let mut at = self.output_vertex;
-        while at != self.input_vertex && path.len() <= self.vertices.len() {
-            match self.primary_in(at) {
-                Some(e) => {
-                    at = e.from;
-                    path.push(at);
-                }
-                None => break,
-            }
-        }
-        path.reverse();
-        path
+        self.backbone_path().into_iter().map(|(v, _)| v).collect()
     }
 
     /// The ids of the primary edges on the backbone, from input to output.
     pub fn backbone_edges(&self) -> Vec<Id> {
-        self.backbone()
-            .iter()
-            .skip(1)
-            .filter_map(|&v| self.primary_in(v).map(|e| e.id))
+        self.backbone_path()
+            .into_iter()
+            .filter_map(|(_, e)| e)
             .collect()
+    }
+
+    /// Backbone vertices with the primary edge entering each (none for the first).
+    fn backbone_path(&self) -> Vec<(Id, Option<Id>)> {
+        let primary: std::collections::HashMap<Id, &Edge> = self
+            .edges
+            .iter()
+            .filter(|e| e.primary)
+            .map(|e| (e.to, e))
+            .collect();
+        let mut path = Vec::new();
+        let mut at = self.output_vertex;
+        loop {
+            let entering = primary.get(&at).filter(|_| at != self.input_vertex);
+            path.push((at, entering.map(|e| e.id)));
+            match entering {
+                Some(e) if path.len() <= self.vertices.len() => at = e.from,
+                _ => break,
+            }
+        }
+        path.reverse();
+        if let Some(first) = path.first_mut() {
+            first.1 = None;
+        }
+        path
     }
 
     /// Number of convolution edges.

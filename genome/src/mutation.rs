@@ -13,7 +13,6 @@ use crate::tensors::{bn_tensor_names, conv_kernel_name};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
@@ -413,7 +412,8 @@ fn mutate_in_place(
         }
         Mutation::AddSkip => {
             let backbone = g.backbone();
-            let existing: BTreeSet<(Id, Id)> = g.edges.iter().map(|e| (e.from, e.to)).collect();
+            let existing: std::collections::HashSet<(Id, Id)> =
+                g.edges.iter().map(|e| (e.from, e.to)).collect();
             let mut pairs = Vec::new();
             for (i, &a) in backbone.iter().enumerate() {
                 for &b in &backbone[i + 1..] {

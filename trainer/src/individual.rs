@@ -64,7 +64,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Saves a trained model into `dir` (created if missing).
 pub fn save(dir: &Path, genome: &Genome, weights: &Weights, meta: &ModelMeta) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let tensors = weights.snapshot();
+    let tensors = weights.snapshot()?;
     let bytes = safetensors_bytes(&tensors)?;
     write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
     write_atomic(&dir.join(GENOME_FILE), genome.to_json().as_bytes())?;
@@ -182,7 +182,7 @@ mod tests {
         let loaded = load(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(loaded.genome, g);
         assert_eq!(loaded.meta, meta());
-        let original = net.weights().snapshot();
+        let original = net.weights().snapshot().unwrap();
         assert_eq!(loaded.tensors.len(), original.len());
         for (name, t) in &original {
             let a: Vec<u32> = t

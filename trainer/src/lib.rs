@@ -15,6 +15,7 @@ pub mod error;
 pub mod fetch;
 pub mod individual;
 pub mod network;
+pub mod ops;
 pub mod optim;
 pub mod train;
 pub mod weights;

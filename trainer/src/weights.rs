@@ -120,11 +120,12 @@ impl Weights {
         self.params.iter().map(|(n, p)| (n.as_str(), p))
     }
 
-    /// A copy of every tensor's current values, by name.
-    pub fn snapshot(&self) -> HashMap<String, Tensor> {
+    /// A copy of every tensor's current values, by name (later updates, which happen in
+    /// place, do not show in it).
+    pub fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
         self.params
             .iter()
-            .map(|(n, p)| (n.clone(), p.var.as_tensor().detach()))
+            .map(|(n, p)| Ok((n.clone(), p.var.as_tensor().copy()?.detach())))
             .collect()
     }
 
@@ -156,7 +157,7 @@ mod tests {
             let t = p.var.as_tensor();
             p.var.set(&(t + 0.5).unwrap()).unwrap();
         }
-        let parent_tensors = parent.weights().snapshot();
+        let parent_tensors = parent.weights().snapshot().unwrap();
         for (m, seed) in [
             (Mutation::AlterNumberOfChannels, 3),
             (Mutation::InsertConvolution, 4),

@@ -1,0 +1,316 @@
+//! End-to-end tests of the `evo` command, run the way a user runs it.
+
+use md5::Digest;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn evo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evo"))
+        .args(args)
+        .output()
+        .expect("evo runs")
+}
+
+fn json_line(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "evo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small CIFAR-10 binary release: `per_batch` records in each of the six files, class
+/// = record index mod 10, images a flat colour that depends on the class.
+fn write_cifar10(dir: &Path, per_batch: usize) {
+    let root = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&root).unwrap();
+    let names = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ];
+    for name in names {
+        let mut bytes = Vec::new();
+        for i in 0..per_batch {
+            let class = (i % 10) as u8;
+            bytes.push(class);
+            for c in 0..3u8 {
+                let v = class.wrapping_mul(25).wrapping_add(c * 7);
+                bytes.extend(std::iter::repeat_n(v, 1024));
+            }
+        }
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn genome_walk_exercises_every_mutation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("walk.jsonl");
+    let out = ok(evo(&[
+        "genome",
+        "walk",
+        "--seed",
+        "7",
+        "--steps",
+        "1500",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]));
+    let report = json_line(&out);
+    assert_eq!(report["steps"], 1500);
+    assert_eq!(report["invalid"], 0);
+    let applied = report["applied"].as_object().unwrap();
+    assert_eq!(applied.len(), 11);
+    for (name, count) in applied {
+        assert!(count.as_u64().unwrap() > 0, "{name} never applied");
+    }
+    for key in ["failed", "max_vertices", "max_params", "max_flops"] {
+        assert!(report.get(key).is_some(), "{key} missing");
+    }
+    let lines = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(lines.lines().count(), 1500);
+    let last: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert!(last["genome"]["vertices"].is_array());
+    // Same seed, same walk.
+    let again = json_line(&ok(evo(&[
+        "genome", "walk", "--seed", "7", "--steps", "1500",
+    ])));
+    assert_eq!(again["applied"], report["applied"]);
+    assert_eq!(again["max_flops"], report["max_flops"]);
+}
+
+#[test]
+fn genome_show_prints_a_summary_and_dot_and_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.json");
+    let out = ok(evo(&["genome", "reference", "small"]));
+    std::fs::write(&small, &out.stdout).unwrap();
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["learning_rate"], 0.05);
+    let summary =
+        String::from_utf8(ok(evo(&["genome", "show", small.to_str().unwrap()])).stdout).unwrap();
+    assert!(summary.contains("4 vertices"), "{summary}");
+    assert!(summary.contains("8x8x64"), "{summary}");
+    let dot =
+        String::from_utf8(ok(evo(&["genome", "show", "--dot", small.to_str().unwrap()])).stdout)
+            .unwrap();
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.contains("conv 3x3 s2 -> 64"));
+
+    let bad = dir.path().join("bad.json");
+    let mut broken = g.clone();
+    broken["edges"][0]["op"]["Conv"]["stride"] = 3.into();
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    let out = evo(&["genome", "show", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stride 3"), "{err}");
+    let out = evo(&[
+        "genome",
+        "show",
+        dir.path().join("missing.json").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let genome = dir.path().join("initial.json");
+    std::fs::write(&genome, ok(evo(&["genome", "initial"])).stdout).unwrap();
+    let model = dir.path().join("model");
+    let out = ok(evo(&[
+        "train",
+        "--genome",
+        genome.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "30",
+        "--batch",
+        "10",
+        "--validation",
+        "20",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let r = json_line(&out);
+    for key in [
+        "steps",
+        "seconds",
+        "train_loss",
+        "val_accuracy",
+        "test_accuracy",
+        "inherited",
+        "fresh",
+        "flops",
+    ] {
+        assert!(r.get(key).is_some(), "{key} missing from {r}");
+    }
+    assert_eq!(r["steps"], 30);
+    assert_eq!(r["inherited"], 0);
+    assert_eq!(r["fresh"], 2);
+    // Flat colours per class: a linear classifier separates them.
+    assert!(r["test_accuracy"].as_f64().unwrap() > 0.9, "{r}");
+    for f in ["genome.json", "weights.safetensors", "model.json"] {
+        assert!(model.join(f).exists(), "{f}");
+    }
+    let again = json_line(&ok(evo(&[
+        "train",
+        "--genome",
+        genome.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--batch",
+        "10",
+        "--validation",
+        "20",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--quiet",
+    ])));
+    assert_eq!(again["inherited"], 2);
+    assert_eq!(again["fresh"], 0);
+}
+
+#[test]
+fn train_refuses_missing_or_mismatched_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let genome = dir.path().join("g.json");
+    std::fs::write(
+        &genome,
+        ok(evo(&["genome", "initial", "--side", "28"])).stdout,
+    )
+    .unwrap();
+    let out = evo(&[
+        "train",
+        "--genome",
+        genome.to_str().unwrap(),
+        "--data",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    write_cifar10(dir.path(), 12);
+    let out = evo(&[
+        "train",
+        "--genome",
+        genome.to_str().unwrap(),
+        "--data",
+        dir.path().join("cifar-10-batches-bin").to_str().unwrap(),
+        "--validation",
+        "10",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("28x28x3") && err.contains("32x32x3"), "{err}");
+}
+
+#[test]
+fn bench_train_prints_speed() {
+    let r = json_line(&ok(evo(&[
+        "bench", "train", "--net", "linear", "--steps", "5",
+    ])));
+    assert_eq!(r["net"], "linear");
+    assert_eq!(r["device"], "cpu");
+    assert_eq!(r["steps"], 5);
+    assert!(r["steps_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    let out = evo(&["bench", "train", "--net", "huge"]);
+    assert!(!out.status.success());
+}
+
+/// Serves `body` once per connection on 127.0.0.1 for up to `requests` requests.
+fn serve(body: Vec<u8>, requests: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/gzip\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn data_fetch_downloads_checks_and_unpacks() {
+    let src = tempfile::tempdir().unwrap();
+    write_cifar10(src.path(), 3);
+    let mut archive = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut archive, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all(
+            "cifar-10-batches-bin",
+            src.path().join("cifar-10-batches-bin"),
+        )
+        .unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let md5 = format!("{:x}", md5::Md5::digest(&archive));
+    let url = serve(archive, 4);
+    let dest = tempfile::tempdir().unwrap();
+
+    let out = evo(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        dest.path().to_str().unwrap(),
+        "--base-url",
+        &url,
+        "--md5",
+        "00000000000000000000000000000000",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("md5") || err.contains("checksum"), "{err}");
+    assert!(!dest.path().join("cifar-10-batches-bin").exists());
+
+    let out = ok(evo(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        dest.path().to_str().unwrap(),
+        "--base-url",
+        &url,
+        "--md5",
+        &md5,
+        "--quiet",
+    ]));
+    let folder = String::from_utf8(out.stdout).unwrap();
+    assert!(folder.trim().ends_with("cifar-10-batches-bin"));
+    assert!(dest
+        .path()
+        .join("cifar-10-batches-bin/test_batch.bin")
+        .exists());
+}

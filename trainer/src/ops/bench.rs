@@ -1,0 +1,256 @@
+//! Timings of the fast ops against stock candle on the `mid` reference net's layers at
+//! batch 50 (ignored by default; run with
+//! `cargo test --release -p trainer -j2 ops::bench -- --ignored --nocapture`).
+
+use super::conv::{backward_input, backward_weight, forward, Geom};
+use super::*;
+use candle_core::{Device, Var};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn random(dims: &[usize], seed: u64) -> Tensor {
+    let n: usize = dims.iter().product();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+/// Best wall time in milliseconds of `reps` runs of `f`, after one warm-up run.
+fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn gflops(flop: f64, ms: f64) -> f64 {
+    flop / ms / 1e6
+}
+
+fn slice(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+#[ignore]
+fn bench_conv_mid_layers() {
+    let b = 50;
+    let reps: usize = std::env::var("OPS_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "layer (GFLOP/s)", "fwd", "bwd dx", "bwd dw", "bwd", "stock fwd", "dx", "dw", "bwd"
+    );
+    for &(cin, cout, hw, stride) in &[
+        (64, 64, 32, 1),
+        (128, 128, 16, 1),
+        (256, 256, 8, 1),
+        (64, 128, 32, 2),
+        (128, 256, 16, 2),
+    ] {
+        let x = random(&[b, cin, hw, hw], 1);
+        let w = random(&[cout, cin, 3, 3], 2);
+        let g = Geom::new(x.dims(), w.dims(), stride).unwrap();
+        let dy = random(&[b, cout, g.ho, g.wo], 3);
+        let flop = 2.0 * (cin * cout * 9 * g.ho * g.wo * b) as f64;
+        let (xs, ws, dys) = (slice(&x), slice(&w), slice(&dy));
+
+        let f = time_ms(reps, || {
+            std::hint::black_box(forward(&xs, &ws, &g));
+        });
+        let bx = time_ms(reps, || {
+            std::hint::black_box(backward_input(&dys, &ws, &g));
+        });
+        let bw = time_ms(reps, || {
+            std::hint::black_box(backward_weight(&xs, &dys, &g));
+        });
+
+        if std::env::var("OPS_BENCH_STOCK").as_deref() == Ok("0") {
+            println!(
+                "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | ms {f:.2} {bx:.2} {bw:.2}",
+                format!("{cin}->{cout} {hw}x{hw} s{stride}"),
+                gflops(flop, f),
+                gflops(flop, bx),
+                gflops(flop, bw),
+                gflops(2.0 * flop, bx + bw),
+            );
+            continue;
+        }
+        let sf = time_ms(reps, || {
+            std::hint::black_box(x.conv2d(&w, 1, stride, 1, 1).unwrap());
+        });
+        // What candle's backprop runs for Op::Conv2D.
+        let out_size = (g.ho - 1) * stride + 3 - 2;
+        let sbx = time_ms(reps, || {
+            std::hint::black_box(
+                dy.conv_transpose2d(&w, 1, hw - out_size, stride, 1)
+                    .unwrap(),
+            );
+        });
+        let sbw = time_ms(reps, || {
+            let gk = x
+                .transpose(0, 1)
+                .unwrap()
+                .conv2d(&dy.transpose(0, 1).unwrap(), 1, stride, 1, 1)
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap();
+            std::hint::black_box(gk.narrow(2, 0, 3).unwrap().narrow(3, 0, 3).unwrap());
+        });
+        println!(
+            "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            format!("{cin}->{cout} {hw}x{hw} s{stride}"),
+            gflops(flop, f),
+            gflops(flop, bx),
+            gflops(flop, bw),
+            gflops(2.0 * flop, bx + bw),
+            gflops(flop, sf),
+            gflops(flop, sbx),
+            gflops(flop, sbw),
+            gflops(2.0 * flop, sbx + sbw),
+        );
+        println!(
+            "{:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2} | {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            "  (ms)",
+            f,
+            bx,
+            bw,
+            bx + bw,
+            sf,
+            sbx,
+            sbw,
+            sbx + sbw
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_bn_relu_mid_layers() {
+    let b = 50;
+    let reps = 5;
+    println!(
+        "{:<16} {:>10} {:>10} | {:>10} {:>10}",
+        "layer (ms)", "fwd", "fwd+bwd", "stock fwd", "fwd+bwd"
+    );
+    for &(c, hw) in &[(64, 32), (128, 16), (256, 8)] {
+        let x = Var::from_tensor(&random(&[b, c, hw, hw], 1)).unwrap();
+        let gamma = Var::from_tensor(&random(&[c], 2).affine(0.5, 1.0).unwrap()).unwrap();
+        let beta = Var::from_tensor(&random(&[c], 3)).unwrap();
+        let r = random(&[b, c, hw, hw], 4);
+        let (xt, gt, bt) = (x.as_tensor(), gamma.as_tensor(), beta.as_tensor());
+        let stock = |x: &Tensor| {
+            let mean = x.mean_keepdim((0, 2, 3)).unwrap();
+            let centered = x.broadcast_sub(&mean).unwrap();
+            let var = centered.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+            let scale = (var + 1e-5)
+                .unwrap()
+                .sqrt()
+                .unwrap()
+                .recip()
+                .unwrap()
+                .broadcast_mul(&gt.reshape((1, c, 1, 1)).unwrap())
+                .unwrap();
+            centered
+                .broadcast_mul(&scale)
+                .unwrap()
+                .broadcast_add(&bt.reshape((1, c, 1, 1)).unwrap())
+                .unwrap()
+                .relu()
+                .unwrap()
+        };
+        let f = time_ms(reps, || {
+            std::hint::black_box(bn_relu_train(xt, gt, bt, 1e-5).unwrap());
+        });
+        let fb = time_ms(reps, || {
+            let (y, _, _) = bn_relu_train(xt, gt, bt, 1e-5).unwrap();
+            std::hint::black_box((y * &r).unwrap().sum_all().unwrap().backward().unwrap());
+        });
+        if std::env::var("OPS_BENCH_STOCK").as_deref() == Ok("0") {
+            println!(
+                "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | ms {f:.2} {bx:.2} {bw:.2}",
+                format!("{cin}->{cout} {hw}x{hw} s{stride}"),
+                gflops(flop, f),
+                gflops(flop, bx),
+                gflops(flop, bw),
+                gflops(2.0 * flop, bx + bw),
+            );
+            continue;
+        }
+        let sf = time_ms(reps, || {
+            std::hint::black_box(stock(xt));
+        });
+        let sfb = time_ms(reps, || {
+            let y = stock(xt);
+            std::hint::black_box((y * &r).unwrap().sum_all().unwrap().backward().unwrap());
+        });
+        println!(
+            "{:<16} {:>10.2} {:>10.2} | {:>10.2} {:>10.2}",
+            format!("{c}ch {hw}x{hw}"),
+            f,
+            fb,
+            sf,
+            sfb
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn bench_raw_gemm() {
+    use super::gemm::{sgemm, Mat};
+    // (m, n, k): square, then the per-image shapes of the mid net's 64-channel layer.
+    for &(m, n, k) in &[
+        (1024, 1024, 1024),
+        (64, 1024, 576),
+        (64, 96, 576),
+        (64, 576, 1024),
+        (576, 1024, 64),
+        (256, 64, 2304),
+    ] {
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let mut c = vec![0f32; m * n];
+        let flop = 2.0 * (m * n * k) as f64;
+        let reps = (2e10 / flop).clamp(3.0, 200.0) as usize;
+        let mut run = |threads: usize| {
+            time_ms(3, || {
+                for _ in 0..reps {
+                    sgemm(
+                        m,
+                        n,
+                        k,
+                        &mut c,
+                        n,
+                        1,
+                        false,
+                        Mat {
+                            data: &a,
+                            rs: k,
+                            cs: 1,
+                        },
+                        Mat {
+                            data: &b,
+                            rs: n,
+                            cs: 1,
+                        },
+                        threads,
+                    );
+                }
+            }) / reps as f64
+        };
+        let one = run(1);
+        let two = run(2);
+        println!(
+            "gemm {m}x{n}x{k}: 1 thread {:.1} GFLOP/s, 2 threads {:.1} GFLOP/s",
+            gflops(flop, one),
+            gflops(flop, two)
+        );
+    }
+}
