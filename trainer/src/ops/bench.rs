@@ -172,17 +172,6 @@ fn bench_bn_relu_mid_layers() {
             let (y, _, _) = bn_relu_train(xt, gt, bt, 1e-5).unwrap();
             std::hint::black_box((y * &r).unwrap().sum_all().unwrap().backward().unwrap());
         });
-        if std::env::var("OPS_BENCH_STOCK").as_deref() == Ok("0") {
-            println!(
-                "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | ms {f:.2} {bx:.2} {bw:.2}",
-                format!("{cin}->{cout} {hw}x{hw} s{stride}"),
-                gflops(flop, f),
-                gflops(flop, bx),
-                gflops(flop, bw),
-                gflops(2.0 * flop, bx + bw),
-            );
-            continue;
-        }
         let sf = time_ms(reps, || {
             std::hint::black_box(stock(xt));
         });
@@ -253,4 +242,63 @@ fn bench_raw_gemm() {
             gflops(flop, two)
         );
     }
+}
+
+/// Peak f32 FMA throughput of one core (12 independent AVX2 accumulators).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_peak(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let a = _mm256_set1_ps(0.999_999);
+    let b = _mm256_set1_ps(1e-7);
+    let (mut r0, mut r1, mut r2, mut r3) = (a, b, a, b);
+    let (mut r4, mut r5, mut r6, mut r7) = (b, a, b, a);
+    let (mut r8, mut r9, mut r10, mut r11) = (a, a, b, b);
+    for _ in 0..iters {
+        r0 = _mm256_fmadd_ps(r0, a, b);
+        r1 = _mm256_fmadd_ps(r1, a, b);
+        r2 = _mm256_fmadd_ps(r2, a, b);
+        r3 = _mm256_fmadd_ps(r3, a, b);
+        r4 = _mm256_fmadd_ps(r4, a, b);
+        r5 = _mm256_fmadd_ps(r5, a, b);
+        r6 = _mm256_fmadd_ps(r6, a, b);
+        r7 = _mm256_fmadd_ps(r7, a, b);
+        r8 = _mm256_fmadd_ps(r8, a, b);
+        r9 = _mm256_fmadd_ps(r9, a, b);
+        r10 = _mm256_fmadd_ps(r10, a, b);
+        r11 = _mm256_fmadd_ps(r11, a, b);
+    }
+    let s = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11]
+        .into_iter()
+        .fold(_mm256_setzero_ps(), |s, r| _mm256_add_ps(s, r));
+    let mut out = [0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), s);
+    out.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore]
+fn bench_fma_peak() {
+    if !is_x86_feature_detected!("fma") {
+        return;
+    }
+    let iters = 100_000_000;
+    let one = time_ms(2, || {
+        // SAFETY: the features were detected above.
+        std::hint::black_box(unsafe { fma_peak(std::hint::black_box(iters)) });
+    });
+    let flop = (iters * 12 * 16) as f64;
+    let two = time_ms(2, || {
+        rayon::join(
+            // SAFETY: as above.
+            || std::hint::black_box(unsafe { fma_peak(iters) }),
+            || std::hint::black_box(unsafe { fma_peak(iters) }),
+        );
+    });
+    println!(
+        "FMA peak: 1 core {:.1} GFLOP/s, 2 cores {:.1} GFLOP/s",
+        gflops(flop, one),
+        gflops(2.0 * flop, two)
+    );
 }
