@@ -2,6 +2,7 @@
 //! zero padding then a random crop (a random shift of up to `pad` pixels) and a random
 //! horizontal flip.
 
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Augmentation settings.
@@ -169,6 +170,87 @@ pub fn assemble(
     }
 }
 
+/// A split held on the device (images as u8 `[N, C, H, W]`, labels as u32), so that on a
+/// GPU each step uploads only the batch's indices and crop offsets: selection,
+/// normalization, padding, cropping and flipping all run on the device.
+#[derive(Debug)]
+pub struct DeviceSplit {
+    images: Tensor,
+    labels: Tensor,
+    dims: ImageDims,
+}
+
+impl DeviceSplit {
+    /// Uploads `images` (channel-major, `dims` each) and `labels` to `device`.
+    pub fn upload(
+        images: &[u8],
+        labels: &[u32],
+        dims: ImageDims,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let n = labels.len();
+        Ok(DeviceSplit {
+            images: Tensor::from_slice(
+                &images[..n * dims.len()],
+                (n, dims.c, dims.h, dims.w),
+                device,
+            )?,
+            labels: Tensor::from_slice(labels, n, device)?,
+            dims,
+        })
+    }
+
+    /// The normalized, augmented batch of the images at `indices`, and their labels. It
+    /// equals [`assemble`] of the same images and augmentations; `pad` must be at least
+    /// every shift in `augment`.
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        norm: &Normalization,
+        augment: Option<(&[Augmentation], usize)>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let device = self.images.device();
+        let (b, c, h, w) = (indices.len(), self.dims.c, self.dims.h, self.dims.w);
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, b, device)?;
+        let labels = self.labels.index_select(&idx, 0)?;
+        let mut x = self.images.index_select(&idx, 0)?.to_dtype(DType::F32)?;
+        if let Some((augs, pad)) = augment {
+            let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+            let padded = x
+                .pad_with_zeros(2, pad, pad)?
+                .pad_with_zeros(3, pad, pad)?
+                .reshape((b, c, hp * wp))?;
+            let mut gather = Vec::with_capacity(b * h * w);
+            for a in augs.iter().take(b) {
+                for y in 0..h {
+                    let sy = (y as i64 + pad as i64 + a.dy as i64) as usize;
+                    for xo in 0..w {
+                        let xx = if a.flip { w - 1 - xo } else { xo };
+                        let sx = (xx as i64 + pad as i64 + a.dx as i64) as usize;
+                        gather.push((sy * wp + sx) as u32);
+                    }
+                }
+            }
+            let gather = Tensor::from_vec(gather, (b, 1, h * w), device)?
+                .broadcast_as((b, c, h * w))?
+                .contiguous()?;
+            x = padded.gather(&gather, 2)?.reshape((b, c, h, w))?;
+        }
+        let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+        let offset: Vec<f32> = norm
+            .mean
+            .iter()
+            .zip(&norm.std)
+            .map(|(m, s)| -m / s)
+            .collect();
+        let scale = Tensor::from_vec(scale, (1, c, 1, 1), device)?;
+        let offset = Tensor::from_vec(offset, (1, c, 1, 1), device)?;
+        let x = x.broadcast_mul(&scale)?.broadcast_add(&offset)?;
+        Ok((x, labels))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +301,38 @@ mod tests {
         let norm = Normalization::measure(&images, 2, 2, &[0]);
         assert!((norm.mean[0] - 0.5).abs() < 1e-6 && (norm.std[0] - 0.5).abs() < 1e-6);
         assert!((norm.mean[1] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn device_batches_equal_host_batches() {
+        use rand::SeedableRng;
+        let dims = ImageDims { c: 3, h: 5, w: 7 };
+        let n = 6;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let images: Vec<u8> = (0..n * dims.len())
+            .map(|_| rand::Rng::random(&mut rng))
+            .collect();
+        let labels: Vec<u32> = (0..n as u32).collect();
+        let norm = Normalization::measure(&images, 3, 35, &[0, 1, 2, 3, 4, 5]);
+        let split = DeviceSplit::upload(&images, &labels, dims, &Device::Cpu).unwrap();
+        let config = AugmentConfig::default();
+        let indices = [4, 1, 1, 5];
+        let augs: Vec<Augmentation> = indices
+            .iter()
+            .map(|_| Augmentation::draw(&config, &mut rng))
+            .collect();
+        let mut host = Vec::new();
+        for augment in [None, Some(augs.as_slice())] {
+            assemble(&images, dims, &indices, &norm, augment, &mut host);
+            let (x, y) = split
+                .batch(&indices, &norm, augment.map(|a| (a, config.pad as usize)))
+                .unwrap();
+            let device: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(device.len(), host.len());
+            for (a, b) in device.iter().zip(&host) {
+                assert!((a - b).abs() < 1e-5, "{a} != {b}");
+            }
+            assert_eq!(y.to_vec1::<u32>().unwrap(), vec![4, 1, 1, 5]);
+        }
     }
 }

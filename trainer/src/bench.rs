@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::network::Network;
 use crate::optim::{Sgd, SgdConfig};
+use crate::profile;
 use candle_core::{Device, Tensor};
 use genome::{InputShape, Invalidated, ReferenceNet};
 use rand::{Rng, SeedableRng};
@@ -49,6 +50,20 @@ pub struct BenchReport {
     /// Training GFLOP/s (3 x forward FLOPs, convolutions and the head only, as the
     /// reference script counts).
     pub train_gflops: f64,
+    /// Where a step's time went (milliseconds per step, by scope), when profiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<ProfileLine>>,
+}
+
+/// One scope of a profile, per step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileLine {
+    /// Scope name ("step: ..." for the phases of a step, "op: ..." inside them).
+    pub name: &'static str,
+    /// Milliseconds per timed step.
+    pub ms_per_step: f64,
+    /// Calls per timed step.
+    pub calls_per_step: f64,
 }
 
 /// Runs the benchmark for `net` on `device`.
@@ -77,15 +92,27 @@ pub fn bench(
     });
     let lr = genome.learning_rate;
     let mut step = |rng: &mut ChaCha8Rng| -> Result<()> {
-        let idx: Vec<u32> = (0..batch)
-            .map(|_| rng.random_range(0..POOL as u32))
-            .collect();
-        let idx = Tensor::from_vec(idx, batch, device)?;
-        let x = pool.index_select(&idx, 0)?;
-        let y = labels.index_select(&idx, 0)?;
-        let logits = network.forward(&x, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let grads = loss.backward()?;
+        let (x, y) = {
+            let _s = profile::scope("step: batch");
+            let idx: Vec<u32> = (0..batch)
+                .map(|_| rng.random_range(0..POOL as u32))
+                .collect();
+            let idx = Tensor::from_vec(idx, batch, device)?;
+            (pool.index_select(&idx, 0)?, labels.index_select(&idx, 0)?)
+        };
+        let logits = {
+            let _s = profile::scope("step: forward");
+            network.forward(&x, true)?
+        };
+        let loss = {
+            let _s = profile::scope("step: loss");
+            candle_nn::loss::cross_entropy(&logits, &y)?
+        };
+        let grads = {
+            let _s = profile::scope("step: backward");
+            loss.backward()?
+        };
+        let _s = profile::scope("step: optimizer");
         sgd.step(network.weights(), &grads, lr)?;
         Ok(())
     };
@@ -93,6 +120,7 @@ pub fn bench(
         step(&mut rng)?;
     }
     device.synchronize()?;
+    profile::reset();
     let start = Instant::now();
     let mut steps = 0u64;
     loop {
@@ -119,5 +147,15 @@ pub fn bench(
         steps_per_s: steps as f64 / seconds,
         images_per_s,
         train_gflops: 3.0 * forward_flops as f64 * images_per_s / 1e9,
+        profile: profile::enabled().then(|| {
+            profile::report()
+                .into_iter()
+                .map(|e| ProfileLine {
+                    name: e.name,
+                    ms_per_step: e.seconds * 1e3 / steps.max(1) as f64,
+                    calls_per_step: e.calls as f64 / steps.max(1) as f64,
+                })
+                .collect()
+        }),
     })
 }

@@ -17,6 +17,7 @@ pub mod individual;
 pub mod network;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 pub mod train;
 pub mod weights;
 

@@ -1,7 +1,7 @@
 //! Training and evaluation: SGD on augmented mini-batches at the genome's learning rate,
 //! accuracy on held-out images.
 
-use crate::batch::{assemble, AugmentConfig, Augmentation, ImageDims, Normalization};
+use crate::batch::{assemble, AugmentConfig, Augmentation, DeviceSplit, ImageDims, Normalization};
 use crate::data::{validation_split, Dataset};
 use crate::error::{Result, TrainError};
 use crate::network::Network;
@@ -157,6 +157,19 @@ pub fn train(
     let mut order = task.train.clone();
     let mut cursor = order.len();
     let mut sgd = Sgd::new(config.sgd);
+    // On a GPU the training images live in its memory and batches are made there; on the
+    // CPU they are assembled in place.
+    let on_device = if device.is_cpu() {
+        None
+    } else {
+        let split = &task.dataset.train;
+        Some(DeviceSplit::upload(
+            &split.images,
+            &split.labels,
+            dims,
+            &device,
+        )?)
+    };
     let mut buffer = Vec::new();
     let mut batch_idx = Vec::with_capacity(config.batch);
     let mut augs = Vec::with_capacity(config.batch);
@@ -178,20 +191,32 @@ pub fn train(
             cursor += 1;
             augs.push(Augmentation::draw(&config.augment, &mut rng));
         }
-        assemble(
-            &task.dataset.train.images,
-            dims,
-            &batch_idx,
-            &task.norm,
-            Some(&augs),
-            &mut buffer,
-        );
-        let x = Tensor::from_slice(&buffer, (config.batch, dims.c, dims.h, dims.w), &device)?;
-        let labels: Vec<u32> = batch_idx
-            .iter()
-            .map(|&i| task.dataset.train.labels[i])
-            .collect();
-        let y = Tensor::from_vec(labels, config.batch, &device)?;
+        let (x, y) = match &on_device {
+            Some(split) => {
+                let augment = config
+                    .augment
+                    .enabled
+                    .then_some((augs.as_slice(), config.augment.pad as usize));
+                split.batch(&batch_idx, &task.norm, augment)?
+            }
+            None => {
+                assemble(
+                    &task.dataset.train.images,
+                    dims,
+                    &batch_idx,
+                    &task.norm,
+                    Some(&augs),
+                    &mut buffer,
+                );
+                let x =
+                    Tensor::from_slice(&buffer, (config.batch, dims.c, dims.h, dims.w), &device)?;
+                let labels: Vec<u32> = batch_idx
+                    .iter()
+                    .map(|&i| task.dataset.train.labels[i])
+                    .collect();
+                (x, Tensor::from_vec(labels, config.batch, &device)?)
+            }
+        };
         let logits = net.forward(&x, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;

@@ -31,6 +31,9 @@ pub struct BenchTrainArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also print where a step's time goes, per operation.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Runs one `evo bench` subcommand.
@@ -42,9 +45,19 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 Some(n) => BenchLength::Steps(n),
                 None => BenchLength::Seconds(args.seconds),
             };
+            trainer::profile::set_enabled(args.profile);
             for net in args.net {
                 let report = bench(net, &device, args.batch.max(1), length)?;
                 println!("{}", serde_json::to_string(&report)?);
+                if let Some(lines) = &report.profile {
+                    eprintln!("{} on {}: ms per step", report.net, report.device);
+                    for l in lines {
+                        eprintln!(
+                            "  {:>9.3}  {:>5.1}x  {}",
+                            l.ms_per_step, l.calls_per_step, l.name
+                        );
+                    }
+                }
             }
             Ok(())
         }

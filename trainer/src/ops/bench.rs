@@ -2,7 +2,7 @@
 //! batch 50 (ignored by default; run with
 //! `cargo test --release -p trainer -j2 ops::bench -- --ignored --nocapture`).
 
-use super::conv::{backward_input, backward_weight, forward, Geom};
+use super::conv::{backward_input, backward_weight, forward, Geom, Path};
 use super::*;
 use candle_core::{Device, Var};
 use rand::{Rng, SeedableRng};
@@ -15,14 +15,33 @@ fn random(dims: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
 }
 
-/// Best wall time in milliseconds of `reps` runs of `f`, after one warm-up run.
+/// CPU time of all this process's threads, in nanoseconds (from /proc; 0 if unreadable).
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Best wall time in milliseconds of `reps` runs of `f`, after one warm-up run. With
+/// `OPS_BENCH_CPU=1`, CPU time of the whole process instead (robust to other load on the
+/// machine: GFLOP per CPU-second).
 fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let cpu = std::env::var("OPS_BENCH_CPU").as_deref() == Ok("1");
     f();
     (0..reps)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_ns());
             f();
-            t.elapsed().as_secs_f64() * 1e3
+            if cpu {
+                (cpu_ns() - c) as f64 / 1e6
+            } else {
+                t.elapsed().as_secs_f64() * 1e3
+            }
         })
         .fold(f64::INFINITY, f64::min)
 }
@@ -47,28 +66,41 @@ fn bench_conv_mid_layers() {
         "{:<22} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
         "layer (GFLOP/s)", "fwd", "bwd dx", "bwd dw", "bwd", "stock fwd", "dx", "dw", "bwd"
     );
-    for &(cin, cout, hw, stride) in &[
+    for &(cin, cout, hw, stride) in [
         (64, 64, 32, 1),
         (128, 128, 16, 1),
         (256, 256, 8, 1),
         (64, 128, 32, 2),
         (128, 256, 16, 2),
-    ] {
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(i, _)| {
+        std::env::var("OPS_BENCH_LAYER")
+            .map(|l| l == i.to_string())
+            .unwrap_or(true)
+    })
+    .map(|(_, l)| l)
+    {
         let x = random(&[b, cin, hw, hw], 1);
         let w = random(&[cout, cin, 3, 3], 2);
         let g = Geom::new(x.dims(), w.dims(), stride).unwrap();
         let dy = random(&[b, cout, g.ho, g.wo], 3);
         let flop = 2.0 * (cin * cout * 9 * g.ho * g.wo * b) as f64;
         let (xs, ws, dys) = (slice(&x), slice(&w), slice(&dy));
+        let path = match std::env::var("OPS_BENCH_PATH").as_deref() {
+            Ok("gemm") => Path::Gemm,
+            _ => Path::best(),
+        };
 
         let f = time_ms(reps, || {
-            std::hint::black_box(forward(&xs, &ws, &g));
+            std::hint::black_box(forward(&xs, &ws, &g, path));
         });
         let bx = time_ms(reps, || {
-            std::hint::black_box(backward_input(&dys, &ws, &g));
+            std::hint::black_box(backward_input(&dys, &ws, &g, path));
         });
         let bw = time_ms(reps, || {
-            std::hint::black_box(backward_weight(&xs, &dys, &g));
+            std::hint::black_box(backward_weight(&xs, &dys, &g, path));
         });
 
         if std::env::var("OPS_BENCH_STOCK").as_deref() == Ok("0") {
@@ -172,6 +204,15 @@ fn bench_bn_relu_mid_layers() {
             let (y, _, _) = bn_relu_train(xt, gt, bt, 1e-5).unwrap();
             std::hint::black_box((y * &r).unwrap().sum_all().unwrap().backward().unwrap());
         });
+        if std::env::var("OPS_BENCH_STOCK").as_deref() == Ok("0") {
+            println!(
+                "{:<16} {:>10.2} {:>10.2}",
+                format!("{c}ch {hw}x{hw}"),
+                f,
+                fb
+            );
+            continue;
+        }
         let sf = time_ms(reps, || {
             std::hint::black_box(stock(xt));
         });
@@ -301,4 +342,34 @@ fn bench_fma_peak() {
         gflops(flop, one),
         gflops(2.0 * flop, two)
     );
+}
+
+#[test]
+#[ignore]
+fn bench_bn_stages() {
+    let (b, c, hw) = (50, 64, 32);
+    let x = Var::from_tensor(&random(&[b, c, hw, hw], 1)).unwrap();
+    let gamma = Var::from_tensor(&random(&[c], 2).affine(0.5, 1.0).unwrap()).unwrap();
+    let beta = Var::from_tensor(&random(&[c], 3)).unwrap();
+    let r = random(&[b, c, hw, hw], 4);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (y, _, _) =
+            bn_relu_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
+        let t1 = t.elapsed();
+        let l = (&y * &r).unwrap();
+        let t2 = t.elapsed();
+        let s = l.sum_all().unwrap();
+        let t3 = t.elapsed();
+        let g = s.backward().unwrap();
+        let t4 = t.elapsed();
+        std::hint::black_box(g);
+        println!(
+            "bn {:?} mul {:?} sum {:?} backward {:?}",
+            t1,
+            t2 - t1,
+            t3 - t2,
+            t4 - t3
+        );
+    }
 }

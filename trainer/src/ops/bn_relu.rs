@@ -5,7 +5,8 @@
 //! pixels and f64 across rows, so no catastrophic cancellation), one pass writes
 //! `y = max(0, x * scale + shift)`. The backward pass takes two: the per-channel sums
 //! `Σg` and `Σg(x-μ)` with `g = dy·[y>0]`, then
-//! `dx = γσ⁻¹ (g - Σg/N - x̂ Σg x̂ / N)`, `dγ = Σ g x̂`, `dβ = Σ g`.
+//! `dx = γσ⁻¹ (g - Σg/N - x̂ Σg x̂ / N)`, `dγ = Σ g x̂`, `dβ = Σ g`. The ReLU's mask is
+//! recomputed from `x` with the very expression of the forward pass, so `y` is never read.
 //!
 //! Affine + ReLU ([`AffineRelu`], used by evaluation-mode batch norm): `y = max(0, x * a + b)`
 //! with per-channel `a`, `b`; its backward is a single pass giving `dx`, `da`, `db`.
@@ -16,7 +17,7 @@
 
 use super::conv::f32_slice;
 use super::gemm::{split_range, threads};
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -51,23 +52,26 @@ impl Dims {
     }
 }
 
-/// Sum of `f(i)` over `0..n`, eight lanes at a time so that it vectorizes.
+/// Two sums over a row, `Σ f(x, g)` componentwise over matching elements of `xs` and
+/// `gs`, eight lanes at a time and branch-free so that it vectorizes.
 #[inline(always)]
-fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let full = n / 8 * 8;
-    let mut i = 0;
-    while i < full {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(i + l);
+fn sums2(xs: &[f32], gs: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32, f32) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let (mut xc, mut gc) = (xs.chunks_exact(8), gs.chunks_exact(8));
+    for (x, g) in (&mut xc).zip(&mut gc) {
+        for l in 0..8 {
+            let (p, q) = f(x[l], g[l]);
+            a[l] += p;
+            b[l] += q;
         }
-        i += 8;
     }
-    let mut s = 0f32;
-    for j in full..n {
-        s += f(j);
+    let (mut sa, mut sb) = (0f32, 0f32);
+    for (x, g) in xc.remainder().iter().zip(gc.remainder()) {
+        let (p, q) = f(*x, *g);
+        sa += p;
+        sb += q;
     }
-    acc.iter().sum::<f32>() + s
+    (a.iter().sum::<f32>() + sa, b.iter().sum::<f32>() + sb)
 }
 
 /// Runs `f(rows, part)` on contiguous ranges of rows (one per thread), where `part` is the
@@ -111,8 +115,9 @@ fn channel_stats(x: &[f32], d: Dims) -> (Vec<f64>, Vec<f64>) {
             let c = row % d.c;
             let xs = &x[row * d.hw..(row + 1) * d.hw];
             let k = shift[c];
-            acc[2 * c] += lane_sum(d.hw, |i| xs[i] - k) as f64;
-            acc[2 * c + 1] += lane_sum(d.hw, |i| (xs[i] - k) * (xs[i] - k)) as f64;
+            let (s1, s2) = sums2(xs, xs, |x, _| ((x - k), (x - k) * (x - k)));
+            acc[2 * c] += s1 as f64;
+            acc[2 * c + 1] += s2 as f64;
         }
         acc
     });
@@ -128,6 +133,13 @@ fn channel_stats(x: &[f32], d: Dims) -> (Vec<f64>, Vec<f64>) {
     (mean, var)
 }
 
+/// The ReLU's input: `x * a + b` (the one expression both passes use, so that the
+/// backward pass recomputes the forward pass's mask exactly).
+#[inline(always)]
+fn pre(x: f32, a: f32, b: f32) -> f32 {
+    x * a + b
+}
+
 /// `y = max(0, x * scale[c] + shift[c])`.
 fn affine_relu(x: &[f32], d: Dims, scale: &[f32], shift: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; d.len()];
@@ -137,11 +149,22 @@ fn affine_relu(x: &[f32], d: Dims, scale: &[f32], shift: &[f32]) -> Vec<f32> {
             let (a, b) = (scale[c], shift[c]);
             let xs = &x[row * d.hw..(row + 1) * d.hw];
             for (o, v) in out[j * d.hw..(j + 1) * d.hw].iter_mut().zip(xs) {
-                *o = (v * a + b).max(0.0);
+                *o = pre(*v, a, b).max(0.0);
             }
         }
     });
     y
+}
+
+/// The output gradient where the ReLU passed its input (`x * a + b > 0`), 0 elsewhere;
+/// branch-free.
+#[inline(always)]
+fn masked(x: f32, a: f32, b: f32, g: f32) -> f32 {
+    if pre(x, a, b) > 0.0 {
+        g
+    } else {
+        0.0
+    }
 }
 
 /// What the training forward pass leaves for the caller and the backward pass.
@@ -155,6 +178,9 @@ pub(crate) struct BnStats {
     inv_std: Vec<f32>,
     /// γ per channel.
     gamma: Vec<f32>,
+    /// The affine map the forward pass applied before the ReLU: `γσ⁻¹`, `β - μγσ⁻¹`.
+    scale: Vec<f32>,
+    shift: Vec<f32>,
 }
 
 /// Training-mode batch norm + ReLU as a candle op (`x`, `γ`, `β`) -> `y`; the forward pass
@@ -177,6 +203,27 @@ fn channel_params(s: &CpuStorage, l: &Layout, c: usize, what: &str) -> Result<Ve
         );
     }
     Ok(v.to_vec())
+}
+
+/// Splits the output of a backward op, `[dx…, d1…, d2…]` (`dx` present when `want_dx`),
+/// into the gradients of the three arguments, each only where that argument needs one.
+fn split_grads(
+    out: &Tensor,
+    x: &Tensor,
+    p1: &Tensor,
+    p2: &Tensor,
+    want_dx: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let c = p1.elem_count();
+    let n = if want_dx { x.elem_count() } else { 0 };
+    let dx = if want_dx {
+        Some(out.narrow(0, 0, n)?.reshape(x.shape())?)
+    } else {
+        None
+    };
+    let d1 = p1.track_op().then(|| out.narrow(0, n, c)).transpose()?;
+    let d2 = p2.track_op().then(|| out.narrow(0, n + c, c)).transpose()?;
+    Ok((dx, d1, d2))
 }
 
 impl CustomOp3 for BnReluTrain {
@@ -213,6 +260,8 @@ impl CustomOp3 for BnReluTrain {
             var: var.iter().map(|&v| v as f32).collect(),
             inv_std,
             gamma,
+            scale,
+            shift,
         };
         Ok((CpuStorage::F32(y), Shape::from(l1.dims())))
     }
@@ -222,40 +271,26 @@ impl CustomOp3 for BnReluTrain {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        y: &Tensor,
+        _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let want_dx = x.track_op();
         let op = BnReluBackward { stats, want_dx };
-        let out = x.apply_op3_no_bwd(y, &dy.contiguous()?, &op)?;
-        let (n, c) = if want_dx {
-            (x.elem_count(), gamma.elem_count())
-        } else {
-            (0, gamma.elem_count())
-        };
-        let dx = if want_dx {
-            Some(out.narrow(0, 0, n)?.reshape(x.shape())?)
-        } else {
-            None
-        };
-        let dgamma = gamma.track_op().then(|| out.narrow(0, n, c)).transpose()?;
-        let dbeta = beta
-            .track_op()
-            .then(|| out.narrow(0, n + c, c))
-            .transpose()?;
-        Ok((dx, dgamma, dbeta))
+        let out = x.apply_op2_no_bwd(&dy.contiguous()?, &op)?;
+        split_grads(&out, x, gamma, beta, want_dx)
     }
 }
 
-/// The training backward pass as a candle op (`x`, `y`, `dy`) -> `[dx…, dγ…, dβ…]`
-/// (`dx` left out unless `want_dx`).
+/// The training backward pass as a candle op (`x`, `dy`) -> `[dx…, dγ…, dβ…]` (`dx` left
+/// out unless `want_dx`). The ReLU's mask is recomputed from `x` and the forward pass's
+/// affine map, which saves reading `y`.
 struct BnReluBackward {
     stats: BnStats,
     want_dx: bool,
 }
 
-impl CustomOp3 for BnReluBackward {
+impl CustomOp2 for BnReluBackward {
     fn name(&self) -> &'static str {
         "fast-bn-relu-train-backward"
     }
@@ -266,15 +301,12 @@ impl CustomOp3 for BnReluBackward {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1.dims())?;
         let x = f32_slice(s1, l1, "batch norm input")?;
-        let y = f32_slice(s2, l2, "batch norm output")?;
-        let dy = f32_slice(s3, l3, "batch norm output gradient")?;
+        let dy = f32_slice(s2, l2, "batch norm output gradient")?;
         let st = &self.stats;
-        if y.len() != d.len() || dy.len() != d.len() || st.mean.len() != d.c {
+        if dy.len() != d.len() || st.mean.len() != d.c || st.scale.len() != d.c {
             bail!("batch norm backward: mismatched shapes");
         }
         // Pass 1: Σg and Σg(x-μ) per channel.
@@ -282,12 +314,15 @@ impl CustomOp3 for BnReluBackward {
             let mut acc = vec![0f64; 2 * d.c];
             for row in rows {
                 let c = row % d.c;
-                let m = st.mean[c];
+                let (m, a, b) = (st.mean[c], st.scale[c], st.shift[c]);
                 let r = row * d.hw..(row + 1) * d.hw;
-                let (xs, ys, gs) = (&x[r.clone()], &y[r.clone()], &dy[r]);
-                let g = |i: usize| if ys[i] > 0.0 { gs[i] } else { 0.0 };
-                acc[2 * c] += lane_sum(d.hw, g) as f64;
-                acc[2 * c + 1] += lane_sum(d.hw, |i| g(i) * (xs[i] - m)) as f64;
+                let (xs, gs) = (&x[r.clone()], &dy[r]);
+                let (sg, sgx) = sums2(xs, gs, |x, g| {
+                    let g = masked(x, a, b, g);
+                    (g, g * (x - m))
+                });
+                acc[2 * c] += sg as f64;
+                acc[2 * c + 1] += sgx as f64;
             }
             acc
         });
@@ -301,23 +336,24 @@ impl CustomOp3 for BnReluBackward {
             let inv_std = st.inv_std[c] as f64;
             out[n_dx + c] = (sgx * inv_std) as f32;
             out[n_dx + d.c + c] = sg as f32;
-            // dx = a g + bx x + b0.
-            let a = st.gamma[c] as f64 * inv_std;
-            let bx = -a * inv_std * inv_std * sgx / n;
-            let b0 = -a * sg / n - bx * st.mean[c] as f64;
-            coef.push((a as f32, bx as f32, b0 as f32));
+            // dx = k g + kx x + k0, with γσ⁻¹ (g - Σg/N - x̂ Σg x̂ / N) expanded.
+            let k = st.gamma[c] as f64 * inv_std;
+            let kx = -k * inv_std * inv_std * sgx / n;
+            let k0 = -k * sg / n - kx * st.mean[c] as f64;
+            coef.push((k as f32, kx as f32, k0 as f32));
         }
         if self.want_dx {
             // Pass 2: dx.
             for_row_ranges(d.b * d.c, d.hw, &mut out[..n_dx], |rows, part| {
                 for (j, row) in rows.enumerate() {
-                    let (a, bx, b0) = coef[row % d.c];
+                    let c = row % d.c;
+                    let (k, kx, k0) = coef[c];
+                    let (a, b) = (st.scale[c], st.shift[c]);
                     let r = row * d.hw..(row + 1) * d.hw;
-                    let (xs, ys, gs) = (&x[r.clone()], &y[r.clone()], &dy[r]);
+                    let (xs, gs) = (&x[r.clone()], &dy[r]);
                     let o = &mut part[j * d.hw..(j + 1) * d.hw];
-                    for i in 0..d.hw {
-                        let g = if ys[i] > 0.0 { gs[i] } else { 0.0 };
-                        o[i] = a * g + bx * xs[i] + b0;
+                    for ((o, x), g) in o.iter_mut().zip(xs).zip(gs) {
+                        *o = k * masked(*x, a, b, *g) + kx * x + k0;
                     }
                 }
             });
@@ -358,35 +394,28 @@ impl CustomOp3 for AffineRelu {
         x: &Tensor,
         a: &Tensor,
         b: &Tensor,
-        y: &Tensor,
+        _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let want_dx = x.track_op();
         let op = AffineReluBackward {
             scale: a.to_vec1::<f32>()?,
+            shift: b.to_vec1::<f32>()?,
             want_dx,
         };
-        let out = x.apply_op3_no_bwd(y, &dy.contiguous()?, &op)?;
-        let c = a.elem_count();
-        let n = if want_dx { x.elem_count() } else { 0 };
-        let dx = if want_dx {
-            Some(out.narrow(0, 0, n)?.reshape(x.shape())?)
-        } else {
-            None
-        };
-        let da = a.track_op().then(|| out.narrow(0, n, c)).transpose()?;
-        let db = b.track_op().then(|| out.narrow(0, n + c, c)).transpose()?;
-        Ok((dx, da, db))
+        let out = x.apply_op2_no_bwd(&dy.contiguous()?, &op)?;
+        split_grads(&out, x, a, b, want_dx)
     }
 }
 
-/// The backward pass of [`AffineRelu`] as a candle op (`x`, `y`, `dy`) -> `[dx…, da…, db…]`.
+/// The backward pass of [`AffineRelu`] as a candle op (`x`, `dy`) -> `[dx…, da…, db…]`.
 struct AffineReluBackward {
     scale: Vec<f32>,
+    shift: Vec<f32>,
     want_dx: bool,
 }
 
-impl CustomOp3 for AffineReluBackward {
+impl CustomOp2 for AffineReluBackward {
     fn name(&self) -> &'static str {
         "fast-affine-relu-backward"
     }
@@ -397,14 +426,11 @@ impl CustomOp3 for AffineReluBackward {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::of(l1.dims())?;
         let x = f32_slice(s1, l1, "affine input")?;
-        let y = f32_slice(s2, l2, "affine output")?;
-        let dy = f32_slice(s3, l3, "affine output gradient")?;
-        if y.len() != d.len() || dy.len() != d.len() || self.scale.len() != d.c {
+        let dy = f32_slice(s2, l2, "affine output gradient")?;
+        if dy.len() != d.len() || self.scale.len() != d.c || self.shift.len() != d.c {
             bail!("affine backward: mismatched shapes");
         }
         let n_dx = if self.want_dx { d.len() } else { 0 };
@@ -415,15 +441,19 @@ impl CustomOp3 for AffineReluBackward {
             let mut acc = vec![0f64; 2 * d.c];
             for (j, row) in rows.enumerate() {
                 let c = row % d.c;
+                let (a, b) = (self.scale[c], self.shift[c]);
                 let r = row * d.hw..(row + 1) * d.hw;
-                let (xs, ys, gs) = (&x[r.clone()], &y[r.clone()], &dy[r]);
-                let g = |i: usize| if ys[i] > 0.0 { gs[i] } else { 0.0 };
-                acc[2 * c] += lane_sum(d.hw, |i| g(i) * xs[i]) as f64;
-                acc[2 * c + 1] += lane_sum(d.hw, g) as f64;
+                let (xs, gs) = (&x[r.clone()], &dy[r]);
+                let (sgx, sg) = sums2(xs, gs, |x, g| {
+                    let g = masked(x, a, b, g);
+                    (g * x, g)
+                });
+                acc[2 * c] += sgx as f64;
+                acc[2 * c + 1] += sg as f64;
                 if !part.is_empty() {
-                    let a = self.scale[c];
-                    for (i, o) in part[j * d.hw..(j + 1) * d.hw].iter_mut().enumerate() {
-                        *o = a * g(i);
+                    let o = &mut part[j * d.hw..(j + 1) * d.hw];
+                    for ((o, x), g) in o.iter_mut().zip(xs).zip(gs) {
+                        *o = a * masked(*x, a, b, *g);
                     }
                 }
             }

@@ -257,9 +257,80 @@ fn forward_image(x: &[f32], w: &[f32], g: &Geom, y: &mut [f32], gt: usize) {
     });
 }
 
+/// Which implementation runs the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// im2col tiles and the `gemm` crate (any CPU).
+    Gemm,
+    /// The AVX2/FMA implicit-GEMM kernels of [`super::direct`].
+    #[cfg(target_arch = "x86_64")]
+    Direct,
+}
+
+impl Path {
+    /// The fastest implementation this CPU runs.
+    pub(crate) fn best() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        if super::direct::available() {
+            return Path::Direct;
+        }
+        Path::Gemm
+    }
+}
+
 /// Forward convolution of a batch: `x` is `[B, Cin, H, W]`, `w` is `[Cout, Cin, kh, kw]`,
 /// the result `[B, Cout, Ho, Wo]`.
-pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
+pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geom, path: Path) -> Vec<f32> {
+    match path {
+        Path::Gemm => forward_gemm(x, w, g),
+        #[cfg(target_arch = "x86_64")]
+        Path::Direct => fast::forward(x, w, g),
+    }
+}
+
+/// The filter gradient `[Cout, Cin, kh, kw]` from the input `x` and the output gradient
+/// `dy` (`[B, Cout, Ho, Wo]`).
+pub(crate) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom, path: Path) -> Vec<f32> {
+    match path {
+        Path::Gemm => backward_weight_gemm(x, dy, g),
+        #[cfg(target_arch = "x86_64")]
+        Path::Direct => fast::backward_weight(x, dy, g),
+    }
+}
+
+/// The input gradient `[B, Cin, H, W]` from the output gradient `dy` (`[B, Cout, Ho, Wo]`)
+/// and the filters `w`.
+pub(crate) fn backward_input(dy: &[f32], w: &[f32], g: &Geom, path: Path) -> Vec<f32> {
+    if g.stride == 1 {
+        // A forward convolution of dy with the flipped, transposed filters.
+        return forward(dy, &flipped_transposed(w, g), &g.transposed(), path);
+    }
+    match path {
+        Path::Gemm => backward_input_gemm(dy, w, g),
+        #[cfg(target_arch = "x86_64")]
+        Path::Direct => fast::backward_input_strided(dy, w, g),
+    }
+}
+
+/// `W'[ci, co, kh-1-ky, kw-1-kx] = W[co, ci, ky, kx]`: the filters of the stride-1 input
+/// gradient as a forward convolution.
+fn flipped_transposed(w: &[f32], g: &Geom) -> Vec<f32> {
+    let mut wf = vec![0f32; w.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    wf[((ci * g.cout + co) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx] =
+                        w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                }
+            }
+        }
+    }
+    wf
+}
+
+/// Forward convolution with im2col tiles and the `gemm` crate.
+fn forward_gemm(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
     let mut y = vec![0f32; g.b * g.cout * g.p()];
     if y.is_empty() {
         return y;
@@ -272,9 +343,8 @@ pub(crate) fn forward(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
     y
 }
 
-/// The filter gradient `[Cout, Cin, kh, kw]` from the input `x` and the output gradient
-/// `dy` (`[B, Cout, Ho, Wo]`).
-pub(crate) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+/// The filter gradient with im2col tiles and the `gemm` crate.
+fn backward_weight_gemm(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let in_len = g.cin * g.hw();
     let out_len = g.cout * p;
@@ -336,25 +406,9 @@ pub(crate) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
     dw
 }
 
-/// The input gradient `[B, Cin, H, W]` from the output gradient `dy` (`[B, Cout, Ho, Wo]`)
-/// and the filters `w`.
-pub(crate) fn backward_input(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
-    if g.stride == 1 {
-        // A forward convolution of dy with the flipped, transposed filters.
-        let t = g.transposed();
-        let mut wf = vec![0f32; w.len()];
-        for co in 0..g.cout {
-            for ci in 0..g.cin {
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        wf[((ci * g.cout + co) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx] =
-                            w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
-                    }
-                }
-            }
-        }
-        return forward(dy, &wf, &t);
-    }
+/// The input gradient of a strided convolution: `dcol = Wᵀ · dy_b` in tiles, scattered
+/// back onto the image (col2im), with the `gemm` crate.
+fn backward_input_gemm(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let in_len = g.cin * g.hw();
     let mut dx = vec![0f32; g.b * in_len];
@@ -425,7 +479,7 @@ impl CustomOp2 for Conv2d {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride)?;
         let x = f32_slice(s1, l1, "conv2d input")?;
         let w = f32_slice(s2, l2, "conv2d filters")?;
-        let y = forward(x, w, &g);
+        let y = forward(x, w, &g, Path::best());
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
 
@@ -499,7 +553,7 @@ impl CustomOp2 for Conv2dBackwardInput {
         }
         let dy = f32_slice(s1, l1, "conv2d output gradient")?;
         let w = f32_slice(s2, l2, "conv2d filters")?;
-        let dx = backward_input(dy, w, &g);
+        let dx = backward_input(dy, w, &g, Path::best());
         Ok((CpuStorage::F32(dx), Shape::from((b, cin, self.h, self.w))))
     }
 }
@@ -540,10 +594,239 @@ impl CustomOp2 for Conv2dBackwardWeight {
         }
         let x = f32_slice(s1, l1, "conv2d input")?;
         let dy = f32_slice(s2, l2, "conv2d output gradient")?;
-        let dw = backward_weight(x, dy, &g);
+        let dw = backward_weight(x, dy, &g, Path::best());
         Ok((
             CpuStorage::F32(dw),
             Shape::from((cout, cin, self.kh, self.kw)),
         ))
+    }
+}
+
+/// Drivers of the AVX2/FMA kernels.
+#[cfg(target_arch = "x86_64")]
+mod fast {
+    use super::super::direct::{
+        implicit_gemm, pack_a, pack_dy, prepare, scatter_strided, weight_grad_tiles, MR, NR, SLACK,
+    };
+    use super::super::gemm::{split_range, threads, with_scratch};
+    use super::Geom;
+    use rayon::prelude::*;
+
+    /// The prepared input of the forward pass: plane size `(hq, wq)`, the offset of every
+    /// im2col row and the buffer length.
+    struct Prepared {
+        hq: usize,
+        wq: usize,
+        koff: Vec<usize>,
+        len: usize,
+    }
+
+    fn prepared(g: &Geom) -> Prepared {
+        let s = g.stride;
+        let (hq, wq) = (g.ho + (g.kh - 1) / s, g.wo + (g.kw - 1) / s);
+        let mut koff = Vec::with_capacity(g.k());
+        for ci in 0..g.cin {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    koff.push(((ci * s + ky % s) * s + kx % s) * hq * wq + (ky / s) * wq + kx / s);
+                }
+            }
+        }
+        Prepared {
+            hq,
+            wq,
+            koff,
+            len: g.cin * s * s * hq * wq + SLACK,
+        }
+    }
+
+    /// Writes image `x` (`[Cin, H, W]`) prepared for `p` into `src`.
+    fn prepare_input(x: &[f32], g: &Geom, p: &Prepared, src: &mut [f32]) {
+        prepare(
+            x,
+            g.cin,
+            (g.h, g.w),
+            g.stride,
+            (g.ph(), g.pw()),
+            (p.hq, p.wq),
+            src,
+        );
+    }
+
+    pub(super) fn forward(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
+        let mut y = vec![0f32; g.b * g.cout * g.p()];
+        if y.is_empty() {
+            return y;
+        }
+        let apack = pack_a(w, g.cout, g.k());
+        let p = prepared(g);
+        let in_len = g.cin * g.hw();
+        y.par_chunks_mut(g.cout * g.p())
+            .enumerate()
+            .for_each(|(bi, yb)| {
+                with_scratch(1, p.len, |src| {
+                    prepare_input(&x[bi * in_len..(bi + 1) * in_len], g, &p, src);
+                    implicit_gemm(&apack, g.cout, &p.koff, src, (g.ho, g.wo, p.wq), yb);
+                });
+            });
+        y
+    }
+
+    pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
+        let (k, npix) = (g.k(), g.p());
+        let (kp, jbn) = (k.div_ceil(MR), g.cout.div_ceil(NR));
+        let p = prepared(g);
+        let (in_len, out_len) = (g.cin * g.hw(), g.cout * npix);
+        let partials: Vec<Vec<f32>> = split_range(g.b, threads())
+            .into_par_iter()
+            .map(|range| {
+                let mut tiles = vec![0f32; kp * jbn * MR * NR];
+                for bi in range {
+                    with_scratch(1, p.len, |src| {
+                        prepare_input(&x[bi * in_len..(bi + 1) * in_len], g, &p, src);
+                        with_scratch(0, jbn * npix * NR, |dyt| {
+                            pack_dy(&dy[bi * out_len..(bi + 1) * out_len], g.cout, npix, dyt);
+                            weight_grad_tiles(
+                                &p.koff,
+                                src,
+                                (g.ho, g.wo, p.wq),
+                                dyt,
+                                g.cout,
+                                &mut tiles,
+                            );
+                        });
+                    });
+                }
+                tiles
+            })
+            .collect();
+        let mut parts = partials.into_iter();
+        let mut tiles = parts
+            .next()
+            .unwrap_or_else(|| vec![0f32; kp * jbn * MR * NR]);
+        for part in parts {
+            for (a, b) in tiles.iter_mut().zip(&part) {
+                *a += *b;
+            }
+        }
+        let mut dw = vec![0f32; g.cout * k];
+        for co in 0..g.cout {
+            for (kk, d) in dw[co * k..(co + 1) * k].iter_mut().enumerate() {
+                *d = tiles[((kk / MR) * jbn + co / NR) * MR * NR + (kk % MR) * NR + co % NR];
+            }
+        }
+        dw
+    }
+
+    /// One output phase `(a, b)` of a strided input gradient: the input pixels
+    /// `(q*s + a - ph, r*s + b - pw)` for `q` in `q0..q0+nq`, `r` in `r0..r0+nr`, each a
+    /// stride-1 correlation of the padded output gradient with the filter taps
+    /// `(a + s*t, b + s*u)`.
+    struct Phase {
+        a: usize,
+        b: usize,
+        q0: usize,
+        nq: usize,
+        r0: usize,
+        nr: usize,
+        koff: Vec<usize>,
+        apack: Vec<f32>,
+    }
+
+    /// For one dimension: (taps, first index, count) of phase `a`.
+    fn phase_range(a: usize, k: usize, pad: usize, size: usize, s: usize) -> (usize, usize, usize) {
+        let taps = if a < k { (k - a).div_ceil(s) } else { 0 };
+        let q0 = if pad > a { (pad - a).div_ceil(s) } else { 0 };
+        let n = if size + pad > a {
+            ((size - 1 + pad - a) / s + 1).saturating_sub(q0)
+        } else {
+            0
+        };
+        (taps, q0, n)
+    }
+
+    pub(super) fn backward_input_strided(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
+        let s = g.stride;
+        let in_len = g.cin * g.hw();
+        let mut dx = vec![0f32; g.b * in_len];
+        if dx.is_empty() {
+            return dx;
+        }
+        let (pt, pl) = (g.kh.div_ceil(s), g.kw.div_ceil(s));
+        let rows: Vec<_> = (0..s)
+            .map(|a| phase_range(a, g.kh, g.ph(), g.h, s))
+            .collect();
+        let cols: Vec<_> = (0..s)
+            .map(|b| phase_range(b, g.kw, g.pw(), g.w, s))
+            .collect();
+        let hq = pt + rows.iter().map(|r| r.1 + r.2).max().unwrap_or(0).max(g.ho);
+        let wq = pl + cols.iter().map(|c| c.1 + c.2).max().unwrap_or(0).max(g.wo);
+        let mut phases = Vec::new();
+        for (a, &(ta, q0, nq)) in rows.iter().enumerate() {
+            for (b, &(ub, r0, nr)) in cols.iter().enumerate() {
+                if ta == 0 || ub == 0 || nq == 0 || nr == 0 {
+                    continue;
+                }
+                let depth = g.cout * ta * ub;
+                let mut koff = Vec::with_capacity(depth);
+                let mut amat = vec![0f32; g.cin * depth];
+                for co in 0..g.cout {
+                    for t in 0..ta {
+                        for u in 0..ub {
+                            let kk = (co * ta + t) * ub + u;
+                            koff.push(co * hq * wq + (q0 + pt - t) * wq + (r0 + pl - u));
+                            let (ky, kx) = (a + s * t, b + s * u);
+                            for ci in 0..g.cin {
+                                amat[ci * depth + kk] =
+                                    w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                            }
+                        }
+                    }
+                }
+                phases.push(Phase {
+                    a,
+                    b,
+                    q0,
+                    nq,
+                    r0,
+                    nr,
+                    koff,
+                    apack: pack_a(&amat, g.cin, depth),
+                });
+            }
+        }
+        let src_len = g.cout * hq * wq + SLACK;
+        let out_len = g.cout * g.p();
+        let buf_len = phases
+            .iter()
+            .map(|p| g.cin * p.nq * p.nr)
+            .max()
+            .unwrap_or(0);
+        dx.par_chunks_mut(in_len).enumerate().for_each(|(bi, dxb)| {
+            let dyb = &dy[bi * out_len..(bi + 1) * out_len];
+            with_scratch(1, src_len, |src| {
+                prepare(dyb, g.cout, (g.ho, g.wo), 1, (pt, pl), (hq, wq), src);
+                with_scratch(2, buf_len, |buf| {
+                    for ph in &phases {
+                        let npix = ph.nq * ph.nr;
+                        implicit_gemm(&ph.apack, g.cin, &ph.koff, src, (ph.nq, ph.nr, wq), buf);
+                        for ci in 0..g.cin {
+                            let plane = &mut dxb[ci * g.hw()..(ci + 1) * g.hw()];
+                            let res = &buf[ci * npix..(ci + 1) * npix];
+                            for qq in 0..ph.nq {
+                                let iy = (ph.q0 + qq) * s + ph.a - g.ph();
+                                let ix0 = ph.r0 * s + ph.b - g.pw();
+                                scatter_strided(
+                                    &mut plane[iy * g.w + ix0..(iy + 1) * g.w],
+                                    &res[qq * ph.nr..(qq + 1) * ph.nr],
+                                    s,
+                                );
+                            }
+                        }
+                    }
+                });
+            });
+        });
+        dx
     }
 }

@@ -101,10 +101,11 @@ pub(crate) fn sgemm(
 }
 
 thread_local! {
-    static SCRATCH: [Cell<Vec<f32>>; 2] = const { [Cell::new(Vec::new()), Cell::new(Vec::new())] };
+    static SCRATCH: [Cell<Vec<f32>>; 3] =
+        const { [Cell::new(Vec::new()), Cell::new(Vec::new()), Cell::new(Vec::new())] };
 }
 
-/// Runs `f` with this thread's scratch buffer number `slot` (0 or 1) resized to `len`
+/// Runs `f` with this thread's scratch buffer number `slot` (0, 1 or 2) resized to `len`
 /// elements (contents unspecified). The buffer is taken out of the thread-local for the
 /// duration, so re-entrant use (rayon work stealing) just allocates a fresh one.
 pub(crate) fn with_scratch<R>(slot: usize, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {

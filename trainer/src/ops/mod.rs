@@ -15,6 +15,8 @@
 
 mod bn_relu;
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 mod gemm;
 
 #[cfg(test)]

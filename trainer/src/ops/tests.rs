@@ -332,8 +332,61 @@ fn check_bn_eval(c: &BnCase) {
     }
 }
 
+/// Checks every implementation of the three convolution products against direct loops.
+fn check_conv_paths(c: &ConvCase) {
+    use super::conv::{backward_input, backward_weight, forward, Geom, Path};
+    let x = vec64(&random(&[c.b, c.cin, c.h, c.w], c.seed, -1.0, 1.0));
+    let w = vec64(&random(&[c.cout, c.cin, c.kh, c.kw], c.seed ^ 1, -1.0, 1.0));
+    let g = Geom::new(
+        &[c.b, c.cin, c.h, c.w],
+        &[c.cout, c.cin, c.kh, c.kw],
+        c.stride,
+    )
+    .unwrap();
+    let r = vec64(&random(&[c.b, c.cout, g.ho, g.wo], c.seed ^ 2, -1.0, 1.0));
+    let (ny, ndx, ndw) = naive_conv(c, &x, &w, &r);
+    let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let (xf, wf, rf) = (f32s(&x), f32s(&w), f32s(&r));
+    let close = |what: &str, a: &[f32], want: &[f64]| {
+        assert_eq!(a.len(), want.len(), "{what}: length");
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        for (i, (u, v)) in a.iter().zip(want).enumerate() {
+            assert!(
+                (*u as f64 - v).abs() <= 1e-5 * (1.0 + scale),
+                "{what}: element {i}: {u} vs {v}"
+            );
+        }
+    };
+    let mut paths = vec![Path::Gemm];
+    if Path::best() != Path::Gemm {
+        paths.push(Path::best());
+    }
+    for path in paths {
+        close(
+            &format!("{path:?} forward"),
+            &forward(&xf, &wf, &g, path),
+            &ny,
+        );
+        close(
+            &format!("{path:?} dx"),
+            &backward_input(&rf, &wf, &g, path),
+            &ndx,
+        );
+        close(
+            &format!("{path:?} dw"),
+            &backward_weight(&xf, &rf, &g, path),
+            &ndw,
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn conv_implementations_match_direct_loops(c in conv_case()) {
+        check_conv_paths(&c);
+    }
 
     #[test]
     fn conv_matches_stock_forward_and_gradients(c in conv_case()) {
