@@ -3,6 +3,11 @@
 
 mod commands;
 
+/// Training allocates and frees the same large buffers every step: mimalloc keeps them
+/// instead of returning them to the kernel (and faulting them in again) as glibc does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

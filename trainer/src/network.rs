@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 use crate::weights::{Inheritance, Weights};
+use crate::{ops, profile};
 use candle_core::{Device, Tensor, D};
 use genome::shape::nearest_source_index;
 use genome::tensors::{bn_prefix, conv_kernel_name};
@@ -33,8 +34,8 @@ struct Reconcile {
 struct EdgeStep {
     /// Position of the source vertex in the evaluation order.
     from: usize,
-    /// The convolution (kernel name, padding (h, w), stride), if this is one.
-    conv: Option<(String, (usize, usize), usize)>,
+    /// The convolution (kernel name, stride), if this is one.
+    conv: Option<(String, usize)>,
     /// Set when the edge's output shape differs from the target's.
     reconcile: Option<Reconcile>,
 }
@@ -124,13 +125,9 @@ impl Network {
             edges.sort_by_key(|e| !e.primary);
             let mut inputs = Vec::with_capacity(edges.len());
             for e in edges {
-                let conv = e.op.conv().map(|c| {
-                    (
-                        conv_kernel_name(e.id),
-                        ((c.filter_h as usize - 1) / 2, (c.filter_w as usize - 1) / 2),
-                        c.stride as usize,
-                    )
-                });
+                let conv =
+                    e.op.conv()
+                        .map(|c| (conv_kernel_name(e.id), c.stride as usize));
                 inputs.push(EdgeStep {
                     from: position[&e.from],
                     conv,
@@ -187,29 +184,30 @@ impl Network {
                 let src = &acts[input.from];
                 let mut y = match &input.conv {
                     None => src.clone(),
-                    Some((name, (ph, pw), stride)) => {
+                    Some((name, stride)) => {
+                        let _s = profile::scope("op: conv");
                         let kernel = self.weights.get(name)?.as_tensor();
-                        if ph == pw {
-                            src.conv2d(kernel, *ph, *stride, 1, 1)?
-                        } else {
-                            src.pad_with_zeros(2, *ph, *ph)?
-                                .pad_with_zeros(3, *pw, *pw)?
-                                .conv2d(kernel, 0, *stride, 1, 1)?
-                        }
+                        // No gradient is needed for the input image.
+                        ops::conv2d(src, kernel, *stride, input.from != 0)?
                     }
                 };
                 if let Some(r) = &input.reconcile {
+                    let _s = profile::scope("op: reconcile");
                     y = reconcile(y, r)?;
                 }
                 sum = Some(match sum {
                     None => y,
-                    Some(s) => (s + y)?,
+                    Some(s) => {
+                        let _s = profile::scope("op: sum");
+                        (s + y)?
+                    }
                 });
             }
             let mut y = sum.ok_or_else(|| {
                 crate::error::TrainError::Mismatch("a vertex has no input".to_string())
             })?;
             if let Some(prefix) = &step.bn {
+                let _s = profile::scope("op: bn_relu");
                 y = self.batch_norm_relu(&y, prefix, train)?;
             }
             acts.push(y);
@@ -224,40 +222,43 @@ impl Network {
         let flat = out.flatten_from(1)?;
         let w = self.weights.get("head.weight")?.as_tensor();
         let b = self.weights.get("head.bias")?.as_tensor();
+        let _s = profile::scope("op: head");
         Ok(flat.matmul(&w.t()?)?.broadcast_add(b)?)
     }
 
     fn batch_norm_relu(&self, x: &Tensor, prefix: &str, train: bool) -> Result<Tensor> {
-        let c = x.dim(1)?;
-        let gamma = self.weights.get(&format!("{prefix}.weight"))?;
-        let beta = self.weights.get(&format!("{prefix}.bias"))?;
+        let gamma = self.weights.get(&format!("{prefix}.weight"))?.as_tensor();
+        let beta = self.weights.get(&format!("{prefix}.bias"))?.as_tensor();
         let running_mean = self.weights.get(&format!("{prefix}.running_mean"))?;
         let running_var = self.weights.get(&format!("{prefix}.running_var"))?;
-        let (mean, var) = if train {
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let centered = x.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
-            let n = (x.elem_count() / c) as f64;
-            let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?.flatten_all()?;
-            let m = BN_MOMENTUM;
-            running_mean.set(
-                &((running_mean.as_tensor() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?,
-            )?;
-            running_var.set(&((running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
-            (mean, var)
-        } else {
-            (
-                running_mean.as_tensor().reshape((1, c, 1, 1))?,
-                running_var.as_tensor().reshape((1, c, 1, 1))?,
-            )
-        };
-        let inv_std = (var + BN_EPS)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&gamma.as_tensor().reshape((1, c, 1, 1))?)?;
-        let y = x
-            .broadcast_sub(&mean)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&beta.as_tensor().reshape((1, c, 1, 1))?)?;
-        Ok(y.relu()?)
+        if !train {
+            return Ok(ops::bn_relu_eval(
+                x,
+                gamma,
+                beta,
+                running_mean.as_tensor(),
+                running_var.as_tensor(),
+                BN_EPS,
+            )?);
+        }
+        let (y, mean, var) = ops::bn_relu_train(x, gamma, beta, BN_EPS)?;
+        // Running statistics, as PyTorch: momentum 0.1, unbiased batch variance.
+        let n = (x.elem_count() / x.dim(1)?) as f64;
+        let m = BN_MOMENTUM;
+        let unbiased = (var * (n / (n - 1.0).max(1.0)))?;
+        running_mean.set(
+            &running_mean
+                .as_tensor()
+                .affine(1.0 - m, 0.0)?
+                .add(&(mean * m)?)?,
+        )?;
+        running_var.set(
+            &running_var
+                .as_tensor()
+                .affine(1.0 - m, 0.0)?
+                .add(&(unbiased * m)?)?,
+        )?;
+        Ok(y)
     }
 
     /// Predicted class for each image of a batch.

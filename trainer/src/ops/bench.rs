@@ -373,3 +373,46 @@ fn bench_bn_stages() {
         );
     }
 }
+
+/// One image's forward product through the implicit-GEMM kernel, repeated on one thread
+/// (hot caches): the kernel's own efficiency.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore]
+fn bench_kernel_single_image() {
+    use super::direct::{
+        implicit_gemm, pack_a, pack_dy, prepare, weight_grad_tiles, MR, NR, SLACK,
+    };
+    for &(c, hw) in &[(64usize, 32usize), (128, 16), (256, 8)] {
+        let x = slice(&random(&[c, hw, hw], 1));
+        let w = slice(&random(&[c, c, 3, 3], 2));
+        let (hq, wq) = (hw + 2, hw + 2);
+        let mut src = vec![0f32; c * hq * wq + SLACK];
+        prepare(&x, c, (hw, hw), 1, (1, 1), (hq, wq), &mut src);
+        let koff: Vec<usize> = (0..c * 9)
+            .map(|k| (k / 9) * hq * wq + (k % 9 / 3) * wq + k % 3)
+            .collect();
+        let apack = pack_a(&w, c, c * 9);
+        let mut y = vec![0f32; c * hw * hw];
+        let flop = 2.0 * (c * c * 9 * hw * hw) as f64;
+        let reps = 20;
+        let t = time_ms(3, || {
+            for _ in 0..reps {
+                implicit_gemm(&apack, c, &koff, &src, (hw, hw, wq), &mut y);
+            }
+        }) / reps as f64;
+        let mut dyt = vec![0f32; c.div_ceil(NR) * hw * hw * NR];
+        pack_dy(&y, c, hw * hw, &mut dyt);
+        let mut tiles = vec![0f32; (c * 9).div_ceil(MR) * c.div_ceil(NR) * MR * NR];
+        let tw = time_ms(3, || {
+            for _ in 0..reps {
+                weight_grad_tiles(&koff, &src, (hw, hw, wq), &dyt, c, &mut tiles);
+            }
+        }) / reps as f64;
+        println!(
+            "kernel {c}ch {hw}x{hw}: forward {:.1} GFLOP/s, weight gradient {:.1} GFLOP/s",
+            gflops(flop, t),
+            gflops(flop, tw)
+        );
+    }
+}

@@ -301,12 +301,12 @@ pub(crate) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom, path: Path) -> Ve
 /// The input gradient `[B, Cin, H, W]` from the output gradient `dy` (`[B, Cout, Ho, Wo]`)
 /// and the filters `w`.
 pub(crate) fn backward_input(dy: &[f32], w: &[f32], g: &Geom, path: Path) -> Vec<f32> {
-    if g.stride == 1 {
-        // A forward convolution of dy with the flipped, transposed filters.
-        return forward(dy, &flipped_transposed(w, g), &g.transposed(), path);
-    }
     match path {
+        // A forward convolution of dy with the flipped, transposed filters.
+        Path::Gemm if g.stride == 1 => forward_gemm(dy, &flipped_transposed(w, g), &g.transposed()),
         Path::Gemm => backward_input_gemm(dy, w, g),
+        #[cfg(target_arch = "x86_64")]
+        Path::Direct if g.stride == 1 => fast::backward_input_unit_stride(dy, w, g),
         #[cfg(target_arch = "x86_64")]
         Path::Direct => fast::backward_input_strided(dy, w, g),
     }
@@ -606,7 +606,8 @@ impl CustomOp2 for Conv2dBackwardWeight {
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use super::super::direct::{
-        implicit_gemm, pack_a, pack_dy, prepare, scatter_strided, weight_grad_tiles, MR, NR, SLACK,
+        implicit_gemm, pack_a, pack_a_with, pack_dy, prepare, scatter_strided, weight_grad_tiles,
+        MR, NR, SLACK,
     };
     use super::super::gemm::{split_range, threads, with_scratch};
     use super::Geom;
@@ -654,11 +655,27 @@ mod fast {
     }
 
     pub(super) fn forward(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
+        forward_packed(x, &pack_a(w, g.cout, g.k()), g)
+    }
+
+    /// The stride-1 input gradient: the forward convolution of `dy` with the flipped,
+    /// transposed filters, packed straight from `w`.
+    pub(super) fn backward_input_unit_stride(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
+        let (kh, kw, taps) = (g.kh, g.kw, g.kh * g.kw);
+        let apack = pack_a_with(g.cin, g.cout * taps, |ci, k| {
+            let (co, t) = (k / taps, k % taps);
+            let (ky, kx) = (kh - 1 - t / kw, kw - 1 - t % kw);
+            w[((co * g.cin + ci) * kh + ky) * kw + kx]
+        });
+        forward_packed(dy, &apack, &g.transposed())
+    }
+
+    /// The forward convolution with filters already packed by [`pack_a`].
+    fn forward_packed(x: &[f32], apack: &[f32], g: &Geom) -> Vec<f32> {
         let mut y = vec![0f32; g.b * g.cout * g.p()];
         if y.is_empty() {
             return y;
         }
-        let apack = pack_a(w, g.cout, g.k());
         let p = prepared(g);
         let in_len = g.cin * g.hw();
         y.par_chunks_mut(g.cout * g.p())
@@ -666,7 +683,7 @@ mod fast {
             .for_each(|(bi, yb)| {
                 with_scratch(1, p.len, |src| {
                     prepare_input(&x[bi * in_len..(bi + 1) * in_len], g, &p, src);
-                    implicit_gemm(&apack, g.cout, &p.koff, src, (g.ho, g.wo, p.wq), yb);
+                    implicit_gemm(apack, g.cout, &p.koff, src, (g.ho, g.wo, p.wq), yb);
                 });
             });
         y
@@ -769,20 +786,17 @@ mod fast {
                 }
                 let depth = g.cout * ta * ub;
                 let mut koff = Vec::with_capacity(depth);
-                let mut amat = vec![0f32; g.cin * depth];
                 for co in 0..g.cout {
                     for t in 0..ta {
                         for u in 0..ub {
-                            let kk = (co * ta + t) * ub + u;
                             koff.push(co * hq * wq + (q0 + pt - t) * wq + (r0 + pl - u));
-                            let (ky, kx) = (a + s * t, b + s * u);
-                            for ci in 0..g.cin {
-                                amat[ci * depth + kk] =
-                                    w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
-                            }
                         }
                     }
                 }
+                let apack = pack_a_with(g.cin, depth, |ci, k| {
+                    let (co, t, u) = (k / (ta * ub), k / ub % ta, k % ub);
+                    w[((co * g.cin + ci) * g.kh + a + s * t) * g.kw + b + s * u]
+                });
                 phases.push(Phase {
                     a,
                     b,
@@ -791,7 +805,7 @@ mod fast {
                     r0,
                     nr,
                     koff,
-                    apack: pack_a(&amat, g.cin, depth),
+                    apack,
                 });
             }
         }

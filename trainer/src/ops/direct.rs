@@ -63,18 +63,34 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// Packs `rows x depth` row-major `a` into panels of [`MR`] rows, `[panel][k][r]`, with
-/// zero rows past the end.
-pub(crate) fn pack_a(a: &[f32], rows: usize, depth: usize) -> Vec<f32> {
+/// Packs the `rows x depth` matrix with elements `at(m, k)` into panels of [`MR`] rows,
+/// `[panel][k][r]`, with zero rows past the end (panels packed in parallel).
+pub(crate) fn pack_a_with(
+    rows: usize,
+    depth: usize,
+    at: impl Fn(usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
     let panels = rows.div_ceil(MR);
     let mut out = vec![0f32; panels * depth * MR];
-    for m in 0..rows {
-        let (p, r) = (m / MR, m % MR);
-        for k in 0..depth {
-            out[(p * depth + k) * MR + r] = a[m * depth + k];
-        }
+    if depth == 0 {
+        return out;
     }
+    out.par_chunks_mut(depth * MR)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            for r in 0..MR.min(rows - p * MR) {
+                for k in 0..depth {
+                    panel[k * MR + r] = at(p * MR + r, k);
+                }
+            }
+        });
     out
+}
+
+/// Packs row-major `a` (`rows x depth`) with [`pack_a_with`].
+pub(crate) fn pack_a(a: &[f32], rows: usize, depth: usize) -> Vec<f32> {
+    pack_a_with(rows, depth, |m, k| a[m * depth + k])
 }
 
 /// Writes the zero-padded phase planes of image `x` (`[c][h][w]`) into `out`:
