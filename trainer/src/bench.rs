@@ -66,15 +66,18 @@ pub struct ProfileLine {
     pub calls_per_step: f64,
 }
 
-/// Runs the benchmark for `net` on `device`.
+/// Runs the benchmark for `net` on `device` (with candle's stock convolution and batch
+/// norm instead of the fast CPU ops when `stock_ops`).
 pub fn bench(
     net: ReferenceNet,
     device: &Device,
     batch: usize,
     length: BenchLength,
+    stock_ops: bool,
 ) -> Result<BenchReport> {
     let genome = net.genome(InputShape::CIFAR, 10);
     let (network, _) = Network::new(&genome, device, None, &Invalidated::none(), 0)?;
+    let network = network.with_stock_ops(stock_ops);
     let forward_flops = network.analysis().cost.forward_flops;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pool: Vec<f32> = (0..POOL * 3 * 32 * 32)
@@ -139,7 +142,11 @@ pub fn bench(
     let images_per_s = (steps as usize * batch) as f64 / seconds;
     Ok(BenchReport {
         net: net.name(),
-        framework: "evo (candle)".to_string(),
+        framework: if stock_ops {
+            "evo (candle, stock ops)".to_string()
+        } else {
+            "evo (candle)".to_string()
+        },
         device: crate::device::describe(device),
         batch,
         steps,

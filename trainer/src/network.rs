@@ -57,6 +57,7 @@ pub struct Network {
     weights: Weights,
     steps: Vec<VertexStep>,
     device: Device,
+    stock_ops: bool,
 }
 
 fn index_tensor(from: u32, to: u32, device: &Device) -> Result<Tensor> {
@@ -96,6 +97,57 @@ fn reconcile(x: Tensor, r: &Reconcile) -> Result<Tensor> {
         x = x.pad_with_zeros(1, 0, want - have)?;
     }
     Ok(x)
+}
+
+/// Same-padded convolution with candle's stock ops.
+fn stock_conv2d(x: &Tensor, kernel: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, _, kh, kw) = kernel.dims4()?;
+    let (ph, pw) = ((kh - 1) / 2, (kw - 1) / 2);
+    Ok(if ph == pw {
+        x.conv2d(kernel, ph, stride, 1, 1)?
+    } else {
+        x.pad_with_zeros(2, ph, ph)?
+            .pad_with_zeros(3, pw, pw)?
+            .conv2d(kernel, 0, stride, 1, 1)?
+    })
+}
+
+/// Batch norm and ReLU with candle's stock ops, updating the running statistics in
+/// training mode.
+fn stock_bn_relu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &candle_core::Var,
+    running_var: &candle_core::Var,
+    train: bool,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let (mean, var) = if train {
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
+        let n = (x.elem_count() / c) as f64;
+        let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?.flatten_all()?;
+        let m = BN_MOMENTUM;
+        let new_mean =
+            ((running_mean.as_tensor() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
+        running_mean.set(&new_mean)?;
+        running_var.set(&((running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
+        (mean, var)
+    } else {
+        (
+            running_mean.as_tensor().reshape((1, c, 1, 1))?,
+            running_var.as_tensor().reshape((1, c, 1, 1))?,
+        )
+    };
+    let scale = (var + BN_EPS)?
+        .sqrt()?
+        .recip()?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?;
+    Ok(x.broadcast_sub(&mean)?
+        .broadcast_mul(&scale)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?
+        .relu()?)
 }
 
 impl Network {
@@ -147,9 +199,17 @@ impl Network {
                 weights,
                 steps,
                 device: device.clone(),
+                stock_ops: false,
             },
             inheritance,
         ))
+    }
+
+    /// Runs convolutions and batch norms with candle's stock ops instead of the fast CPU
+    /// ops (a reference for tests, and the "before" of a speed comparison).
+    pub fn with_stock_ops(mut self, stock: bool) -> Self {
+        self.stock_ops = stock;
+        self
     }
 
     /// The genome this network was built from.
@@ -187,8 +247,12 @@ impl Network {
                     Some((name, stride)) => {
                         let _s = profile::scope("op: conv");
                         let kernel = self.weights.get(name)?.as_tensor();
-                        // No gradient is needed for the input image.
-                        ops::conv2d(src, kernel, *stride, input.from != 0)?
+                        if self.stock_ops {
+                            stock_conv2d(src, kernel, *stride)?
+                        } else {
+                            // No gradient is needed for the input image.
+                            ops::conv2d(src, kernel, *stride, input.from != 0)?
+                        }
                     }
                 };
                 if let Some(r) = &input.reconcile {
@@ -231,6 +295,9 @@ impl Network {
         let beta = self.weights.get(&format!("{prefix}.bias"))?.as_tensor();
         let running_mean = self.weights.get(&format!("{prefix}.running_mean"))?;
         let running_var = self.weights.get(&format!("{prefix}.running_var"))?;
+        if self.stock_ops {
+            return stock_bn_relu(x, gamma, beta, running_mean, running_var, train);
+        }
         if !train {
             return Ok(ops::bn_relu_eval(
                 x,
@@ -456,5 +523,58 @@ mod tests {
         let v: Vec<f32> = acts[1].flatten_all().unwrap().to_vec1().unwrap();
         let zeros = v.iter().filter(|&&a| a == 0.0).count() as f64 / v.len() as f64;
         assert!((0.3..0.7).contains(&zeros), "{zeros}");
+    }
+
+    /// The fast ops and candle's stock ops give the same logits and the same gradients
+    /// for every tensor, on networks from random walks (skips, reconciliation, odd
+    /// filters, strides) and in both modes of batch norm.
+    #[test]
+    fn fast_ops_match_stock_ops_on_whole_networks() {
+        for seed in 0..16 {
+            let g = walked(100 + seed, 30);
+            let build = |stock| {
+                Network::new(&g, &Device::Cpu, None, &Invalidated::none(), seed)
+                    .unwrap()
+                    .0
+                    .with_stock_ops(stock)
+            };
+            let (fast, stock) = (build(false), build(true));
+            let x = random_input(&g, 4, seed);
+            let y = Tensor::new(&[0u32, 1, 2, 3], &Device::Cpu).unwrap();
+            let mut grads = Vec::new();
+            for net in [&fast, &stock] {
+                let logits = net.forward(&x, true).unwrap();
+                let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+                grads.push((logits, loss.backward().unwrap()));
+            }
+            let close = |a: &Tensor, b: &Tensor, what: &str| {
+                let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+                let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+                let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                for (p, q) in a.iter().zip(&b) {
+                    assert!(
+                        (p - q).abs() <= 2e-3 * scale,
+                        "seed {seed} {what}: {p} vs {q}"
+                    );
+                }
+            };
+            close(&grads[0].0, &grads[1].0, "logits");
+            for ((name, pf), (_, ps)) in fast.weights().iter().zip(stock.weights().iter()) {
+                let gf = grads[0].1.get(pf.var.as_tensor());
+                let gs = grads[1].1.get(ps.var.as_tensor());
+                match (gf, gs) {
+                    (Some(a), Some(b)) => close(a, b, name),
+                    (None, None) => {}
+                    _ => panic!("seed {seed}: {name} has a gradient on one side only"),
+                }
+                // Running statistics updated alike.
+                close(pf.var.as_tensor(), ps.var.as_tensor(), name);
+            }
+            let (ef, es) = (
+                fast.forward(&x, false).unwrap(),
+                stock.forward(&x, false).unwrap(),
+            );
+            close(&ef, &es, "evaluation logits");
+        }
     }
 }

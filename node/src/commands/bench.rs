@@ -34,6 +34,9 @@ pub struct BenchTrainArgs {
     /// Also print where a step's time goes, per operation.
     #[arg(long)]
     profile: bool,
+    /// Use candle's stock convolution and batch norm (the speed before the fast ops).
+    #[arg(long)]
+    stock_ops: bool,
 }
 
 /// Runs one `evo bench` subcommand.
@@ -47,7 +50,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             };
             trainer::profile::set_enabled(args.profile);
             for net in args.net {
-                let report = bench(net, &device, args.batch.max(1), length)?;
+                let report = bench(net, &device, args.batch.max(1), length, args.stock_ops)?;
                 println!("{}", serde_json::to_string(&report)?);
                 if let Some(lines) = &report.profile {
                     eprintln!("{} on {}: ms per step", report.net, report.device);
