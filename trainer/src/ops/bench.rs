@@ -93,6 +93,25 @@ fn bench_conv_mid_layers() {
             _ => Path::best(),
         };
 
+        // OPS_BENCH_ONLY=fwd|dx|dw runs one pass only (for `perf stat`).
+        let only = std::env::var("OPS_BENCH_ONLY").unwrap_or_default();
+        let run = |name: &str| only.is_empty() || only == name;
+        if only == "none" {
+            continue;
+        }
+        if !only.is_empty() {
+            let t = time_ms(reps, || match only.as_str() {
+                "fwd" => drop(std::hint::black_box(forward(&xs, &ws, &g, path))),
+                "dx" => drop(std::hint::black_box(backward_input(&dys, &ws, &g, path))),
+                _ => drop(std::hint::black_box(backward_weight(&xs, &dys, &g, path))),
+            });
+            println!(
+                "{cin}->{cout} {hw}x{hw} s{stride} {only}: {:.1} GFLOP/s",
+                gflops(flop, t)
+            );
+            let _ = run;
+            continue;
+        }
         let f = time_ms(reps, || {
             std::hint::black_box(forward(&xs, &ws, &g, path));
         });

@@ -661,12 +661,17 @@ mod fast {
     /// The stride-1 input gradient: the forward convolution of `dy` with the flipped,
     /// transposed filters, packed straight from `w`.
     pub(super) fn backward_input_unit_stride(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
-        let (kh, kw, taps) = (g.kh, g.kw, g.kh * g.kw);
-        let apack = pack_a_with(g.cin, g.cout * taps, |ci, k| {
-            let (co, t) = (k / taps, k % taps);
-            let (ky, kx) = (kh - 1 - t / kw, kw - 1 - t % kw);
-            w[((co * g.cin + ci) * kh + ky) * kw + kx]
-        });
+        let (kh, kw) = (g.kh, g.kw);
+        // Index in w of element (ci = 0, k) of the packed matrix.
+        let mut base = Vec::with_capacity(g.cout * kh * kw);
+        for co in 0..g.cout {
+            for ky in (0..kh).rev() {
+                for kx in (0..kw).rev() {
+                    base.push((co * g.cin * kh + ky) * kw + kx);
+                }
+            }
+        }
+        let apack = pack_a_with(g.cin, base.len(), |ci, k| w[base[k] + ci * kh * kw]);
         forward_packed(dy, &apack, &g.transposed())
     }
 
@@ -786,17 +791,18 @@ mod fast {
                 }
                 let depth = g.cout * ta * ub;
                 let mut koff = Vec::with_capacity(depth);
+                // Index in w of element (ci = 0, k) of the packed matrix.
+                let mut base = Vec::with_capacity(depth);
                 for co in 0..g.cout {
                     for t in 0..ta {
                         for u in 0..ub {
                             koff.push(co * hq * wq + (q0 + pt - t) * wq + (r0 + pl - u));
+                            base.push((co * g.cin * g.kh + a + s * t) * g.kw + b + s * u);
                         }
                     }
                 }
-                let apack = pack_a_with(g.cin, depth, |ci, k| {
-                    let (co, t, u) = (k / (ta * ub), k / ub % ta, k % ub);
-                    w[((co * g.cin + ci) * g.kh + a + s * t) * g.kw + b + s * u]
-                });
+                let taps = g.kh * g.kw;
+                let apack = pack_a_with(g.cin, depth, |ci, k| w[base[k] + ci * taps]);
                 phases.push(Phase {
                     a,
                     b,

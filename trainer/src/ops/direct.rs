@@ -30,30 +30,14 @@ use super::gemm::with_scratch;
 pub(crate) const MR: usize = 6;
 /// Columns (pixels or channels) per register tile.
 pub(crate) const NR: usize = 16;
-fn tune(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-#[allow(non_snake_case)]
-fn KC() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| tune("KC", 192))
-}
-#[allow(non_snake_case)]
-fn GROUP() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| tune("GROUP", 16))
-}
+/// Depth of one pass over `A` (keeps a micro-panel's slice of the source in L1).
+const KC: usize = 192;
+/// Micro-panels (16 pixels each) whose results are gathered before writing them out.
+const GROUP: usize = 16;
 /// Floats of zeros the prepared source needs past its last plane.
 pub(crate) const SLACK: usize = 16;
 /// Pixels of one chunk of the weight-gradient pass.
-#[allow(non_snake_case)]
-fn DW_CHUNK() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| tune("DWC", 256))
-}
+const DW_CHUNK: usize = 256;
 
 /// Whether this CPU runs the kernels (checked once).
 pub(crate) fn available() -> bool {
@@ -79,9 +63,10 @@ pub(crate) fn pack_a_with(
     out.par_chunks_mut(depth * MR)
         .enumerate()
         .for_each(|(p, panel)| {
-            for r in 0..MR.min(rows - p * MR) {
-                for k in 0..depth {
-                    panel[k * MR + r] = at(p * MR + r, k);
+            let valid = MR.min(rows - p * MR);
+            for (k, col) in panel.chunks_exact_mut(MR).enumerate() {
+                for (r, v) in col[..valid].iter_mut().enumerate() {
+                    *v = at(p * MR + r, k);
                 }
             }
         });
@@ -108,29 +93,44 @@ pub(crate) fn prepare(
     out: &mut [f32],
 ) {
     let plane = hq * wq;
+    // One padded source row: zeros, the image row at `pl`, zeros.
+    let mut padded = vec![0f32; (s * wq).max(pl + w)];
     for ch in 0..c {
         let img = &x[ch * h * w..(ch + 1) * h * w];
-        for a in 0..s {
-            for b in 0..s {
-                let dst = &mut out[((ch * s + a) * s + b) * plane..][..plane];
-                // Columns j whose pixel j*s + b - pl lies in 0..w.
-                let j_lo = pl.saturating_sub(b).div_ceil(s).min(wq);
-                let j_hi = if w + pl > b {
-                    ((w - 1 + pl - b) / s + 1).clamp(j_lo, wq)
-                } else {
-                    j_lo
-                };
-                for i in 0..hq {
-                    let row = &mut dst[i * wq..(i + 1) * wq];
-                    let py = i * s + a;
-                    if py < pt || py - pt >= h || j_lo == j_hi {
-                        row.fill(0.0);
-                        continue;
+        let planes = &mut out[ch * s * s * plane..(ch + 1) * s * s * plane];
+        for i in 0..hq {
+            for a in 0..s {
+                let py = i * s + a;
+                // Plane row i of phase (a, b) starts at ((a*s + b)*hq + i)*wq.
+                if py < pt || py - pt >= h {
+                    for b in 0..s {
+                        planes[((a * s + b) * hq + i) * wq..][..wq].fill(0.0);
                     }
-                    let src = &img[(py - pt) * w..(py - pt + 1) * w];
-                    row[..j_lo].fill(0.0);
-                    row[j_hi..].fill(0.0);
-                    gather_strided(&mut row[j_lo..j_hi], &src[j_lo * s + b - pl..], s);
+                    continue;
+                }
+                let src = &img[(py - pt) * w..(py - pt + 1) * w];
+                if s == 1 {
+                    let row = &mut planes[i * wq..(i + 1) * wq];
+                    let n = w.min(wq.saturating_sub(pl));
+                    row[..pl.min(wq)].fill(0.0);
+                    row[pl.min(wq)..pl.min(wq) + n].copy_from_slice(&src[..n]);
+                    row[pl.min(wq) + n..].fill(0.0);
+                    continue;
+                }
+                padded[pl..pl + w].copy_from_slice(src);
+                if s == 2 {
+                    // Deinterleave into the rows of phases (a, 0) and (a, 1).
+                    let (p0, p1) = planes[(a * 2 * hq + i) * wq..].split_at_mut(hq * wq);
+                    let rows = p0[..wq].iter_mut().zip(p1[..wq].iter_mut());
+                    for ((e, o), pair) in rows.zip(padded.chunks_exact(2)) {
+                        *e = pair[0];
+                        *o = pair[1];
+                    }
+                } else {
+                    for b in 0..s {
+                        let row = &mut planes[((a * s + b) * hq + i) * wq..][..wq];
+                        gather_strided(row, &padded[b..], s);
+                    }
                 }
             }
         }
@@ -276,11 +276,11 @@ pub(crate) fn implicit_gemm(
     assert!(available(), "implicit gemm: AVX2 and FMA are required");
     let segs = segments(ny, nx, wq);
     let njp = segs.src.len() / 2;
-    with_scratch(0, mp * GROUP().min(njp) * MR * NR, |cbuf| {
-        for jg in (0..njp).step_by(GROUP()) {
-            let jn = GROUP().min(njp - jg);
-            for kb in (0..depth).step_by(KC()) {
-                let kc = KC().min(depth - kb);
+    with_scratch(0, mp * GROUP.min(njp) * MR * NR, |cbuf| {
+        for jg in (0..njp).step_by(GROUP) {
+            let jn = GROUP.min(njp - jg);
+            for kb in (0..depth).step_by(KC) {
+                let kc = KC.min(depth - kb);
                 for j in 0..jn {
                     let (s0, s1) = (segs.src[2 * (jg + j)], segs.src[2 * (jg + j) + 1]);
                     for i in 0..mp {
@@ -312,7 +312,14 @@ pub(crate) fn implicit_gemm(
                         for half in 0..2 {
                             let lanes = &tile[r * NR + half * 8..][..8];
                             match segs.dst[2 * (jg + j) + half] {
-                                SegDst::Contig(d) => out[d..d + 8].copy_from_slice(lanes),
+                                SegDst::Contig(d) => {
+                                    let to: &mut [f32; 8] = (&mut out[d..d + 8])
+                                        .try_into()
+                                        .expect("a segment has 8 lanes");
+                                    let from: &[f32; 8] =
+                                        lanes.try_into().expect("a segment has 8 lanes");
+                                    *to = *from;
+                                }
                                 SegDst::Lanes(idx) => {
                                     for (l, &p) in idx.iter().enumerate() {
                                         if p != u32::MAX {
@@ -427,7 +434,7 @@ pub(crate) fn weight_grad_tiles(
         "weight gradient: source too small for its offsets"
     );
     assert!(available(), "weight gradient: AVX2 and FMA are required");
-    let rows_per_chunk = (DW_CHUNK() / nx).clamp(1, ny);
+    let rows_per_chunk = (DW_CHUNK / nx).clamp(1, ny);
     for y0 in (0..ny).step_by(rows_per_chunk) {
         let rows = rows_per_chunk.min(ny - y0);
         for i in 0..kp {
