@@ -1,6 +1,11 @@
 //! Timings of the fast ops against stock candle on the `mid` reference net's layers at
 //! batch 50 (ignored by default; run with
-//! `cargo test --release -p trainer -j2 ops::bench -- --ignored --nocapture`).
+//! `cargo test --release -p trainer -j2 ops::bench -- --ignored --nocapture --test-threads=1`).
+//!
+//! Knobs (environment): `OPS_BENCH_REPS` (best of, default 3), `OPS_BENCH_LAYER` (index of
+//! one layer), `OPS_BENCH_PATH=gemm` (the portable path), `OPS_BENCH_STOCK=0` (skip stock
+//! candle), `OPS_BENCH_ONLY=fwd|dx|dw` (one pass, for profilers), `OPS_BENCH_CPU=1` (CPU
+//! time instead of wall time, for a loaded machine).
 
 use super::conv::{backward_input, backward_weight, forward, Geom, Path};
 use super::*;
@@ -95,7 +100,6 @@ fn bench_conv_mid_layers() {
 
         // OPS_BENCH_ONLY=fwd|dx|dw runs one pass only (for `perf stat`).
         let only = std::env::var("OPS_BENCH_ONLY").unwrap_or_default();
-        let run = |name: &str| only.is_empty() || only == name;
         if only == "none" {
             continue;
         }
@@ -109,7 +113,6 @@ fn bench_conv_mid_layers() {
                 "{cin}->{cout} {hw}x{hw} s{stride} {only}: {:.1} GFLOP/s",
                 gflops(flop, t)
             );
-            let _ = run;
             continue;
         }
         let f = time_ms(reps, || {
@@ -186,9 +189,11 @@ fn bench_conv_mid_layers() {
 fn bench_bn_relu_mid_layers() {
     let b = 50;
     let reps = 5;
+    // Each fwd+bwd runs `(y * r).sum_all().backward()`; `loss` is that alone on `x`, the
+    // part of fwd+bwd that is not batch norm.
     println!(
-        "{:<16} {:>10} {:>10} | {:>10} {:>10}",
-        "layer (ms)", "fwd", "fwd+bwd", "stock fwd", "fwd+bwd"
+        "{:<16} {:>10} {:>10} | {:>10} {:>10} | {:>10}",
+        "layer (ms)", "fwd", "fwd+bwd", "stock fwd", "fwd+bwd", "loss"
     );
     for &(c, hw) in &[(64, 32), (128, 16), (256, 8)] {
         let x = Var::from_tensor(&random(&[b, c, hw, hw], 1)).unwrap();
@@ -239,13 +244,17 @@ fn bench_bn_relu_mid_layers() {
             let y = stock(xt);
             std::hint::black_box((y * &r).unwrap().sum_all().unwrap().backward().unwrap());
         });
+        let loss = time_ms(reps, || {
+            std::hint::black_box((xt * &r).unwrap().sum_all().unwrap().backward().unwrap());
+        });
         println!(
-            "{:<16} {:>10.2} {:>10.2} | {:>10.2} {:>10.2}",
+            "{:<16} {:>10.2} {:>10.2} | {:>10.2} {:>10.2} | {:>10.2}",
             format!("{c}ch {hw}x{hw}"),
             f,
             fb,
             sf,
-            sfb
+            sfb,
+            loss
         );
     }
 }
@@ -361,36 +370,6 @@ fn bench_fma_peak() {
         gflops(flop, one),
         gflops(2.0 * flop, two)
     );
-}
-
-#[test]
-#[ignore]
-fn bench_bn_stages() {
-    let (b, c, hw) = (50, 64, 32);
-    let x = Var::from_tensor(&random(&[b, c, hw, hw], 1)).unwrap();
-    let gamma = Var::from_tensor(&random(&[c], 2).affine(0.5, 1.0).unwrap()).unwrap();
-    let beta = Var::from_tensor(&random(&[c], 3)).unwrap();
-    let r = random(&[b, c, hw, hw], 4);
-    for _ in 0..3 {
-        let t = Instant::now();
-        let (y, _, _) =
-            bn_relu_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
-        let t1 = t.elapsed();
-        let l = (&y * &r).unwrap();
-        let t2 = t.elapsed();
-        let s = l.sum_all().unwrap();
-        let t3 = t.elapsed();
-        let g = s.backward().unwrap();
-        let t4 = t.elapsed();
-        std::hint::black_box(g);
-        println!(
-            "bn {:?} mul {:?} sum {:?} backward {:?}",
-            t1,
-            t2 - t1,
-            t3 - t2,
-            t4 - t3
-        );
-    }
 }
 
 /// One image's forward product through the implicit-GEMM kernel, repeated on one thread

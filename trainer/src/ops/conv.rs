@@ -1,14 +1,21 @@
 //! Same-padded 2-D convolution (NCHW, f32, no bias) for the CPU with its exact backward.
 //!
-//! All three products run as GEMMs over an im2col matrix built one tile of output rows at a
-//! time in a per-thread scratch buffer (so it stays in cache), with the images of the batch
-//! split over rayon's threads:
-//! - forward: `y_b = W · col(x_b)`;
-//! - weight gradient: `dW = Σ_b dy_b · col(x_b)ᵀ` (one accumulator per thread, summed in a
-//!   fixed order, so results do not depend on scheduling);
-//! - input gradient: with stride 1, the forward kernel on `dy` with the flipped, transposed
-//!   filters (`W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]`); with larger strides,
-//!   `dcol = Wᵀ · dy_b` scattered back onto the image (col2im).
+//! Three products make a training step: the forward pass `y_b = W · col(x_b)`, the filter
+//! gradient `dW = Σ_b dy_b · col(x_b)ᵀ` and the input gradient. Two implementations
+//! ([`Path`]) compute them, with the images of the batch split over rayon's threads (the
+//! filter gradient with one accumulator per thread, summed in a fixed order, so results do
+//! not depend on scheduling):
+//! - [`Path::Direct`] (x86-64 with AVX2 and FMA, picked at run time): the implicit-GEMM
+//!   kernels of [`super::direct`], which read the im2col matrix straight out of a padded
+//!   (for strides > 1, phase-split) copy of the image. The input gradient is a forward
+//!   convolution of `dy` with the flipped, transposed filters
+//!   (`W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]`) for stride 1, and for stride `s`
+//!   one such product per output phase (the input pixels `≡ (a, b) mod s` only see the
+//!   filter taps `≡ (a, b) + padding mod s`), so no work is spent on the zeros of a
+//!   transposed convolution.
+//! - [`Path::Gemm`] (any CPU): im2col tiles of a few output rows in a per-thread scratch
+//!   buffer and the `gemm` crate; the strided input gradient as `dcol = Wᵀ · dy_b`
+//!   scattered back onto the image (col2im).
 
 use super::gemm::{sgemm, split_range, threads, with_scratch, Mat};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -622,6 +629,8 @@ mod fast {
         len: usize,
     }
 
+    /// The prepared-input layout of `g`: phase planes of `ho + (kh-1)/s` by
+    /// `wo + (kw-1)/s` pixels, im2col row `(ci, ky, kx)` at the offset of its tap.
     fn prepared(g: &Geom) -> Prepared {
         let s = g.stride;
         let (hq, wq) = (g.ho + (g.kh - 1) / s, g.wo + (g.kw - 1) / s);
@@ -654,6 +663,7 @@ mod fast {
         );
     }
 
+    /// The forward convolution.
     pub(super) fn forward(x: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
         forward_packed(x, &pack_a(w, g.cout, g.k()), g)
     }
@@ -694,6 +704,7 @@ mod fast {
         y
     }
 
+    /// The filter gradient, accumulated in register tiles of `dWᵀ` per thread.
     pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
         let (k, npix) = (g.k(), g.p());
         let (kp, jbn) = (k.div_ceil(MR), g.cout.div_ceil(NR));
@@ -767,6 +778,8 @@ mod fast {
         (taps, q0, n)
     }
 
+    /// The input gradient of a strided convolution, one implicit GEMM per output phase
+    /// over the zero-padded output gradient, interleaved into `dx`.
     pub(super) fn backward_input_strided(dy: &[f32], w: &[f32], g: &Geom) -> Vec<f32> {
         let s = g.stride;
         let in_len = g.cin * g.hw();

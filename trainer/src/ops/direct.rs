@@ -82,7 +82,6 @@ pub(crate) fn pack_a(a: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 /// `out[((ch*s + a)*s + b)*hq*wq + i*wq + j]` = padded pixel `(i*s + a, j*s + b)`, where
 /// padded pixel `(py, px)` is `x[ch][py - pt][px - pl]` inside the image and 0 outside.
 /// Everything after the planes is zeroed.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare(
     x: &[f32],
     c: usize,
@@ -205,9 +204,13 @@ struct Segments {
 /// otherwise segments run through the source grid across rows and drop the lanes that fall
 /// in its padding columns.
 fn segments(ny: usize, nx: usize, wq: usize) -> Segments {
+    assert!(
+        ny * nx < u32::MAX as usize,
+        "implicit gemm: too many pixels in one image"
+    );
     let mut src = Vec::new();
     let mut dst = Vec::new();
-    if nx % 8 == 0 {
+    if nx.is_multiple_of(8) {
         for y in 0..ny {
             for x0 in (0..nx).step_by(8) {
                 src.push(y * wq + x0);
@@ -240,7 +243,6 @@ fn segments(ny: usize, nx: usize, wq: usize) -> Segments {
 ///
 /// Panics (before any unchecked access) if an offset would leave `src`: `src` needs 8
 /// readable floats past `max(koff) + (ny-1)*wq + nx - 1`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn implicit_gemm(
     apack: &[f32],
     m_rows: usize,
@@ -447,10 +449,10 @@ pub(crate) fn weight_grad_tiles(
             }
             for jb in 0..jbn {
                 let tile = &mut tiles[(i * jbn + jb) * MR * NR..][..MR * NR];
-                // SAFETY: AVX2/FMA are available; each `a[r]` is read at
-                // (y-y0)*wq + x < rows*wq for y < ny, x < nx, which stays below
-                // max_k + (ny-1)*wq + nx <= src.len() from its start; `dyt` is read at
-                // (jb*npix + y0*nx)*NR + rows*nx*NR <= jbn*npix*NR; `tile` has MR*NR floats.
+                // SAFETY: AVX2/FMA are available; `a[r]` is read at src index
+                // koff[k] + y*wq + x for y0 <= y < y0 + rows <= ny and x < nx, at most
+                // max_k + (ny-1)*wq + nx - 1 < src.len(); `dyt` is read below
+                // (jb*npix + (y0 + rows)*nx)*NR <= jbn*npix*NR; `tile` has MR*NR floats.
                 unsafe {
                     kernel_b_packed(
                         rows,

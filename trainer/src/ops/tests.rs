@@ -416,13 +416,18 @@ proptest! {
 
 #[test]
 fn conv_matches_stock_on_mid_sized_layers() {
-    // Shapes large enough for several tiles per image and both gradient paths.
-    for (i, &(b, cin, cout, hw, k, stride)) in [
-        (3, 16, 24, 32, 3, 1),
-        (2, 24, 16, 17, 3, 2),
-        (1, 8, 8, 20, 5, 1),
-        (5, 32, 8, 9, 1, 1),
-        (4, 12, 20, 16, 1, 2),
+    // Shapes large enough for several register tiles, depth blocks and pixel groups per
+    // image, rows of whole 8-pixel segments (widths 16, 32) and of partial ones, and every
+    // path; checked against stock candle and direct loops.
+    for (i, &(b, cin, cout, h, w, k, stride)) in [
+        (3, 16, 24, 32, 35, 3, 1),
+        (2, 24, 16, 17, 20, 3, 2),
+        (1, 8, 8, 20, 23, 5, 1),
+        (5, 32, 8, 9, 12, 1, 1),
+        (4, 12, 20, 16, 19, 1, 2),
+        (2, 40, 36, 16, 16, 3, 1),
+        (2, 36, 40, 32, 32, 3, 2),
+        (3, 70, 20, 8, 8, 3, 1),
     ]
     .iter()
     .enumerate()
@@ -431,14 +436,15 @@ fn conv_matches_stock_on_mid_sized_layers() {
             b,
             cin,
             cout,
-            h: hw,
-            w: hw + 3,
+            h,
+            w,
             kh: k,
             kw: k,
             stride,
             seed: i as u64,
         };
         check_conv(&c, true, true);
+        check_conv_paths(&c);
     }
 }
 
