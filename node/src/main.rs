@@ -2,6 +2,12 @@
 //! one module per command group in [`commands`].
 
 mod commands;
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod population;
+#[allow(dead_code)]
+mod state;
 
 /// Training allocates and frees the same large buffers every step: mimalloc keeps them
 /// instead of returning them to the kernel (and faulting them in again) as glibc does.
