@@ -18,6 +18,7 @@ pub mod network;
 pub mod ops;
 pub mod optim;
 pub mod profile;
+pub mod threads;
 pub mod train;
 pub mod weights;
 

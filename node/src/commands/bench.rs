@@ -50,7 +50,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             };
             trainer::profile::set_enabled(args.profile);
             for net in args.net {
-                let report = bench(net, &device, args.batch.max(1), length, args.stock_ops)?;
+                let report = trainer::threads::run(|| {
+                    bench(net, &device, args.batch.max(1), length, args.stock_ops)
+                })?;
                 println!("{}", serde_json::to_string(&report)?);
                 if let Some(lines) = &report.profile {
                     eprintln!("{} on {}: ms per step", report.net, report.device);

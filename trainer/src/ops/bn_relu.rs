@@ -277,6 +277,7 @@ impl CustomOp3 for BnReluTrain {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let want_dx = x.track_op();
         let op = BnReluBackward { stats, want_dx };
+        let _s = crate::profile::scope("op: bn_relu backward");
         let out = x.apply_op2_no_bwd(&dy.contiguous()?, &op)?;
         split_grads(&out, x, gamma, beta, want_dx)
     }

@@ -505,6 +505,7 @@ impl CustomOp2 for Conv2d {
                 h,
                 w: wd,
             };
+            let _s = crate::profile::scope("op: conv backward (input)");
             Some(dy.apply_op2_no_bwd(w, &op)?)
         } else {
             None
@@ -516,6 +517,7 @@ impl CustomOp2 for Conv2d {
                 kh,
                 kw,
             };
+            let _s = crate::profile::scope("op: conv backward (filter)");
             Some(x.apply_op2_no_bwd(&dy, &op)?)
         } else {
             None
