@@ -523,6 +523,7 @@ pub fn reproduce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use crate::graph::InputShape;
     use crate::reference::ReferenceNet;
     use crate::walk::seeded_rng;
