@@ -523,10 +523,10 @@ pub fn reproduce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use crate::graph::InputShape;
     use crate::reference::ReferenceNet;
     use crate::walk::seeded_rng;
+    use std::collections::BTreeSet;
 
     fn small() -> Genome {
         ReferenceNet::Small.genome(InputShape::CIFAR, 10)

@@ -34,8 +34,8 @@ fn reference_shapes(g: &Genome) -> HashMap<Id, Shape> {
         match e.op {
             EdgeOp::Identity => src,
             EdgeOp::Conv(c) => Shape {
-                h: (src.h + c.stride - 1) / c.stride,
-                w: (src.w + c.stride - 1) / c.stride,
+                h: src.h.div_ceil(c.stride),
+                w: src.w.div_ceil(c.stride),
                 c: c.channels,
             },
         }
