@@ -45,6 +45,18 @@ impl Normalization {
         }
     }
 
+    /// Per-channel `(scale, offset)` taking a raw pixel `p` to `p * scale + offset`.
+    pub fn scale_offset(&self) -> (Vec<f32>, Vec<f32>) {
+        let scale = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
+        let offset = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .map(|(m, s)| -m / s)
+            .collect();
+        (scale, offset)
+    }
+
     /// Per-channel mean and standard deviation of the images at `indices` (channel-major
     /// images of `channels` x `pixels`).
     pub fn measure(images: &[u8], channels: usize, pixels: usize, indices: &[usize]) -> Self {
@@ -139,13 +151,7 @@ pub fn assemble(
     let len = dims.len();
     out.clear();
     out.resize(indices.len() * len, 0.0);
-    let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-    let offset: Vec<f32> = norm
-        .mean
-        .iter()
-        .zip(&norm.std)
-        .map(|(m, s)| -m / s)
-        .collect();
+    let (scale, offset) = norm.scale_offset();
     for (b, &i) in indices.iter().enumerate() {
         let src = &images[i * len..(i + 1) * len];
         let dst = &mut out[b * len..(b + 1) * len];
@@ -237,13 +243,7 @@ impl DeviceSplit {
                 .contiguous()?;
             x = padded.gather(&gather, 2)?.reshape((b, c, h, w))?;
         }
-        let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let offset: Vec<f32> = norm
-            .mean
-            .iter()
-            .zip(&norm.std)
-            .map(|(m, s)| -m / s)
-            .collect();
+        let (scale, offset) = norm.scale_offset();
         let scale = Tensor::from_vec(scale, (1, c, 1, 1), device)?;
         let offset = Tensor::from_vec(offset, (1, c, 1, 1), device)?;
         let x = x.broadcast_mul(&scale)?.broadcast_add(&offset)?;

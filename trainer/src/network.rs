@@ -99,19 +99,6 @@ fn reconcile(x: Tensor, r: &Reconcile) -> Result<Tensor> {
     Ok(x)
 }
 
-/// Same-padded convolution with candle's stock ops.
-fn stock_conv2d(x: &Tensor, kernel: &Tensor, stride: usize) -> Result<Tensor> {
-    let (_, _, kh, kw) = kernel.dims4()?;
-    let (ph, pw) = ((kh - 1) / 2, (kw - 1) / 2);
-    Ok(if ph == pw {
-        x.conv2d(kernel, ph, stride, 1, 1)?
-    } else {
-        x.pad_with_zeros(2, ph, ph)?
-            .pad_with_zeros(3, pw, pw)?
-            .conv2d(kernel, 0, stride, 1, 1)?
-    })
-}
-
 /// Batch norm and ReLU with candle's stock ops, updating the running statistics in
 /// training mode.
 fn stock_bn_relu(
@@ -248,7 +235,7 @@ impl Network {
                         let _s = profile::scope("op: conv");
                         let kernel = self.weights.get(name)?.as_tensor();
                         if self.stock_ops {
-                            stock_conv2d(src, kernel, *stride)?
+                            ops::stock_conv2d(src, kernel, *stride)?
                         } else {
                             // No gradient is needed for the input image.
                             ops::conv2d(src, kernel, *stride, input.from != 0)?

@@ -57,8 +57,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, input_grad: bool) -> Result
     stock_conv2d(&x, w, stride)
 }
 
-/// The same convolution with stock candle ops.
-fn stock_conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+/// The same convolution with stock candle ops (the reference the fast op is tested
+/// against, and what other devices run).
+pub fn stock_conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
     let (_, _, kh, kw) = w.dims4()?;
     let (ph, pw) = ((kh - 1) / 2, (kw - 1) / 2);
     if ph == pw {
