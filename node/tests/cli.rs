@@ -140,23 +140,30 @@ fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
     g["learning_rate"] = 0.0005.into();
     std::fs::write(&genome, g.to_string()).unwrap();
     let model = dir.path().join("model");
-    let out = ok(evo(&[
-        "train",
-        "--genome",
-        genome.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
+    // A quick `evo train` of that genome on that data, with extra flags.
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--genome",
+            genome.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--batch",
+            "10",
+            "--validation",
+            "20",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        ok(evo(&args))
+    };
+    let out = train(&[
         "--steps",
         "30",
-        "--batch",
-        "10",
-        "--validation",
-        "20",
         "--out",
         model.to_str().unwrap(),
         "--no-augment",
-        "--quiet",
-    ]));
+    ]);
     let r = json_line(&out);
     for key in [
         "steps",
@@ -178,22 +185,12 @@ fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
     for f in ["genome.json", "weights.safetensors", "model.json"] {
         assert!(model.join(f).exists(), "{f}");
     }
-    let again = json_line(&ok(evo(&[
-        "train",
-        "--genome",
-        genome.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
+    let again = json_line(&train(&[
         "--steps",
         "1",
-        "--batch",
-        "10",
-        "--validation",
-        "20",
         "--init-from",
         model.to_str().unwrap(),
-        "--quiet",
-    ])));
+    ]));
     assert_eq!(again["inherited"], 2);
     assert_eq!(again["fresh"], 0);
 }
