@@ -1,4 +1,7 @@
-//! Wire messages between evolution nodes and the libp2p behaviour that carries them.
+//! Wire messages between evolution nodes (and, later, the libp2p behaviour that carries
+//! them). It knows genomes, nothing of actors or training.
 //!
-//! Not written yet: the gossip and migration protocol is the subject of a later issue.
-//! Genomes already have a bounded, validated wire encoding in `genome::codec`.
+//! [`wire`]: the gossip announcement, the requests and responses of migration and
+//! joining, and their bounded, versioned, validated encoding.
+
+pub mod wire;
