@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job: builds evo and trains the paper's initial individual (a linear classifier
-# on pixels, learning rate 0.1) on the data set given (default ../shared/data/cifar10-jpeg).
+# The main job: builds evo, runs the quick experiment (configs/quick-cifar10.toml) on the
+# data set given (default ../shared/data/cifar10-jpeg), then exports the best individual
+# and scores it on the test images. Running it again resumes the same experiment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/data/cifar10-jpeg}"
-steps="${STEPS:-2000}"
+state="${STATE_DIR:-runs/quick-cifar10}"
 cargo build --release -p node -j"${CARGO_BUILD_JOBS:-2}"
 evo=target/release/evo
 if [ ! -e "$data" ]; then
@@ -13,5 +14,6 @@ if [ ! -e "$data" ]; then
   exit 1
 fi
 mkdir -p runs
-"$evo" genome initial > runs/initial.json
-"$evo" train --genome runs/initial.json --data "$data" --steps "$steps" --out runs/initial-model
+"$evo" run --config configs/quick-cifar10.toml --data "$data" --state-dir "$state" "${@:2}"
+"$evo" export --state-dir "$state" --out "$state-best" --top 3
+"$evo" evaluate --model "$state-best" --data "$data" --ensemble 3

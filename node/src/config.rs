@@ -532,7 +532,10 @@ impl ExperimentConfig {
                 ),
             );
         }
-        if v.sample_size == 0 || v.sample_size > v.population_size {
+        // Only aging samples; tournament ignores the key.
+        if v.sample_size == 0
+            || (v.selection == Selection::Aging && v.sample_size > v.population_size)
+        {
             return invalid(
                 "evolution.sample_size",
                 format!(
@@ -1064,7 +1067,6 @@ mod tests {
                 "evolution.initial_population",
             ),
             ("evolution.sample_size", "0", "evolution.sample_size"),
-            ("evolution.sample_size", "100000", "evolution.sample_size"),
             (
                 "evolution.mutations_per_reproduction",
                 "0",
@@ -1167,5 +1169,15 @@ mod tests {
         c.evolution.selection = Selection::Tournament;
         assert_eq!(c.evolution.strategy(), Strategy::Tournament);
         assert_eq!(Labels::Coarse.label_mode(), LabelMode::Coarse);
+    }
+
+    #[test]
+    fn only_aging_needs_a_sample_within_the_population() {
+        let mut c = quick();
+        c.evolution.sample_size = c.evolution.population_size + 1;
+        c.validate().unwrap();
+        c.evolution.selection = Selection::Aging;
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("evolution.sample_size"), "{err}");
     }
 }

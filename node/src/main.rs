@@ -2,12 +2,6 @@
 //! one module per command group in [`commands`].
 
 mod commands;
-#[allow(dead_code)]
-mod config;
-#[allow(dead_code)]
-mod population;
-#[allow(dead_code)]
-mod state;
 
 /// Training allocates and frees the same large buffers every step: mimalloc keeps them
 /// instead of returning them to the kernel (and faulting them in again) as glibc does.
@@ -38,15 +32,28 @@ enum Command {
     /// Data sets.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Run an experiment (or resume one from its state directory) until a stop
+    /// condition is met.
+    Run(commands::run::RunArgs),
+    /// A running node's status, from its HTTP endpoint.
+    Status(commands::status::StatusArgs),
+    /// Copy the best individuals of a run out of its state directory.
+    Export(commands::export::ExportArgs),
+    /// Test accuracy of an exported model, or of an ensemble of the top K.
+    Evaluate(commands::evaluate::EvaluateArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(commands::run::dotted_flags(std::env::args().collect()));
     let result = match cli.command {
         Command::Genome(cmd) => commands::genome::run(cmd),
         Command::Train(args) => commands::train::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(cmd) => commands::bench::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Data(cmd) => commands::data::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => commands::run::run(args),
+        Command::Status(args) => commands::status::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => commands::export::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Evaluate(args) => commands::evaluate::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

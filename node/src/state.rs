@@ -3,6 +3,7 @@
 //! ```text
 //! STATE/
 //!   LOCK                      the pid of the node using it (an advisory lock on it)
+//!   node.id                   this node's id, made when the directory is created
 //!   experiment.toml           the config, frozen when the directory was created
 //!   events.jsonl              append-only history: one JSON event a line
 //!   individuals/<id>/
@@ -44,6 +45,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const CONFIG_FILE: &str = "experiment.toml";
 /// The event log.
 pub const EVENTS_FILE: &str = "events.jsonl";
+/// The node's id.
+pub const NODE_ID_FILE: &str = "node.id";
 /// The folder of individuals.
 pub const INDIVIDUALS_DIR: &str = "individuals";
 /// An individual's record, in its folder.
@@ -284,13 +287,20 @@ pub enum Event {
         /// Its id.
         id: IndividualId,
     },
+    /// The node stopped the run on its own (a stop condition, a signal, an error).
+    Stopped {
+        /// When, Unix milliseconds.
+        at_ms: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Event {
     /// The individual the event is about, if any.
     pub fn id(&self) -> Option<IndividualId> {
         match self {
-            Event::Created { .. } | Event::Resumed { .. } => None,
+            Event::Created { .. } | Event::Resumed { .. } | Event::Stopped { .. } => None,
             Event::TrainingStarted { id, .. }
             | Event::TrainingFinished { id, .. }
             | Event::TrainingFailed { id, .. }
@@ -308,7 +318,8 @@ impl Event {
             | Event::TrainingFinished { at_ms, .. }
             | Event::TrainingFailed { at_ms, .. }
             | Event::Birth { at_ms, .. }
-            | Event::Death { at_ms, .. } => *at_ms,
+            | Event::Death { at_ms, .. }
+            | Event::Stopped { at_ms, .. } => *at_ms,
         }
     }
 }
@@ -356,6 +367,9 @@ pub struct Resumed {
     /// Weights files of dead individuals that were still there (a crash between the
     /// death and the deletion) and were deleted.
     pub weights_deleted: usize,
+    /// Wall time of the earlier sessions of the run, in milliseconds: from each session's
+    /// start (its `created` or `resumed` event) to its last event.
+    pub wall_ms: u64,
 }
 
 impl Resumed {
@@ -429,6 +443,8 @@ impl StateDir {
             fingerprint: config.fitness_fingerprint(),
             settings: config.fitness_settings(),
         })?;
+        let node_id = format!("{:016x}", rand::random::<u64>());
+        atomic(&path.join(NODE_ID_FILE), format!("{node_id}\n").as_bytes())?;
         let toml = config.to_toml().map_err(StateError::Config)?;
         let text = format!(
             "# The configuration of this run, frozen when its state directory was created.\n\
@@ -547,6 +563,7 @@ impl StateDir {
             lost,
             orphans: records.orphans,
             weights_deleted,
+            wall_ms: wall_ms(&log.events),
         })
     }
 
@@ -558,6 +575,28 @@ impl StateDir {
     /// The frozen configuration.
     pub fn config(&self) -> &ExperimentConfig {
         &self.config
+    }
+
+    /// This node's id, read from `node.id` (made there if missing or empty).
+    pub fn node_id(&self) -> Result<String, StateError> {
+        let path = self.root.join(NODE_ID_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if is_node_id(text.trim()) => return Ok(text.trim().to_string()),
+            Ok(text) if !text.trim().is_empty() => {
+                return Err(StateError::Io {
+                    path,
+                    source: std::io::Error::other(
+                        "not a node id (1 to 64 letters, digits, '-' or '_')",
+                    ),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        atomic(&path, format!("{id}\n").as_bytes())?;
+        Ok(id)
     }
 
     /// Checks that `config` scores individuals as the frozen configuration does (equal
@@ -736,6 +775,59 @@ fn take_lock(root: &Path) -> Result<File, StateError> {
         .map_err(io(&path))?;
     file.sync_all().map_err(io(&path))?;
     Ok(file)
+}
+
+/// Wall time of the sessions in an event log: each runs from its `created` or `resumed`
+/// event to the last event before the next session.
+fn wall_ms(events: &[Event]) -> u64 {
+    let mut total = 0u64;
+    let mut session: Option<(u64, u64)> = None;
+    for e in events {
+        let at = e.at_ms();
+        if matches!(e, Event::Created { .. } | Event::Resumed { .. }) {
+            if let Some((start, last)) = session {
+                total += last.saturating_sub(start);
+            }
+            session = Some((at, at));
+        } else if let Some((_, last)) = &mut session {
+            *last = (*last).max(at);
+        }
+    }
+    if let Some((start, last)) = session {
+        total += last.saturating_sub(start);
+    }
+    total
+}
+
+fn is_node_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What a state directory holds, read without locking it or writing anything (for
+/// `evo export` while a node runs in it).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The frozen configuration.
+    pub config: ExperimentConfig,
+    /// Every record, alive and dead, by increasing id.
+    pub records: Vec<Record>,
+}
+
+/// Reads the configuration and records of the state directory at `path` without locking
+/// it or writing anything.
+pub fn snapshot(path: &Path) -> Result<Snapshot, StateError> {
+    let config_path = path.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(StateError::NotAStateDir {
+            path: path.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let config = ExperimentConfig::parse(&text, &config_path).map_err(StateError::Config)?;
+    let records = read_records(&path.join(INDIVIDUALS_DIR), &config)?.records;
+    Ok(Snapshot { config, records })
 }
 
 /// How to repair the event log after a crash.
@@ -1312,5 +1404,60 @@ mod tests {
         let line = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), c);
         assert_eq!(c.id(), None);
+    }
+
+    #[test]
+    fn wall_time_sums_the_sessions_of_the_log() {
+        let death = |at_ms| Event::Death { at_ms, id: 0 };
+        let created = Event::Created {
+            at_ms: 1_000,
+            fingerprint: config().fitness_fingerprint(),
+            settings: config().fitness_settings(),
+        };
+        let resumed = |at_ms| Event::Resumed {
+            at_ms,
+            lost: vec![],
+        };
+        assert_eq!(wall_ms(&[]), 0);
+        assert_eq!(wall_ms(std::slice::from_ref(&created)), 0);
+        let log = vec![
+            created,
+            death(1_500),
+            death(3_000),
+            // Hours of the node being down do not count.
+            resumed(100_000),
+            death(100_250),
+            Event::Stopped {
+                at_ms: 100_400,
+                reason: "test".into(),
+            },
+            resumed(200_000),
+        ];
+        assert_eq!(wall_ms(&log), 2_000 + 400);
+    }
+
+    #[test]
+    fn node_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::create(dir.path(), &config()).unwrap();
+        let id = s.node_id().unwrap();
+        assert!(is_node_id(&id));
+        assert_eq!(s.node_id().unwrap(), id);
+        drop(s);
+        let resumed = StateDir::open(dir.path()).unwrap();
+        assert_eq!(resumed.state.node_id().unwrap(), id);
+        std::fs::write(dir.path().join(NODE_ID_FILE), "not/an id\n").unwrap();
+        assert!(resumed.state.node_id().is_err());
+    }
+
+    #[test]
+    fn snapshot_reads_without_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = populated(dir.path());
+        // A node holds the directory; a snapshot reads it anyway.
+        let _held = StateDir::open(dir.path()).unwrap();
+        let snap = snapshot(dir.path()).unwrap();
+        assert_eq!(snap.records.len(), records.len());
+        assert!(snapshot(&dir.path().join("nowhere")).is_err());
     }
 }

@@ -22,6 +22,8 @@ pub mod threads;
 pub mod train;
 pub mod weights;
 
+/// The candle types that cross this crate's interface (tensors of a saved model, devices).
+pub use candle_core::{Device, Tensor};
 pub use error::{Result, TrainError};
 pub use network::Network;
 pub use train::{Task, TrainConfig, TrainOutcome};

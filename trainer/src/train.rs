@@ -291,6 +291,49 @@ pub fn accuracy(
     Ok(correct as f64 / indices.len() as f64)
 }
 
+/// Class probabilities (softmax of the logits, evaluation mode) of `net` for the images at
+/// `indices` of a split: `indices.len()` rows of `classes` values, row-major. Averaging
+/// several models' probabilities gives an ensemble's prediction.
+pub fn class_probabilities(
+    net: &Network,
+    images: &[u8],
+    indices: &[usize],
+    dims: ImageDims,
+    norm: &Normalization,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        assemble(images, dims, chunk, norm, None, &mut buffer);
+        let x = Tensor::from_slice(&buffer, (chunk.len(), dims.c, dims.h, dims.w), net.device())?;
+        let logits = net.forward(&x, false)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// The fraction of rows of `probabilities` (`classes` values each) whose largest value is
+/// at the row's label (0 for no rows).
+pub fn probability_accuracy(probabilities: &[f32], classes: usize, labels: &[u32]) -> f64 {
+    if labels.is_empty() || classes == 0 {
+        return 0.0;
+    }
+    let correct = probabilities
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, &label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i);
+            best == Some(label as usize)
+        })
+        .count();
+    correct as f64 / labels.len() as f64
+}
+
 impl Task<'_> {
     /// Validation accuracy: the fitness.
     pub fn validation_accuracy(&self, net: &Network) -> Result<f64> {
@@ -395,5 +438,39 @@ mod tests {
             train(&net, &task, &TrainConfig::default(), |_| {}),
             Err(TrainError::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn class_probabilities_agree_with_accuracy_and_sum_to_one() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        let g = Genome::initial(
+            InputShape {
+                height: 8,
+                width: 8,
+                channels: 3,
+            },
+            3,
+        );
+        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 3).unwrap();
+        let config = TrainConfig {
+            steps: 10,
+            batch: 20,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        train(&net, &task, &config, |_| {}).unwrap();
+        let test = &data.test;
+        let all: Vec<usize> = (0..test.labels.len()).collect();
+        let probs = class_probabilities(&net, &test.images, &all, task.dims(), &task.norm).unwrap();
+        assert_eq!(probs.len(), all.len() * 3);
+        for row in probs.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
+        }
+        let from_probs = probability_accuracy(&probs, 3, &test.labels);
+        assert_eq!(from_probs, task.test_accuracy(&net).unwrap());
+        // All wrong, all right.
+        assert_eq!(probability_accuracy(&[0.9, 0.1, 0.2, 0.8], 2, &[1, 0]), 0.0);
+        assert_eq!(probability_accuracy(&[0.9, 0.1, 0.2, 0.8], 2, &[0, 1]), 1.0);
     }
 }

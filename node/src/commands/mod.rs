@@ -2,5 +2,9 @@
 
 pub mod bench;
 pub mod data;
+pub mod evaluate;
+pub mod export;
 pub mod genome;
+pub mod run;
+pub mod status;
 pub mod train;

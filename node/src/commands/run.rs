@@ -1,0 +1,460 @@
+//! `evo run`: start an experiment, or resume one from its state directory, and evolve
+//! until a stop condition of the config is met or the node is stopped (Ctrl-C, SIGTERM).
+//!
+//! Everything that can be wrong is checked before anything is written: the config, the
+//! HTTP address (bound first, so a port in use is an error at once), the device, the
+//! state directory (every file, before it is repaired) and the data set (loaded before a
+//! new state directory is created).
+
+use actix::{Actor, SyncArbiter};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use genome::{Genome, InputShape};
+use node::config::ExperimentConfig;
+use node::http;
+use node::population::Population;
+use node::report::{OutputMode, Reporter};
+use node::shard::{RunEnd, Shard, ShardSetup, Shutdown};
+use node::state::{Event, StateDir};
+use node::worker::{Run, Worker};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use trainer::data::LoadOptions;
+use trainer::Task;
+
+/// Options of `evo run`. Any config key can also be given as a flag by its dotted name
+/// (`--training.steps 100`, `--evolution.population_size=50`) or as `KEY=VALUE`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The experiment config (TOML); without it, the config frozen in --state-dir.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data set folder (sets data.path).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The state directory (sets node.state_dir; default state/<experiment name>). An
+    /// existing one is resumed.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Address of the HTTP endpoint (sets node.http).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Training workers (sets node.workers).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Device: cpu, cuda or cuda:N (sets node.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Stop after this many minutes of wall time, earlier sessions included (sets
+    /// stop.max_wall_minutes).
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    /// The experiment's seed (sets experiment.seed; only for a new run).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print only errors and the final summary.
+    #[arg(long, conflicts_with = "json_log")]
+    quiet: bool,
+    /// Print every event as a JSON line on stdout (and nothing else there).
+    #[arg(long)]
+    json_log: bool,
+    /// Config overrides, KEY=VALUE (e.g. training.steps=100).
+    #[arg(value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+/// Rewrites `--a.b VALUE` and `--a.b=VALUE` (a config key given as a flag) into the
+/// `a.b=VALUE` overrides `evo run` takes, so that clap sees them as positional values.
+pub fn dotted_flags(args: Vec<String>) -> Vec<String> {
+    let is_run = args.get(1).is_some_and(|a| a == "run");
+    if !is_run {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    let mut dotted = Vec::new();
+    while let Some(arg) = iter.next() {
+        match arg.strip_prefix("--") {
+            Some(flag) if flag.contains('.') && !flag.starts_with('.') => {
+                if flag.contains('=') {
+                    dotted.push(flag.to_string());
+                } else {
+                    let value = iter.next().unwrap_or_default();
+                    dotted.push(format!("{flag}={value}"));
+                }
+            }
+            _ => out.push(arg),
+        }
+    }
+    out.extend(dotted);
+    out
+}
+
+/// The effective configuration: `base` with the flags and overrides applied, in that
+/// order, then validated.
+fn effective_config(mut config: ExperimentConfig, args: &RunArgs) -> Result<ExperimentConfig> {
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    if let Some(d) = &args.data {
+        overrides.push(("data.path".into(), d.display().to_string()));
+    }
+    if let Some(d) = &args.state_dir {
+        overrides.push(("node.state_dir".into(), d.display().to_string()));
+    }
+    if let Some(h) = &args.http {
+        overrides.push(("node.http".into(), h.to_string()));
+    }
+    if let Some(w) = args.workers {
+        overrides.push(("node.workers".into(), w.to_string()));
+    }
+    if let Some(d) = &args.device {
+        overrides.push(("node.device".into(), d.clone()));
+    }
+    if let Some(m) = args.max_minutes {
+        overrides.push(("stop.max_wall_minutes".into(), format!("{m:?}")));
+    }
+    if let Some(s) = args.seed {
+        overrides.push(("experiment.seed".into(), s.to_string()));
+    }
+    for (key, value) in overrides {
+        config
+            .apply_override(&key, &value)
+            .with_context(|| format!("setting {key} from its flag"))?;
+    }
+    for o in &args.overrides {
+        config.apply_override_str(o)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs `evo run`.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let mode = if args.quiet {
+        OutputMode::Quiet
+    } else if args.json_log {
+        OutputMode::Json
+    } else {
+        OutputMode::Human
+    };
+    // The config: the file given, else the one frozen in the state directory.
+    let frozen_dir = args
+        .state_dir
+        .clone()
+        .filter(|d| d.join(node::state::CONFIG_FILE).is_file());
+    let base = match (&args.config, &frozen_dir) {
+        (Some(path), _) => ExperimentConfig::load(path)?,
+        (None, Some(dir)) => ExperimentConfig::load(&dir.join(node::state::CONFIG_FILE))
+            .with_context(|| format!("reading the config of the run in {}", dir.display()))?,
+        (None, None) => bail!(
+            "no config: give --config FILE (e.g. --config configs/quick-cifar10.toml), or \
+             --state-dir DIR of an existing run to resume it"
+        ),
+    };
+    let config = effective_config(base, &args)?;
+    let state_path = config.state_dir();
+    let resuming = state_path.join(node::state::CONFIG_FILE).is_file();
+    if resuming && args.seed.is_some() {
+        bail!(
+            "--seed applies to a new run only; {} is resumed with its own seed",
+            state_path.display()
+        );
+    }
+
+    // The HTTP port first: a port in use stops us before anything is touched.
+    let listener = TcpListener::bind(config.node.http).with_context(|| {
+        format!(
+            "cannot listen on {} for the HTTP endpoint (is another evo node running? \
+             choose another address with --http ADDR)",
+            config.node.http
+        )
+    })?;
+    let http_addr = listener.local_addr().unwrap_or(config.node.http);
+    let device = trainer::device::open(&config.node.device)
+        .with_context(|| format!("opening the device {:?}", config.node.device))?;
+
+    // An existing state directory is opened (and checked) before the data set is read;
+    // a new one is created only once the data set is known to be good.
+    let resumed = if resuming {
+        let resumed = StateDir::open(&state_path)
+            .with_context(|| format!("opening the state directory {}", state_path.display()))?;
+        resumed.state.check_compatible(&config).with_context(|| {
+            format!(
+                "the config differs from the one {} was started with",
+                state_path.display()
+            )
+        })?;
+        Some(resumed)
+    } else {
+        None
+    };
+    let data_path = &config.data.path;
+    if !data_path.exists() {
+        bail!(
+            "no data set at {}: download CIFAR-10 with `evo data fetch cifar10 --dir data` \
+             (it unpacks to data/cifar-10-batches-bin), or pass --data DIR",
+            data_path.display()
+        );
+    }
+    let load_start = std::time::Instant::now();
+    let options = LoadOptions {
+        label_mode: config.data.labels.label_mode(),
+        ..LoadOptions::default()
+    };
+    let dataset = trainer::data::load(data_path, &options)
+        .with_context(|| format!("loading the data set at {}", data_path.display()))?;
+    let input = InputShape {
+        height: dataset.height,
+        width: dataset.width,
+        channels: dataset.channels,
+    };
+    let classes = dataset.num_classes() as u32;
+    Genome::initial(input, classes)
+        .analyze(&config.evolution.limits)
+        .context("the data set's images or classes are outside evolution.limits")?;
+    let data_summary = format!(
+        "{} ({} train, {} test images of {}x{}x{}, {} classes) in {:.1} s",
+        dataset.name,
+        dataset.train.len(),
+        dataset.test.len(),
+        dataset.height,
+        dataset.width,
+        dataset.channels,
+        dataset.num_classes(),
+        load_start.elapsed().as_secs_f64()
+    );
+    // The data set and task live as long as the process: the workers borrow them.
+    let dataset: &'static trainer::data::Dataset = Box::leak(Box::new(dataset));
+    let task = Task::new(
+        dataset,
+        config.data.validation_images,
+        config.data.split_seed,
+    )
+    .context("holding out the validation images")?;
+    let task: &'static Task<'static> = Box::leak(Box::new(task));
+
+    let strategy = config.evolution.strategy();
+    let (state, records, population, next_id, wall_before_ms) = match resumed {
+        Some(r) => {
+            let population = r
+                .population(config.evolution.population_size, strategy)
+                .context("rebuilding the population")?;
+            for id in r.orphans.iter().chain(&r.lost) {
+                r.state
+                    .discard(*id)
+                    .with_context(|| format!("removing the unfinished individual {id}"))?;
+            }
+            let mut state = r.state;
+            state.append(&Event::Resumed {
+                at_ms: node::state::now_ms(),
+                lost: r.lost.clone(),
+            })?;
+            if mode == OutputMode::Human {
+                eprintln!(
+                    "resuming {}: {} individuals ({} alive), {} trainings lost in flight{}",
+                    state_path.display(),
+                    r.records.len(),
+                    population.alive_count(),
+                    r.lost.len(),
+                    r.torn_tail
+                        .as_ref()
+                        .map(|t| format!(", a torn last event line ({} bytes) cut off", t.bytes))
+                        .unwrap_or_default()
+                );
+            }
+            (state, r.records, population, r.next_id, r.wall_ms)
+        }
+        None => {
+            let state = StateDir::create(&state_path, &config).with_context(|| {
+                format!("creating the state directory {}", state_path.display())
+            })?;
+            let population = Population::new(config.evolution.population_size, strategy);
+            (state, Vec::new(), population, 0, 0)
+        }
+    };
+    let node_id = state.node_id()?;
+    let workers = config.node.workers;
+    if mode == OutputMode::Human {
+        eprintln!("data: {data_summary}");
+        eprintln!(
+            "node {node_id}: experiment {} ({} selection, population {}), state {}, \
+             {workers} worker(s) on {}, status at http://{http_addr}/status",
+            config.experiment.name,
+            match config.evolution.selection {
+                node::config::Selection::Tournament => "tournament",
+                node::config::Selection::Aging => "aging",
+            },
+            config.evolution.population_size,
+            state_path.display(),
+            trainer::device::describe(&device),
+        );
+    }
+    let system = actix_rt::System::new();
+    let end: Result<RunEnd> = system.block_on(async move {
+        let (done_tx, done_rx) = futures::channel::oneshot::channel();
+        let shard = Shard::new(ShardSetup {
+            state,
+            config,
+            records,
+            population,
+            next_id,
+            wall_before_ms,
+            node_id,
+            input,
+            classes,
+            workers,
+            reporter: Reporter::new(mode, workers),
+            done: done_tx,
+        })
+        .start();
+        let server = http::server(listener, shard.clone()).context("starting the HTTP endpoint")?;
+        let server_handle = server.handle();
+        actix_rt::spawn(server);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let pool = {
+            let shard = shard.clone();
+            SyncArbiter::start(workers, move || {
+                let index = counter.fetch_add(1, Ordering::SeqCst);
+                Worker::new(index, shard.clone(), task, device.clone())
+            })
+        };
+        for _ in 0..workers {
+            pool.do_send(Run);
+        }
+        actix_rt::spawn(watch_signals(shard.clone()));
+        let end = done_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the shard stopped without a word"))?;
+        server_handle.stop(false).await;
+        Ok(end)
+    });
+    let end = end?;
+    summarize(&end, mode, &state_path);
+    Ok(match end.error {
+        Some(_) => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// Turns SIGINT and SIGTERM into a [`Shutdown`]; a second signal exits at once.
+async fn watch_signals(shard: actix::Addr<Shard>) {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let name = tokio_select(&mut int, &mut term).await;
+        shard.do_send(Shutdown {
+            reason: format!("stopped by {name}"),
+        });
+        let _ = tokio_select(&mut int, &mut term).await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    }
+    #[cfg(not(unix))]
+    {
+        if actix_rt::signal::ctrl_c().await.is_ok() {
+            shard.do_send(Shutdown {
+                reason: "stopped by Ctrl-C".into(),
+            });
+        }
+        let _ = actix_rt::signal::ctrl_c().await;
+        std::process::exit(130);
+    }
+}
+
+/// Waits for either signal and names it.
+#[cfg(unix)]
+async fn tokio_select(
+    int: &mut actix_rt::signal::unix::Signal,
+    term: &mut actix_rt::signal::unix::Signal,
+) -> &'static str {
+    use futures::future::{select, Either};
+    let a = Box::pin(int.recv());
+    let b = Box::pin(term.recv());
+    match select(a, b).await {
+        Either::Left(_) => "SIGINT",
+        Either::Right(_) => "SIGTERM",
+    }
+}
+
+fn summarize(end: &RunEnd, mode: OutputMode, state: &Path) {
+    let s = &end.status;
+    let summary = serde_json::json!({
+        "event": "summary",
+        "reason": end.reason,
+        "error": end.error,
+        "individuals_trained": s.individuals_trained,
+        "population_size": s.population_size,
+        "best_individual": s.best_individual,
+        "best_fitness": s.best_fitness,
+        "total_flops": s.total_flops,
+        "run_minutes": s.run_minutes,
+        "state_dir": state.display().to_string(),
+    });
+    match mode {
+        OutputMode::Json => println!("{summary}"),
+        OutputMode::Human | OutputMode::Quiet => {
+            if let Some(e) = &end.error {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "run ended ({}): {} individuals trained, best #{} at {} validation accuracy, \
+                 {:.3e} FLOPs, {:.1} minutes; export the best with \
+                 `evo export --state-dir {} --out DIR`",
+                end.reason,
+                s.individuals_trained,
+                s.best_individual
+                    .map_or("-".to_string(), |id| id.to_string()),
+                s.best_fitness
+                    .map_or("-".to_string(), |f| format!("{:.2}%", 100.0 * f)),
+                s.total_flops,
+                s.run_minutes,
+                state.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn dotted_flags_become_overrides() {
+        assert_eq!(
+            dotted_flags(strings(&[
+                "evo",
+                "run",
+                "--training.steps",
+                "7",
+                "--config",
+                "c.toml",
+                "--evolution.population_size=9",
+                "data.name=x",
+            ])),
+            strings(&[
+                "evo",
+                "run",
+                "--config",
+                "c.toml",
+                "data.name=x",
+                "training.steps=7",
+                "evolution.population_size=9",
+            ])
+        );
+        // Other commands are left alone.
+        let other = strings(&["evo", "train", "--a.b", "1"]);
+        assert_eq!(dotted_flags(other.clone()), other);
+    }
+}

@@ -1,0 +1,16 @@
+//! The evolution node: what `evo run` is made of, as a library so that its parts can be
+//! tested on their own.
+//!
+//! [`config`] reads the experiment config, [`state`] keeps the state directory,
+//! [`population`] decides who dies and who reproduces, [`shard`] is the actor that owns
+//! this node's individuals, [`worker`] the actors that train them, [`http`] the status
+//! endpoint, [`view`] what it serves, and [`report`] what a person watching sees.
+
+pub mod config;
+pub mod http;
+pub mod population;
+pub mod report;
+pub mod shard;
+pub mod state;
+pub mod view;
+pub mod worker;

@@ -1,0 +1,1027 @@
+//! The population shard: the actor that owns this node's individuals.
+//!
+//! It holds the [`Population`] (selection), every [`Record`] (alive and dead, for
+//! lineage), the individuals in training, and the open [`StateDir`]; every change is
+//! written there (record, then event) before it counts. Workers ask it for work
+//! ([`NextJob`]): it makes the initial individuals first, then runs tournaments, killing
+//! and reproducing as [`Population::select`] decides, and hands out one child to train.
+//! Workers report progress and results back ([`Progress`], [`JobDone`]). The HTTP
+//! endpoint reads it through [`GetStatus`], [`GetPopulation`], [`GetIndividual`] and
+//! [`GetMetrics`].
+//!
+//! The run stops when a stop condition of the config is met: after a number of
+//! individuals or of FLOPs it lets the trainings in flight finish; on its wall-time
+//! limit, a target accuracy, a signal ([`Shutdown`]) or an error it stops at once and the
+//! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
+//! whoever started it.
+
+use crate::config::ExperimentConfig;
+use crate::population::{Decision, IndividualId, Population};
+use crate::report::Reporter;
+use crate::state::{now_ms, Event, Record, StateDir, StateError, Status};
+use crate::view::{Ancestor, IndividualView, MemberView, StatusView, WorkerView};
+use crate::worker::{Job, Trained};
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
+use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use trainer::Device;
+
+/// How long a worker with nothing to do waits before asking again.
+pub const WAIT: Duration = Duration::from_millis(200);
+/// Failed trainings in a row after which the run stops (something is wrong with the
+/// data, the device or the machine, not with one genome).
+pub const MAX_CONSECUTIVE_FAILURES: usize = 5;
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// Why it stopped.
+    pub reason: String,
+    /// The error that stopped it, if one did.
+    pub error: Option<String>,
+    /// The node's status at the end.
+    pub status: StatusView,
+}
+
+/// Everything the shard starts from.
+pub struct ShardSetup {
+    /// The open state directory.
+    pub state: StateDir,
+    /// The effective configuration (the frozen one with this run's overrides).
+    pub config: ExperimentConfig,
+    /// Records found in the state directory (empty for a new run).
+    pub records: Vec<Record>,
+    /// The population they make (`Resumed::population`), or an empty one.
+    pub population: Population,
+    /// The next id to hand out.
+    pub next_id: IndividualId,
+    /// Wall time of the run's earlier sessions, milliseconds.
+    pub wall_before_ms: u64,
+    /// This node's id.
+    pub node_id: String,
+    /// The images' shape (for the initial individuals).
+    pub input: InputShape,
+    /// The number of classes.
+    pub classes: u32,
+    /// Training workers.
+    pub workers: usize,
+    /// What to tell the person watching.
+    pub reporter: Reporter,
+    /// Where the end of the run is sent.
+    pub done: futures::channel::oneshot::Sender<RunEnd>,
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone)]
+struct WorkerState {
+    state: &'static str,
+    individual: Option<IndividualId>,
+    step: u64,
+    steps: u64,
+    loss: Option<f64>,
+}
+
+/// An individual in training.
+#[derive(Debug, Clone)]
+struct InFlight {
+    genome: Genome,
+    parent: Option<IndividualId>,
+    mutations: Vec<Mutation>,
+    born_at_ms: u64,
+}
+
+/// Size and cost of a genome, computed once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    vertices: usize,
+    edges: usize,
+    forward_flops: u64,
+    params: u64,
+}
+
+fn shape_of(genome: &Genome, limits: &Limits) -> Shape {
+    let cost = genome.analyze(limits).map(|a| a.cost).unwrap_or_default();
+    Shape {
+        vertices: genome.vertices.len(),
+        edges: genome.edges.len(),
+        forward_flops: cost.forward_flops,
+        params: cost.params,
+    }
+}
+
+/// The experiment's id: its name and the start of its fitness fingerprint, the same on
+/// every node that scores individuals the same way.
+pub fn experiment_id(config: &ExperimentConfig) -> String {
+    let fingerprint = config.fitness_fingerprint();
+    format!(
+        "{}-{}",
+        config.experiment.name,
+        &fingerprint[..fingerprint.len().min(12)]
+    )
+}
+
+/// The seed of individual `id` of an experiment seeded `seed` (splitmix64 of both).
+pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
+    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The population shard actor.
+pub struct Shard {
+    state: StateDir,
+    config: ExperimentConfig,
+    population: Population,
+    records: BTreeMap<IndividualId, Record>,
+    shapes: BTreeMap<IndividualId, Shape>,
+    in_flight: BTreeMap<IndividualId, InFlight>,
+    workers: Vec<WorkerState>,
+    next_id: IndividualId,
+    rng: ChaCha8Rng,
+    node_id: String,
+    experiment_id: String,
+    input: InputShape,
+    classes: u32,
+    cpu: Device,
+    started: Instant,
+    wall_before_ms: u64,
+    total_flops: f64,
+    deaths: usize,
+    failures: usize,
+    consecutive_failures: usize,
+    stopping: Option<String>,
+    reporter: Reporter,
+    done: Option<futures::channel::oneshot::Sender<RunEnd>>,
+}
+
+impl Shard {
+    /// A shard over the records of `setup`.
+    pub fn new(setup: ShardSetup) -> Shard {
+        let config = setup.config;
+        let population = setup.population;
+        let limits = config.evolution.limits;
+        let shapes = setup
+            .records
+            .iter()
+            .map(|r| (r.id, shape_of(&r.genome, &limits)))
+            .collect();
+        let total_flops = setup.records.iter().map(|r| r.flops as f64).sum();
+        let deaths = setup
+            .records
+            .iter()
+            .filter(|r| r.status == Status::Dead)
+            .count();
+        let experiment_id = experiment_id(&config);
+        let rng = ChaCha8Rng::seed_from_u64(individual_seed(
+            config.experiment.seed ^ 0x5e1e_c710,
+            setup.next_id,
+        ));
+        let idle = WorkerState {
+            state: "idle",
+            individual: None,
+            step: 0,
+            steps: 0,
+            loss: None,
+        };
+        Shard {
+            state: setup.state,
+            population,
+            records: setup.records.into_iter().map(|r| (r.id, r)).collect(),
+            shapes,
+            in_flight: BTreeMap::new(),
+            workers: vec![idle; setup.workers],
+            next_id: setup.next_id,
+            rng,
+            node_id: setup.node_id,
+            experiment_id,
+            input: setup.input,
+            classes: setup.classes,
+            cpu: Device::Cpu,
+            started: Instant::now(),
+            wall_before_ms: setup.wall_before_ms,
+            total_flops,
+            deaths,
+            failures: 0,
+            consecutive_failures: 0,
+            stopping: None,
+            reporter: setup.reporter,
+            done: Some(setup.done),
+            config,
+        }
+    }
+
+    fn run_minutes(&self) -> f64 {
+        (self.wall_before_ms as f64 + self.started.elapsed().as_millis() as f64) / 60_000.0
+    }
+
+    /// Initial individuals made so far (trained or training).
+    fn initial_made(&self) -> usize {
+        self.records.values().filter(|r| r.parent.is_none()).count()
+            + self
+                .in_flight
+                .values()
+                .filter(|f| f.parent.is_none())
+                .count()
+    }
+
+    /// A stop condition that ends the run at once.
+    fn immediate_stop(&self) -> Option<String> {
+        let stop = &self.config.stop;
+        if let Some(max) = stop.max_wall_minutes {
+            if self.run_minutes() >= max {
+                return Some(format!("reached the wall-time limit of {max} minutes"));
+            }
+        }
+        if let Some(target) = stop.target_accuracy {
+            if let Some(best) = self.population.best().and_then(|m| m.fitness) {
+                if best >= target {
+                    return Some(format!(
+                        "reached the target validation accuracy {target} ({best:.4})"
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// A stop condition after which no new training starts.
+    fn budget_spent(&self) -> Option<String> {
+        let stop = &self.config.stop;
+        if let Some(max) = stop.max_individuals {
+            if (self.records.len() + self.in_flight.len()) as u64 >= max {
+                return Some(format!("trained {max} individuals"));
+            }
+        }
+        if let Some(max) = stop.max_total_flops {
+            if self.total_flops >= max {
+                return Some(format!("spent {max:e} FLOPs"));
+            }
+        }
+        None
+    }
+
+    /// Checks the stop conditions; ends the run if one is met.
+    fn check_stop(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if let Some(reason) = self.immediate_stop() {
+            self.finish(reason, None);
+        } else if self.in_flight.is_empty() {
+            if let Some(reason) = self.budget_spent() {
+                self.finish(reason, None);
+            }
+        }
+    }
+
+    /// Ends the run: abandons the trainings in flight, logs the stop, reports the end.
+    fn finish(&mut self, reason: String, error: Option<String>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(reason.clone());
+        let now = now_ms();
+        let abandoned: Vec<IndividualId> = self.in_flight.keys().copied().collect();
+        for id in abandoned {
+            self.in_flight.remove(&id);
+            let _ = self.population.kill(id);
+            let _ = self.state.append(&Event::TrainingFailed {
+                at_ms: now,
+                id,
+                reason: format!("abandoned: the run stopped ({reason})"),
+            });
+        }
+        let _ = self.state.append(&Event::Stopped {
+            at_ms: now,
+            reason: match &error {
+                Some(e) => format!("{reason}: {e}"),
+                None => reason.clone(),
+            },
+        });
+        self.reporter.finish();
+        self.reporter.line(&format!("stopping: {reason}"));
+        self.reporter
+            .json(serde_json::json!({"event": "stopped", "reason": reason, "error": error}));
+        let status = self.status();
+        if let Some(done) = self.done.take() {
+            let _ = done.send(RunEnd {
+                reason,
+                error,
+                status,
+            });
+        }
+    }
+
+    /// A write to the state directory failed: nothing more can be kept safely.
+    fn fatal(&mut self, error: StateError) {
+        self.finish(
+            "the state directory could not be written".into(),
+            Some(error.to_string()),
+        );
+    }
+
+    fn next_job(&mut self, worker: usize) -> Assignment {
+        if self.stopping.is_some() {
+            return Assignment::Stop;
+        }
+        self.check_stop();
+        if self.stopping.is_some() {
+            return Assignment::Stop;
+        }
+        if self.budget_spent().is_some() {
+            self.set_idle(worker, "waiting for the last trainings");
+            return Assignment::Wait(WAIT);
+        }
+        if self.initial_made() < self.config.evolution.initial_population
+            && !self.population.is_full()
+        {
+            return self.start(worker, None);
+        }
+        // Each kill shrinks the population, so this ends within a population's worth.
+        for _ in 0..=self.population.target_size() + 1 {
+            match self.population.select(&mut self.rng) {
+                Decision::Kill(id) => {
+                    if let Err(e) = self.kill(id) {
+                        self.fatal(e);
+                        return Assignment::Stop;
+                    }
+                }
+                Decision::Reproduce { parent } => return self.start(worker, Some(parent)),
+                Decision::Wait => break,
+            }
+        }
+        self.set_idle(worker, "waiting for trained individuals");
+        Assignment::Wait(WAIT)
+    }
+
+    fn set_idle(&mut self, worker: usize, why: &str) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            if w.state != "idle" {
+                self.reporter.idle(worker, why);
+            }
+            w.state = "idle";
+            w.individual = None;
+        }
+    }
+
+    /// Starts training an initial individual (`parent` `None`) or a child of `parent`.
+    fn start(&mut self, worker: usize, parent: Option<IndividualId>) -> Assignment {
+        let limits = self.config.evolution.limits;
+        let (genome, mutations, invalidated, parent_tensors) = match parent {
+            None => (
+                Genome::initial(self.input, self.classes),
+                Vec::new(),
+                Invalidated::none(),
+                None,
+            ),
+            Some(p) => {
+                let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
+                    return Assignment::Wait(WAIT);
+                };
+                let repro = match reproduce(
+                    &parent_genome,
+                    self.config.evolution.mutations_per_reproduction,
+                    &mut self.rng,
+                    &limits,
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.reporter
+                            .line(&format!("could not mutate #{p}: {e}; drawing again"));
+                        return Assignment::Wait(WAIT);
+                    }
+                };
+                let dir = self.state.individual_dir(p);
+                let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.reporter.line(&format!(
+                            "the weights of #{p} could not be read ({e}); its child starts from fresh weights"
+                        ));
+                        None
+                    }
+                };
+                let invalidated = repro.invalidated();
+                let mutations = repro.applied.iter().map(|a| a.mutation).collect();
+                (repro.child, mutations, invalidated, tensors)
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let born_at_ms = now_ms();
+        if let Err(e) = self.population.add(id, None) {
+            self.finish("the population is inconsistent".into(), Some(e.to_string()));
+            return Assignment::Stop;
+        }
+        if let Err(e) = self.state.append(&Event::TrainingStarted {
+            at_ms: born_at_ms,
+            id,
+            parent,
+            mutations: mutations.clone(),
+            node: self.node_id.clone(),
+        }) {
+            self.fatal(e);
+            return Assignment::Stop;
+        }
+        let what = match parent {
+            None => "initial".to_string(),
+            Some(p) => format!(
+                "from #{p} by {}",
+                mutations
+                    .iter()
+                    .map(|m: &Mutation| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.reporter
+            .started(worker, id, &what, self.config.training.steps);
+        self.reporter.json(serde_json::json!({
+            "event": "training_started", "worker": worker, "id": id, "parent": parent,
+            "mutations": mutations,
+        }));
+        if let Some(w) = self.workers.get_mut(worker) {
+            *w = WorkerState {
+                state: "training",
+                individual: Some(id),
+                step: 0,
+                steps: self.config.training.steps,
+                loss: None,
+            };
+        }
+        self.in_flight.insert(
+            id,
+            InFlight {
+                genome: genome.clone(),
+                parent,
+                mutations,
+                born_at_ms,
+            },
+        );
+        let seed = individual_seed(self.config.experiment.seed, id);
+        Assignment::Train(Box::new(Job {
+            id,
+            genome,
+            invalidated,
+            parent_tensors,
+            seed,
+            dir: self.state.individual_dir(id),
+            config: self.config.training.train_config(seed),
+        }))
+    }
+
+    /// Kills a member chosen by selection (already marked dead in the population).
+    fn kill(&mut self, id: IndividualId) -> Result<(), StateError> {
+        let Some(record) = self.records.get_mut(&id) else {
+            return Ok(());
+        };
+        let fitness = record.fitness;
+        self.state.kill(record, now_ms())?;
+        self.deaths += 1;
+        self.reporter.line(&format!(
+            "death #{id} (val {})",
+            percent(fitness.filter(|f| f.is_finite()))
+        ));
+        self.reporter
+            .json(serde_json::json!({"event": "death", "id": id, "fitness": fitness}));
+        Ok(())
+    }
+
+    fn job_done(&mut self, worker: usize, id: IndividualId, result: Result<Trained, String>) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            // Abandoned when the run stopped: what it saved is not part of the run.
+            let _ = self.state.discard(id);
+            return;
+        };
+        self.set_idle(worker, "idle");
+        match result {
+            Ok(trained) => {
+                if let Err(e) = self.born(id, flight, &trained) {
+                    self.fatal(e);
+                    return;
+                }
+                self.consecutive_failures = 0;
+            }
+            Err(reason) => {
+                self.failures += 1;
+                self.consecutive_failures += 1;
+                let _ = self.population.kill(id);
+                let logged = self.state.append(&Event::TrainingFailed {
+                    at_ms: now_ms(),
+                    id,
+                    reason: reason.clone(),
+                });
+                let _ = self.state.discard(id);
+                self.reporter
+                    .line(&format!("training of #{id} failed: {reason}"));
+                self.reporter.json(
+                    serde_json::json!({"event": "training_failed", "id": id, "reason": reason}),
+                );
+                if let Err(e) = logged {
+                    self.fatal(e);
+                    return;
+                }
+                if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                    self.finish(
+                        format!("{MAX_CONSECUTIVE_FAILURES} trainings in a row failed"),
+                        Some(reason),
+                    );
+                    return;
+                }
+            }
+        }
+        self.check_stop();
+    }
+
+    /// A trained individual joins the population: event, record, birth.
+    fn born(
+        &mut self,
+        id: IndividualId,
+        flight: InFlight,
+        trained: &Trained,
+    ) -> Result<(), StateError> {
+        self.state.append(&Event::TrainingFinished {
+            at_ms: now_ms(),
+            id,
+            fitness: Some(trained.fitness),
+            flops: trained.flops,
+            seconds: trained.seconds,
+        })?;
+        let record = Record {
+            id,
+            genome: flight.genome,
+            fitness: Some(trained.fitness),
+            test_accuracy: None,
+            status: Status::Alive,
+            parent: flight.parent,
+            mutations: flight.mutations,
+            born_at_ms: flight.born_at_ms,
+            died_at_ms: None,
+            flops: trained.flops,
+            node: self.node_id.clone(),
+        };
+        self.state.add(&record)?;
+        if let Err(e) = self.population.set_fitness(id, trained.fitness) {
+            return Err(StateError::Conflict {
+                id,
+                reason: e.to_string(),
+            });
+        }
+        self.total_flops += trained.flops as f64;
+        self.shapes
+            .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
+        let origin = match record.parent {
+            None => "initial".to_string(),
+            Some(p) => format!(
+                "from #{p} by {}",
+                record
+                    .mutations
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.records.insert(id, record);
+        let best = self.population.best().map(|m| (m.id, m.fitness));
+        self.reporter.line(&format!(
+            "birth #{id} ({origin}) val {} in {:.1} s{}; best #{} {}; {} trained",
+            percent(Some(trained.fitness)),
+            trained.seconds,
+            if trained.diverged { ", diverged" } else { "" },
+            best.map_or("-".to_string(), |b| b.0.to_string()),
+            percent(best.and_then(|b| b.1)),
+            self.records.len(),
+        ));
+        self.reporter.json(serde_json::json!({
+            "event": "birth", "id": id, "fitness": trained.fitness,
+            "seconds": trained.seconds, "flops": trained.flops, "steps": trained.steps,
+            "train_loss": trained.train_loss, "diverged": trained.diverged,
+            "inherited": trained.inherited,
+        }));
+        Ok(())
+    }
+
+    fn status(&self) -> StatusView {
+        let best = self.population.best();
+        let busy = self
+            .workers
+            .iter()
+            .filter(|w| w.state == "training")
+            .count();
+        let idle = self.workers.iter().filter(|w| w.state == "idle").count();
+        StatusView {
+            node_id: self.node_id.clone(),
+            experiment_id: self.experiment_id.clone(),
+            experiment: self.config.experiment.name.clone(),
+            state_dir: self.state.root().display().to_string(),
+            population_size: self.population.alive_count(),
+            target_size: self.population.target_size(),
+            individuals_trained: self.records.len(),
+            in_training: self.in_flight.len(),
+            deaths: self.deaths,
+            failures: self.failures,
+            best_fitness: best.and_then(|m| m.fitness).filter(|f| f.is_finite()),
+            best_individual: best.map(|m| m.id),
+            total_flops: self.total_flops,
+            workers_busy: busy,
+            workers_idle: idle,
+            workers: self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(index, w)| WorkerView {
+                    index,
+                    state: w.state.to_string(),
+                    individual: w.individual,
+                    step: w.step,
+                    steps: w.steps,
+                    loss: w.loss,
+                })
+                .collect(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            run_minutes: self.run_minutes(),
+            stopping: self.stopping.clone(),
+        }
+    }
+
+    fn member_view(&self, record: &Record) -> MemberView {
+        let shape = self.shapes.get(&record.id).copied().unwrap_or_default();
+        MemberView {
+            id: record.id,
+            status: match record.status {
+                Status::Alive => "alive",
+                Status::Dead => "dead",
+            }
+            .into(),
+            fitness: record.fitness,
+            parent: record.parent,
+            mutations: record.mutations.clone(),
+            learning_rate: record.genome.learning_rate,
+            vertices: shape.vertices,
+            edges: shape.edges,
+            forward_flops: shape.forward_flops,
+            params: shape.params,
+            flops: record.flops,
+            born_at_ms: record.born_at_ms,
+            died_at_ms: record.died_at_ms,
+            node: record.node.clone(),
+        }
+    }
+
+    /// What is known of an individual in training, as a record.
+    fn flight_record(&self, id: IndividualId, f: &InFlight) -> Record {
+        Record {
+            id,
+            genome: f.genome.clone(),
+            fitness: None,
+            test_accuracy: None,
+            status: Status::Alive,
+            parent: f.parent,
+            mutations: f.mutations.clone(),
+            born_at_ms: f.born_at_ms,
+            died_at_ms: None,
+            flops: 0,
+            node: self.node_id.clone(),
+        }
+    }
+
+    fn population_view(&self, all: bool) -> Vec<MemberView> {
+        let mut out: Vec<MemberView> = self
+            .records
+            .values()
+            .filter(|r| all || r.status == Status::Alive)
+            .map(|r| self.member_view(r))
+            .collect();
+        for (id, f) in &self.in_flight {
+            let mut view = self.member_view(&self.flight_record(*id, f));
+            let shape = shape_of(&f.genome, &self.config.evolution.limits);
+            view.status = "training".into();
+            view.vertices = shape.vertices;
+            view.edges = shape.edges;
+            view.forward_flops = shape.forward_flops;
+            view.params = shape.params;
+            out.push(view);
+        }
+        out.sort_by_key(|m| m.id);
+        out
+    }
+
+    fn individual_view(&self, id: IndividualId) -> Option<IndividualView> {
+        let (record, status) = match (self.records.get(&id), self.in_flight.get(&id)) {
+            (Some(r), _) => (
+                r.clone(),
+                match r.status {
+                    Status::Alive => "alive",
+                    Status::Dead => "dead",
+                },
+            ),
+            (None, Some(f)) => (self.flight_record(id, f), "training"),
+            (None, None) => return None,
+        };
+        let mut lineage = Vec::new();
+        let mut next = record.parent;
+        while let Some(p) = next {
+            let Some(r) = self.records.get(&p) else {
+                break;
+            };
+            lineage.push(Ancestor {
+                id: p,
+                fitness: r.fitness,
+                mutations: r.mutations.clone(),
+            });
+            next = r.parent;
+            if lineage.len() > self.records.len() {
+                break;
+            }
+        }
+        let analysis = record.genome.analyze(&self.config.evolution.limits).ok();
+        let dot = record.genome.to_dot(analysis.as_ref());
+        let cost = analysis.map(|a| a.cost).unwrap_or_default();
+        Some(IndividualView {
+            status: status.into(),
+            lineage,
+            dot,
+            forward_flops: cost.forward_flops,
+            params: cost.params,
+            record,
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let s = self.status();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP evo_{name} {help}");
+            let _ = writeln!(out, "# TYPE evo_{name} {kind}");
+            let _ = writeln!(out, "evo_{name} {value}");
+        };
+        metric(
+            "population_size",
+            "gauge",
+            "Live individuals, those in training included.",
+            s.population_size as f64,
+        );
+        metric(
+            "population_target_size",
+            "gauge",
+            "The size the population is held at.",
+            s.target_size as f64,
+        );
+        metric(
+            "individuals_trained_total",
+            "counter",
+            "Individuals trained and scored over the run.",
+            s.individuals_trained as f64,
+        );
+        metric(
+            "individuals_in_training",
+            "gauge",
+            "Individuals in training now.",
+            s.in_training as f64,
+        );
+        metric(
+            "deaths_total",
+            "counter",
+            "Individuals killed by selection over the run.",
+            s.deaths as f64,
+        );
+        metric(
+            "training_failures_total",
+            "counter",
+            "Trainings that failed since this node started.",
+            s.failures as f64,
+        );
+        metric(
+            "best_fitness",
+            "gauge",
+            "Best validation accuracy of a live individual (NaN if none).",
+            s.best_fitness.unwrap_or(f64::NAN),
+        );
+        metric(
+            "flops_total",
+            "counter",
+            "FLOPs spent training and validating over the run.",
+            s.total_flops,
+        );
+        metric(
+            "workers_busy",
+            "gauge",
+            "Workers training now.",
+            s.workers_busy as f64,
+        );
+        metric(
+            "workers_idle",
+            "gauge",
+            "Workers waiting for work.",
+            s.workers_idle as f64,
+        );
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since this node started.",
+            s.uptime_s,
+        );
+        out
+    }
+}
+
+fn percent(f: Option<f64>) -> String {
+    f.map_or("-".into(), |f| format!("{:.2}%", 100.0 * f))
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The wall-time limit is checked even while every worker is busy.
+        ctx.run_interval(Duration::from_millis(500), |shard, _| shard.check_stop());
+    }
+}
+
+/// What the shard gives a worker that asks for work.
+pub enum Assignment {
+    /// Train this individual.
+    Train(Box<Job>),
+    /// Nothing to do now; ask again after this long.
+    Wait(Duration),
+    /// The run is over.
+    Stop,
+}
+
+/// A worker asks for work.
+#[derive(Message)]
+#[rtype(result = "Assignment")]
+pub struct NextJob {
+    /// The worker's index.
+    pub worker: usize,
+}
+
+impl Handler<NextJob> for Shard {
+    type Result = MessageResult<NextJob>;
+
+    fn handle(&mut self, msg: NextJob, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.next_job(msg.worker))
+    }
+}
+
+/// A worker's training progress.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Progress {
+    /// The worker's index.
+    pub worker: usize,
+    /// The individual it trains.
+    pub id: IndividualId,
+    /// Steps done.
+    pub step: u64,
+    /// Steps in all.
+    pub steps: u64,
+    /// Mean training loss since the last report.
+    pub loss: f64,
+}
+
+impl Handler<Progress> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Progress, _: &mut Context<Self>) {
+        if let Some(w) = self.workers.get_mut(msg.worker) {
+            if w.individual == Some(msg.id) {
+                w.step = msg.step;
+                w.steps = msg.steps;
+                w.loss = Some(msg.loss);
+            }
+        }
+        self.reporter
+            .progress(msg.worker, msg.id, msg.step, msg.steps, msg.loss);
+    }
+}
+
+/// A worker finished a job (trained and saved, or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobDone {
+    /// The worker's index.
+    pub worker: usize,
+    /// The individual.
+    pub id: IndividualId,
+    /// What training gave, or why it failed.
+    pub result: Result<Trained, String>,
+}
+
+impl Handler<JobDone> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobDone, _: &mut Context<Self>) {
+        self.job_done(msg.worker, msg.id, msg.result);
+    }
+}
+
+/// A worker left its loop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerStopped {
+    /// The worker's index.
+    pub worker: usize,
+}
+
+impl Handler<WorkerStopped> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerStopped, _: &mut Context<Self>) {
+        if let Some(w) = self.workers.get_mut(msg.worker) {
+            w.state = "stopped";
+            w.individual = None;
+        }
+    }
+}
+
+/// Stop the run now (a signal).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// Why.
+    pub reason: String,
+}
+
+impl Handler<Shutdown> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) {
+        self.finish(msg.reason, None);
+    }
+}
+
+/// Asks for the node's status.
+#[derive(Message)]
+#[rtype(result = "StatusView")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for Shard {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+/// Asks for the population: the live members and those in training, or everyone.
+#[derive(Message)]
+#[rtype(result = "Vec<MemberView>")]
+pub struct GetPopulation {
+    /// Include the dead.
+    pub all: bool,
+}
+
+impl Handler<GetPopulation> for Shard {
+    type Result = MessageResult<GetPopulation>;
+
+    fn handle(&mut self, msg: GetPopulation, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.population_view(msg.all))
+    }
+}
+
+/// Asks for one individual.
+#[derive(Message)]
+#[rtype(result = "Option<IndividualView>")]
+pub struct GetIndividual(pub IndividualId);
+
+impl Handler<GetIndividual> for Shard {
+    type Result = MessageResult<GetIndividual>;
+
+    fn handle(&mut self, msg: GetIndividual, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.individual_view(msg.0))
+    }
+}
+
+/// Asks for the Prometheus metrics text.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for Shard {
+    type Result = MessageResult<GetMetrics>;
+
+    fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.metrics())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn individual_seeds_differ_and_repeat() {
+        let seeds: std::collections::BTreeSet<u64> =
+            (0..1000).map(|id| individual_seed(7, id)).collect();
+        assert_eq!(seeds.len(), 1000);
+        assert_eq!(individual_seed(7, 3), individual_seed(7, 3));
+        assert_ne!(individual_seed(7, 3), individual_seed(8, 3));
+    }
+}

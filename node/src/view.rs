@@ -1,0 +1,131 @@
+//! What the HTTP endpoint serves, as JSON types: the node's status, its population and one
+//! individual. `evo status` reads the same types back.
+
+use crate::population::IndividualId;
+use crate::state::Record;
+use genome::Mutation;
+use serde::{Deserialize, Serialize};
+
+/// `GET /status`: the node at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// This node's id.
+    pub node_id: String,
+    /// The experiment's id: its name and the start of its fitness fingerprint, the same
+    /// on every node that scores individuals the same way.
+    pub experiment_id: String,
+    /// The experiment's name.
+    pub experiment: String,
+    /// The state directory.
+    pub state_dir: String,
+    /// Live individuals, those in training included.
+    pub population_size: usize,
+    /// The size the population is held at.
+    pub target_size: usize,
+    /// Individuals trained and scored since the run began (the initial ones included,
+    /// the dead too).
+    pub individuals_trained: usize,
+    /// Individuals in training now.
+    pub in_training: usize,
+    /// Individuals killed by selection.
+    pub deaths: usize,
+    /// Trainings that failed.
+    pub failures: usize,
+    /// The best validation accuracy of a live individual.
+    pub best_fitness: Option<f64>,
+    /// Its id.
+    pub best_individual: Option<IndividualId>,
+    /// FLOPs spent training and validating, over the whole run.
+    pub total_flops: f64,
+    /// Workers training now.
+    pub workers_busy: usize,
+    /// Workers waiting for work.
+    pub workers_idle: usize,
+    /// Every worker.
+    pub workers: Vec<WorkerView>,
+    /// Seconds since this node started.
+    pub uptime_s: f64,
+    /// Minutes of wall time of the run, earlier sessions included.
+    pub run_minutes: f64,
+    /// Why the node is stopping, once it is.
+    pub stopping: Option<String>,
+}
+
+/// One worker: what it trains, and how far it has got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// Its index, from 0.
+    pub index: usize,
+    /// `training`, `idle` or `stopped`.
+    pub state: String,
+    /// The individual it trains.
+    pub individual: Option<IndividualId>,
+    /// The last step reported.
+    pub step: u64,
+    /// Steps in all.
+    pub steps: u64,
+    /// The training loss at the last report.
+    pub loss: Option<f64>,
+}
+
+/// `GET /population`: one member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Its id.
+    pub id: IndividualId,
+    /// `alive`, `dead` or `training`.
+    pub status: String,
+    /// Validation accuracy (none while training).
+    pub fitness: Option<f64>,
+    /// The individual it was copied from.
+    pub parent: Option<IndividualId>,
+    /// The mutations that made it.
+    pub mutations: Vec<Mutation>,
+    /// Its learning rate.
+    pub learning_rate: f64,
+    /// Vertices of its genome.
+    pub vertices: usize,
+    /// Edges of its genome.
+    pub edges: usize,
+    /// Forward FLOPs for one image.
+    pub forward_flops: u64,
+    /// Trainable parameters.
+    pub params: u64,
+    /// FLOPs spent training and validating it (0 while training).
+    pub flops: u64,
+    /// When it was born, Unix milliseconds.
+    pub born_at_ms: u64,
+    /// When it died.
+    pub died_at_ms: Option<u64>,
+    /// The node that trained it.
+    pub node: String,
+}
+
+/// One ancestor in a lineage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ancestor {
+    /// Its id.
+    pub id: IndividualId,
+    /// Its validation accuracy.
+    pub fitness: Option<f64>,
+    /// The mutations that made it from its own parent.
+    pub mutations: Vec<Mutation>,
+}
+
+/// `GET /individuals/{id}`: everything known of one individual.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndividualView {
+    /// Its record (genome included), or for one in training what is known so far.
+    pub record: Record,
+    /// `alive`, `dead` or `training`.
+    pub status: String,
+    /// Its ancestors, parent first, back to an initial individual (or to the first one
+    /// this node does not know).
+    pub lineage: Vec<Ancestor>,
+    /// Its genome in Graphviz DOT.
+    pub dot: String,
+    /// Forward FLOPs for one image.
+    pub forward_flops: u64,
+    /// Trainable parameters.
+    pub params: u64,
+}

@@ -1,0 +1,417 @@
+//! End-to-end tests of `evo run`, `status`, `export` and `evaluate`, run as a user runs
+//! them, on a small CIFAR-10 binary release written by the test.
+
+mod common;
+
+use common::{evo, json_line, ok, write_cifar10};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn quick_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/quick-cifar10.toml")
+        .display()
+        .to_string()
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `evo run` on the test data with a tiny population, plus `extra` arguments.
+fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--config".into(),
+        quick_config(),
+        "--data".into(),
+        data.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{port}"),
+        "data.validation_images=30".into(),
+        "training.batch=10".into(),
+        "training.log_every=5".into(),
+        "evolution.population_size=5".into(),
+        "evolution.initial_population=3".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_evo"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("evo starts")
+}
+
+fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, body) = get(port, path).unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls until `f` gives something or `limit` passes.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The records of a state directory, by id.
+fn records(state: &Path) -> BTreeMap<u64, Value> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(state.join("individuals")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(text) = std::fs::read(entry.path().join("record.json")) else {
+            continue;
+        };
+        if let Ok(v) = serde_json::from_slice::<Value>(&text) {
+            out.insert(v["id"].as_u64().unwrap(), v);
+        }
+    }
+    out
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    wait_for(limit, || child.try_wait().unwrap())
+}
+
+#[test]
+fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let mut node = spawn(&run_args(&data, &state, port, &["training.steps=60"]));
+    // Let it train a few individuals, then kill it without warning.
+    wait_for(Duration::from_secs(120), || {
+        (records(&state).len() >= 6).then_some(())
+    });
+    let status = get_json(port, "/status");
+    assert_eq!(status["target_size"], 5);
+    node.kill().unwrap(); // SIGKILL
+    node.wait().unwrap();
+    let before = records(&state);
+    assert!(before.len() >= 6);
+
+    // Resume on the same state directory, with the config frozen there.
+    let port = free_port();
+    let target = before.len() + 5;
+    let out = ok(evo(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--http",
+        &format!("127.0.0.1:{port}"),
+        "--json-log",
+        &format!("--stop.max_individuals={target}"),
+    ]));
+    let summary = json_line(&out);
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["individuals_trained"], target);
+    let after = records(&state);
+    assert_eq!(after.len(), target);
+    // Every individual finished before the kill is intact: same genome, fitness and
+    // history; only death may have come to it since.
+    for (id, old) in &before {
+        let new = &after[id];
+        for key in [
+            "genome",
+            "fitness",
+            "parent",
+            "mutations",
+            "born_at_ms",
+            "flops",
+        ] {
+            assert_eq!(old[key], new[key], "individual {id}: {key} changed");
+        }
+        if old["status"] == "dead" {
+            assert_eq!(old, new, "a dead individual's record changed");
+        }
+    }
+    // The new ones are numbered after everything the first run handed out.
+    let max_before = *before.keys().max().unwrap();
+    assert!(after.keys().filter(|id| **id > max_before).count() == 5);
+    // Weights: kept for the living, deleted for the dead.
+    let mut alive = 0;
+    for (id, r) in &after {
+        let weights = state.join(format!("individuals/{id}/weights.safetensors"));
+        assert_eq!(
+            weights.exists(),
+            r["status"] == "alive",
+            "individual {id} ({})",
+            r["status"]
+        );
+        alive += (r["status"] == "alive") as usize;
+    }
+    assert!(alive <= 5, "the population holds at most its target");
+    let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    assert!(events.contains(r#""event":"resumed""#));
+    assert!(
+        events.contains(&format!("trained {target} individuals")),
+        "{events}"
+    );
+    // The JSON log told of every birth.
+    let births = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#""event":"birth""#))
+        .count();
+    assert_eq!(births, 5);
+
+    // Export the best two and score them on the test images, alone and together.
+    let export = dir.path().join("export");
+    ok(evo(&[
+        "export",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+        "--top",
+        "2",
+    ]));
+    let ranking: Value =
+        serde_json::from_slice(&std::fs::read(export.join("ranking.json")).unwrap()).unwrap();
+    let best_id = ranking[0]["id"].as_u64().unwrap();
+    let best_fitness = after
+        .values()
+        .filter(|r| r["status"] == "alive")
+        .map(|r| r["fitness"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(ranking[0]["val_accuracy"].as_f64().unwrap(), best_fitness);
+    assert_eq!(after[&best_id]["status"], "alive");
+    let scores = json_line(&ok(evo(&[
+        "evaluate",
+        "--model",
+        export.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--ensemble",
+        "2",
+    ])));
+    let test = scores["test_accuracy"].as_f64().unwrap();
+    let ensemble = scores["ensemble_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&test) && (0.0..=1.0).contains(&ensemble));
+    assert_eq!(scores["ensemble_size"], 2);
+    // One model folder scores the same as the export's best.
+    let single = json_line(&ok(evo(&[
+        "evaluate",
+        "--model",
+        export
+            .join(ranking[0]["folder"].as_str().unwrap())
+            .to_str()
+            .unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ])));
+    assert_eq!(single["test_accuracy"].as_f64().unwrap(), test);
+}
+
+#[test]
+fn status_answers_within_100_ms_while_every_worker_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let port = free_port();
+    // Trainings far longer than the test.
+    let mut node = spawn(&run_args(
+        &data,
+        &state,
+        port,
+        &["--workers", "2", "--training.steps", "10000000"],
+    ));
+    let status = wait_for(Duration::from_secs(60), || {
+        let (code, body) = get(port, "/status").ok()?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && v["workers_busy"] == 2 && v["workers"][0]["step"].as_u64()? > 0)
+            .then_some(v)
+    });
+    assert_eq!(status["workers_idle"], 0);
+    assert_eq!(status["in_training"], 2);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..30 {
+        let start = Instant::now();
+        let v = get_json(port, "/status");
+        slowest = slowest.max(start.elapsed());
+        assert_eq!(v["workers_busy"], 2);
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest status answer took {slowest:?}"
+    );
+    // The other endpoints, while training.
+    let population = get_json(port, "/population");
+    let members = population.as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["status"] == "training"));
+    let id = members[0]["id"].as_u64().unwrap();
+    let individual = get_json(port, &format!("/individuals/{id}"));
+    assert_eq!(individual["status"], "training");
+    assert!(individual["dot"].as_str().unwrap().starts_with("digraph"));
+    assert_eq!(get(port, "/individuals/999999").unwrap().0, 404);
+    assert_eq!(get(port, "/individuals/x").unwrap().0, 400);
+    let (code, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("evo_workers_busy 2"), "{metrics}");
+    assert!(metrics.contains("# TYPE evo_flops_total counter"));
+    // `evo status` reads it too.
+    let out = ok(evo(&["status", "--http", &format!("127.0.0.1:{port}")]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 busy, 0 idle"), "{text}");
+    // SIGTERM stops it cleanly, abandoning the trainings in flight.
+    let term = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = wait_exit(&mut node, Duration::from_secs(20));
+    assert!(exit.success(), "{exit:?}");
+    let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    assert!(events.contains("stopped by SIGTERM"), "{events}");
+    assert!(events.contains("abandoned"));
+}
+
+/// Every file under `dir` with its contents, but `LOCK` (which holds the pid of the last
+/// process that opened the directory).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n != "LOCK") {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn fails_with(args: &[String], words: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_evo"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "evo succeeded: {stderr}");
+    for w in words {
+        assert!(stderr.contains(w), "{w:?} not in: {stderr}");
+    }
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 10);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let port = free_port();
+
+    // A wrong config key, a wrong value, a config file with an unknown key.
+    fails_with(
+        &run_args(&data, &state, port, &["training.stepz=3"]),
+        &["training.stepz"],
+    );
+    fails_with(
+        &run_args(&data, &state, port, &["--training.steps", "many"]),
+        &["training.steps"],
+    );
+    let bad_config = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(quick_config()).unwrap();
+    std::fs::write(
+        &bad_config,
+        text.replace("[training]", "[training]\nlearning_rate = 0.1"),
+    )
+    .unwrap();
+    let mut args = run_args(&data, &state, port, &[]);
+    args[2] = bad_config.display().to_string();
+    fails_with(&args, &["learning_rate"]);
+    // A missing data set.
+    fails_with(
+        &run_args(&dir.path().join("nowhere"), &state, port, &[]),
+        &["no data set", "evo data fetch", "--data"],
+    );
+    // A port in use.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    fails_with(
+        &run_args(&data, &state, taken_port, &[]),
+        &["cannot listen", "--http"],
+    );
+    drop(taken);
+    assert!(
+        !state.exists(),
+        "a failed start created the state directory"
+    );
+
+    // A short run, then a corrupt record.
+    ok(evo(&run_args(
+        &data,
+        &state,
+        port,
+        &["training.steps=5", "stop.max_individuals=4", "--quiet"],
+    )
+    .iter()
+    .map(String::as_str)
+    .collect::<Vec<_>>()));
+    let record = state.join("individuals/1/record.json");
+    let original = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"{\"id\": 1, \"genome\": garbage").unwrap();
+    let files = tree(&state);
+    let resume = vec![
+        "run".to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    fails_with(&resume, &["individuals/1/record.json"]);
+    assert!(tree(&state) == files, "a failed resume changed the state");
+    // A config that scores differently is refused too.
+    std::fs::write(&record, original).unwrap();
+    let mut other = resume.clone();
+    other.extend(["--config".into(), quick_config(), "training.steps=6".into()]);
+    fails_with(&other, &["other fitness settings", "steps: 5 vs 6"]);
+}
