@@ -1,9 +1,9 @@
 //! The node's HTTP endpoint (actix-web, on its own worker thread): `GET /status`,
-//! `/population` (`?all=true` adds the dead), `/individuals/{id}`, `/individuals/{id}/dot`
-//! and `/metrics` (Prometheus text). Every answer comes from the shard actor, which never
+//! `/population` (`?all=true` adds the dead), `/individuals/{id}`, `/individuals/{id}/dot`,
+//! `/peers` and `/metrics` (Prometheus text). Every answer comes from the shard actor, which never
 //! trains, so the endpoint answers while every worker trains.
 
-use crate::shard::{GetIndividual, GetMetrics, GetPopulation, GetStatus, Shard};
+use crate::shard::{GetIndividual, GetMetrics, GetPeers, GetPopulation, GetStatus, Shard};
 use actix::Addr;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
@@ -24,6 +24,7 @@ async fn index() -> HttpResponse {
          GET /population[?all=true] live individuals and those in training (JSON)\n\
          GET /individuals/{id}     genome, lineage and DOT (JSON)\n\
          GET /individuals/{id}/dot the genome in Graphviz DOT\n\
+         GET /peers                peers and the islands gossip told of (JSON)\n\
          GET /metrics              Prometheus metrics\n",
     )
 }
@@ -85,6 +86,13 @@ async fn individual_dot(shard: ShardData, path: web::Path<String>) -> HttpRespon
     }
 }
 
+async fn peers(shard: ShardData) -> HttpResponse {
+    match shard.send(GetPeers).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn metrics(shard: ShardData) -> HttpResponse {
     match shard.send(GetMetrics).await {
         Ok(text) => HttpResponse::Ok()
@@ -110,6 +118,7 @@ pub fn server(
             .route("/individuals/{id}", web::get().to(individual))
             .route("/individuals/{id}/dot", web::get().to(individual_dot))
             .route("/metrics", web::get().to(metrics))
+            .route("/peers", web::get().to(peers))
     })
     .workers(1)
     .disable_signals()

@@ -15,14 +15,18 @@
 //! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
 //! whoever started it.
 
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, FitnessSettings};
+use crate::network::{Command, Network};
 use crate::population::{Decision, IndividualId, Population};
 use crate::report::Reporter;
 use crate::state::{now_ms, Event, Record, StateDir, StateError, Status};
-use crate::view::{Ancestor, IndividualView, MemberView, StatusView, WorkerView};
+use crate::view::{
+    Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
+};
 use crate::worker::{Job, Trained};
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
+use protocol::wire::{Announcement, Request, Response, Summary};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -157,6 +161,21 @@ pub struct Shard {
     stopping: Option<String>,
     reporter: Reporter,
     done: Option<futures::channel::oneshot::Sender<RunEnd>>,
+    network: Option<Network>,
+    listen_addrs: Vec<String>,
+    connected: std::collections::BTreeSet<String>,
+    islands: BTreeMap<String, Island>,
+    penalized: usize,
+    last_born: Option<IndividualId>,
+}
+
+/// What gossip told of another island.
+#[derive(Debug, Clone)]
+struct Island {
+    population: u32,
+    trained: u64,
+    best: Option<Summary>,
+    last_contact_ms: u64,
 }
 
 impl Shard {
@@ -212,6 +231,12 @@ impl Shard {
             reporter: setup.reporter,
             done: Some(setup.done),
             config,
+            network: None,
+            listen_addrs: Vec::new(),
+            connected: Default::default(),
+            islands: BTreeMap::new(),
+            penalized: 0,
+            last_born: None,
         }
     }
 
@@ -588,6 +613,8 @@ impl Shard {
             ),
         };
         self.records.insert(id, record);
+        self.last_born = Some(id);
+        self.announce();
         let best = self.population.best().map(|m| (m.id, m.fitness));
         self.reporter.line(&format!(
             "birth #{id} ({origin}) val {} in {:.1} s{}; best #{} {}; {} trained",
@@ -647,6 +674,181 @@ impl Shard {
             uptime_s: self.started.elapsed().as_secs_f64(),
             run_minutes: self.run_minutes(),
             stopping: self.stopping.clone(),
+            peer_id: self.network.as_ref().map(|n| n.peer_id.to_string()),
+            listen_addrs: self.listen_addrs.clone(),
+            connected_peers: self.connected.len(),
+            islands_known: self.islands.len(),
+            experiment_best: self.experiment_best(),
+            penalized_peers: self.penalized,
+        }
+    }
+
+    /// The best individual of the experiment that gossip has told of, ours included.
+    fn experiment_best(&self) -> Option<IslandBest> {
+        let ours = self.population.best().and_then(|m| {
+            let f = m.fitness.filter(|f| f.is_finite())?;
+            Some(IslandBest {
+                island: self.node_id.clone(),
+                id: m.id,
+                fitness: f,
+            })
+        });
+        let theirs = self.islands.values().filter_map(|i| {
+            i.best.as_ref().map(|b| IslandBest {
+                island: b.island.clone(),
+                id: b.id,
+                fitness: b.fitness,
+            })
+        });
+        ours.into_iter()
+            .chain(theirs)
+            .max_by(|a, b| a.fitness.total_cmp(&b.fitness))
+    }
+
+    fn peers_view(&self) -> Vec<PeerView> {
+        let mut names: std::collections::BTreeSet<&String> = self.connected.iter().collect();
+        names.extend(self.islands.keys());
+        names
+            .into_iter()
+            .map(|name| {
+                let island = self.islands.get(name);
+                PeerView {
+                    peer_id: name.clone(),
+                    connected: self.connected.contains(name),
+                    population: island.map(|i| i.population),
+                    trained: island.map(|i| i.trained),
+                    best: island.and_then(|i| {
+                        i.best.as_ref().map(|b| IslandBest {
+                            island: b.island.clone(),
+                            id: b.id,
+                            fitness: b.fitness,
+                        })
+                    }),
+                    last_contact_ms: island.map(|i| i.last_contact_ms),
+                }
+            })
+            .collect()
+    }
+
+    /// What gossip carries of one of our individuals.
+    fn summary(&self, id: IndividualId) -> Option<Summary> {
+        let r = self.records.get(&id)?;
+        let fitness = r.fitness.filter(|f| (0.0..=1.0).contains(f))?;
+        Some(Summary {
+            id,
+            island: self.node_id.clone(),
+            genome: r.genome.clone(),
+            fitness,
+            parent: r.parent,
+            mutations: r.mutations.clone(),
+            flops: r.flops,
+            born_at_ms: r.born_at_ms,
+        })
+    }
+
+    /// Tells the experiment how this island stands.
+    fn announce(&self) {
+        let Some(network) = &self.network else {
+            return;
+        };
+        let best_id = self.population.best().map(|m| m.id);
+        let best = best_id.and_then(|id| self.summary(id));
+        let newborn = self
+            .last_born
+            .filter(|id| Some(*id) != best_id)
+            .and_then(|id| self.summary(id));
+        network.send(Command::Announce(Box::new(Announcement {
+            experiment: self.experiment_id.clone(),
+            island: self.node_id.clone(),
+            sent_at_ms: now_ms(),
+            population: self.population.alive_count() as u32,
+            trained: self.records.len() as u64,
+            best,
+            newborn,
+        })));
+    }
+
+    fn on_net_event(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Listening(addr) => {
+                self.reporter.line(&format!("listening on {addr}"));
+                self.reporter
+                    .json(serde_json::json!({"event": "listening", "address": addr}));
+                self.listen_addrs.push(addr);
+            }
+            NetEvent::Connected(peer) => {
+                self.connected.insert(peer);
+            }
+            NetEvent::Disconnected(peer) => {
+                self.connected.remove(&peer);
+            }
+            NetEvent::Compatible(peer) => {
+                self.reporter
+                    .line(&format!("peer {peer} joined the experiment"));
+                self.announce();
+            }
+            NetEvent::Incompatible {
+                peer,
+                theirs,
+                bootstrap,
+            } => {
+                let ours = self.config.fitness_settings();
+                let differences = serde_json::from_str::<FitnessSettings>(&theirs)
+                    .map(|t| ours.differences(&t).join("; "))
+                    .unwrap_or_else(|_| "unreadable settings".into());
+                let text = format!(
+                    "peer {peer} runs the experiment with other fitness settings \
+                     (ours vs theirs: {differences})"
+                );
+                if bootstrap {
+                    self.finish(
+                        "refused to join".into(),
+                        Some(format!(
+                            "{text}: this node's config differs from the experiment's"
+                        )),
+                    );
+                } else {
+                    self.reporter.line(&format!("{text}: disconnected"));
+                }
+            }
+            NetEvent::Announcement(a) => {
+                if a.island == self.node_id {
+                    return;
+                }
+                let island = self.islands.entry(a.island.clone()).or_insert(Island {
+                    population: 0,
+                    trained: 0,
+                    best: None,
+                    last_contact_ms: 0,
+                });
+                island.population = a.population;
+                island.trained = a.trained;
+                island.best = a.best;
+                island.last_contact_ms = now_ms();
+            }
+            NetEvent::Request { id, peer, request } => {
+                let response = match *request {
+                    Request::Hello { .. } => Response::Refused {
+                        reason: "hellos are answered by the network".into(),
+                    },
+                    Request::Migrate { .. } | Request::Pull { .. } => Response::Refused {
+                        reason: "this node does not take migrants yet".into(),
+                    },
+                };
+                let _ = peer;
+                if let Some(n) = &self.network {
+                    n.send(Command::Respond {
+                        id,
+                        response: Box::new(response),
+                    });
+                }
+            }
+            NetEvent::Penalized { peer, reason } => {
+                self.penalized += 1;
+                self.reporter
+                    .line(&format!("peer {peer} disconnected: {reason}"));
+            }
+            NetEvent::Log(text) => self.reporter.line(&text),
         }
     }
 
@@ -841,6 +1043,8 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The wall-time limit is checked even while every worker is busy.
         ctx.run_interval(Duration::from_millis(500), |shard, _| shard.check_stop());
+        // Gossip even when nothing is born, so that peers that join learn of us.
+        ctx.run_interval(Duration::from_secs(5), |shard, _| shard.announce());
     }
 }
 
@@ -1009,6 +1213,84 @@ impl Handler<GetMetrics> for Shard {
 
     fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.metrics())
+    }
+}
+
+/// What the network tells the shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum NetEvent {
+    /// The node listens on this full address (with `/p2p/`).
+    Listening(String),
+    /// A peer connected.
+    Connected(String),
+    /// A peer's last connection closed.
+    Disconnected(String),
+    /// A peer answered our hello: same experiment.
+    Compatible(String),
+    /// A peer has other fitness settings (JSON); `bootstrap` if we joined through it.
+    Incompatible {
+        /// The peer.
+        peer: String,
+        /// Its settings, JSON.
+        theirs: String,
+        /// Whether it is one of our bootstrap peers.
+        bootstrap: bool,
+    },
+    /// Gossip from another island (validated).
+    Announcement(Box<Announcement>),
+    /// A request to answer with [`Command::Respond`] and this id.
+    Request {
+        /// Its number.
+        id: u64,
+        /// The asking peer.
+        peer: String,
+        /// The request.
+        request: Box<Request>,
+    },
+    /// A peer sent invalid data and was disconnected.
+    Penalized {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something to tell the person watching.
+    Log(String),
+}
+
+impl Handler<NetEvent> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: NetEvent, _: &mut Context<Self>) {
+        self.on_net_event(msg);
+    }
+}
+
+/// Hands the shard its network.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachNetwork(pub Network);
+
+impl Handler<AttachNetwork> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachNetwork, _: &mut Context<Self>) {
+        self.network = Some(msg.0);
+        self.announce();
+    }
+}
+
+/// Asks for the peers and islands this node knows.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerView>")]
+pub struct GetPeers;
+
+impl Handler<GetPeers> for Shard {
+    type Result = MessageResult<GetPeers>;
+
+    fn handle(&mut self, _: GetPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.peers_view())
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! STATE/
 //!   LOCK                      the pid of the node using it (an advisory lock on it)
-//!   node.id                   this node's id, made when the directory is created
+//!   node.key                  this node's libp2p identity (its peer id is the node id)
 //!   experiment.toml           the config, frozen when the directory was created
 //!   events.jsonl              append-only history: one JSON event a line
 //!   individuals/<id>/
@@ -45,8 +45,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const CONFIG_FILE: &str = "experiment.toml";
 /// The event log.
 pub const EVENTS_FILE: &str = "events.jsonl";
-/// The node's id.
-pub const NODE_ID_FILE: &str = "node.id";
+/// The node's identity key.
+pub const NODE_KEY_FILE: &str = "node.key";
 /// The folder of individuals.
 pub const INDIVIDUALS_DIR: &str = "individuals";
 /// An individual's record, in its folder.
@@ -443,8 +443,6 @@ impl StateDir {
             fingerprint: config.fitness_fingerprint(),
             settings: config.fitness_settings(),
         })?;
-        let node_id = format!("{:016x}", rand::random::<u64>());
-        atomic(&path.join(NODE_ID_FILE), format!("{node_id}\n").as_bytes())?;
         let toml = config.to_toml().map_err(StateError::Config)?;
         let text = format!(
             "# The configuration of this run, frozen when its state directory was created.\n\
@@ -577,26 +575,18 @@ impl StateDir {
         &self.config
     }
 
-    /// This node's id, read from `node.id` (made there if missing or empty).
-    pub fn node_id(&self) -> Result<String, StateError> {
-        let path = self.root.join(NODE_ID_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) if is_node_id(text.trim()) => return Ok(text.trim().to_string()),
-            Ok(text) if !text.trim().is_empty() => {
-                return Err(StateError::Io {
-                    path,
-                    source: std::io::Error::other(
-                        "not a node id (1 to 64 letters, digits, '-' or '_')",
-                    ),
-                })
-            }
-            Ok(_) => {}
+    /// This node's identity key (opaque bytes), read from `node.key`, or made by `make`
+    /// and written there (crash-safely) if the file is missing.
+    pub fn node_key(&self, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StateError> {
+        let path = self.root.join(NODE_KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&path)(e)),
         }
-        let id = format!("{:016x}", rand::random::<u64>());
-        atomic(&path, format!("{id}\n").as_bytes())?;
-        Ok(id)
+        let bytes = make();
+        atomic(&path, &bytes)?;
+        Ok(bytes)
     }
 
     /// Checks that `config` scores individuals as the frozen configuration does (equal
@@ -797,12 +787,6 @@ fn wall_ms(events: &[Event]) -> u64 {
         total += last.saturating_sub(start);
     }
     total
-}
-
-fn is_node_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// What a state directory holds, read without locking it or writing anything (for
@@ -1437,17 +1421,15 @@ mod tests {
     }
 
     #[test]
-    fn node_id_is_made_once_and_kept() {
+    fn node_key_is_made_once_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = StateDir::create(dir.path(), &config()).unwrap();
-        let id = s.node_id().unwrap();
-        assert!(is_node_id(&id));
-        assert_eq!(s.node_id().unwrap(), id);
+        let key = s.node_key(|| vec![1, 2, 3]).unwrap();
+        assert_eq!(key, vec![1, 2, 3]);
+        assert_eq!(s.node_key(|| vec![9]).unwrap(), key);
         drop(s);
         let resumed = StateDir::open(dir.path()).unwrap();
-        assert_eq!(resumed.state.node_id().unwrap(), id);
-        std::fs::write(dir.path().join(NODE_ID_FILE), "not/an id\n").unwrap();
-        assert!(resumed.state.node_id().is_err());
+        assert_eq!(resumed.state.node_key(|| vec![9]).unwrap(), key);
     }
 
     #[test]

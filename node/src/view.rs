@@ -49,6 +49,52 @@ pub struct StatusView {
     pub run_minutes: f64,
     /// Why the node is stopping, once it is.
     pub stopping: Option<String>,
+    /// This node's libp2p peer id (none without networking).
+    #[serde(default)]
+    pub peer_id: Option<String>,
+    /// Full addresses it listens on, with `/p2p/`: ready for another node's `--bootstrap`.
+    #[serde(default)]
+    pub listen_addrs: Vec<String>,
+    /// Peers connected now.
+    #[serde(default)]
+    pub connected_peers: usize,
+    /// Other islands gossip has told of.
+    #[serde(default)]
+    pub islands_known: usize,
+    /// The best individual of the whole experiment, as far as gossip tells.
+    #[serde(default)]
+    pub experiment_best: Option<IslandBest>,
+    /// Peers disconnected for sending invalid data.
+    #[serde(default)]
+    pub penalized_peers: usize,
+}
+
+/// An island's best individual.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IslandBest {
+    /// The island (node id) that trained it.
+    pub island: String,
+    /// Its id there.
+    pub id: IndividualId,
+    /// Its validation accuracy.
+    pub fitness: f64,
+}
+
+/// `GET /peers`: a peer or an island gossip told of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// Its population, from its last announcement.
+    pub population: Option<u32>,
+    /// Individuals it has trained.
+    pub trained: Option<u64>,
+    /// Its best individual.
+    pub best: Option<IslandBest>,
+    /// When its last announcement arrived, Unix milliseconds.
+    pub last_contact_ms: Option<u64>,
 }
 
 /// One worker: what it trains, and how far it has got.

@@ -1,7 +1,10 @@
 //! Wire messages between evolution nodes (and, later, the libp2p behaviour that carries
 //! them). It knows genomes, nothing of actors or training.
 //!
-//! [`wire`]: the gossip announcement, the requests and responses of migration and
+//! [`behaviour`]: the swarm (transports, gossipsub, request-response, Kademlia, mDNS,
+//! identify, ping); [`codec`]: length-prefixed frames for request-response; [`wire`]: the gossip announcement, the requests and responses of migration and
 //! joining, and their bounded, versioned, validated encoding.
 
+pub mod behaviour;
+pub mod codec;
 pub mod wire;

@@ -55,6 +55,24 @@ pub struct RunArgs {
     /// The experiment's seed (sets experiment.seed; only for a new run).
     #[arg(long)]
     seed: Option<u64>,
+    /// Listen for peers on this multiaddr (repeatable; default: all interfaces, a random
+    /// TCP port). The full address is printed at start and shown by `GET /status`.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Join the experiment through this peer (repeatable): a full address ending in
+    /// `/p2p/<peer id>`, as another node prints it.
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS.
+    #[arg(long)]
+    mdns: bool,
+    /// The experiment's pre-shared key, a file of 64 hex digits (or a go-ipfs
+    /// `swarm.key`): only nodes holding it can connect.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Run alone: no libp2p networking.
+    #[arg(long, conflicts_with_all = ["listen", "bootstrap", "mdns", "key_file"])]
+    offline: bool,
     /// Print only errors and the final summary.
     #[arg(long, conflicts_with = "json_log")]
     quiet: bool,
@@ -174,6 +192,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let http_addr = listener.local_addr().unwrap_or(config.node.http);
     let device = trainer::device::open(&config.node.device)
         .with_context(|| format!("opening the device {:?}", config.node.device))?;
+    let network_plan = NetworkPlan::from_args(&args)?;
 
     // An existing state directory is opened (and checked) before the data set is read;
     // a new one is created only once the data set is known to be good.
@@ -274,7 +293,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (state, Vec::new(), population, 0, 0)
         }
     };
-    let node_id = state.node_id()?;
+    let key = libp2p::identity::Keypair::from_protobuf_encoding(&state.node_key(|| {
+        libp2p::identity::Keypair::generate_ed25519()
+            .to_protobuf_encoding()
+            .unwrap_or_default()
+    })?)
+    .with_context(|| {
+        format!(
+            "{} is not a libp2p identity key",
+            state_path.join(node::state::NODE_KEY_FILE).display()
+        )
+    })?;
+    let node_id = key.public().to_peer_id().to_string();
+    let identity = node::network::Identity {
+        experiment: node::shard::experiment_id(&config),
+        fingerprint: config.fitness_fingerprint(),
+        settings_json: config.fitness_settings().canonical(),
+        limits: config.evolution.limits,
+    };
     let workers = config.node.workers;
     if mode == OutputMode::Human {
         eprintln!("data: {data_summary}");
@@ -323,6 +359,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         for _ in 0..workers {
             pool.do_send(Run);
         }
+        if let Some(plan) = network_plan {
+            let swarm = protocol::behaviour::build_swarm(key, &plan.options(identity.limits))?;
+            let (network, event_loop) = node::network::start(
+                swarm,
+                shard.clone(),
+                identity,
+                &plan.listen,
+                &plan.bootstrap,
+            )?;
+            shard.do_send(node::shard::AttachNetwork(network));
+            actix_rt::spawn(event_loop.run());
+        }
         actix_rt::spawn(watch_signals(shard.clone()));
         let end = done_rx
             .await
@@ -336,6 +384,89 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(_) => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
+}
+
+/// Where and how the node meets its peers (`None` when `--offline`).
+struct NetworkPlan {
+    listen: Vec<libp2p::Multiaddr>,
+    bootstrap: Vec<libp2p::Multiaddr>,
+    mdns: bool,
+    psk: Option<[u8; 32]>,
+}
+
+impl NetworkPlan {
+    fn from_args(args: &RunArgs) -> Result<Option<NetworkPlan>> {
+        if args.offline {
+            return Ok(None);
+        }
+        let parse = |flag: &str, s: &String| -> Result<libp2p::Multiaddr> {
+            s.parse()
+                .with_context(|| format!("{flag} {s:?} is not a multiaddr"))
+        };
+        let mut listen = args
+            .listen
+            .iter()
+            .map(|s| parse("--listen", s))
+            .collect::<Result<Vec<_>>>()?;
+        if listen.is_empty() {
+            listen.push(parse("--listen", &"/ip4/0.0.0.0/tcp/0".to_string())?);
+        }
+        let bootstrap = args
+            .bootstrap
+            .iter()
+            .map(|s| parse("--bootstrap", s))
+            .collect::<Result<Vec<_>>>()?;
+        for b in &bootstrap {
+            if !matches!(b.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+                bail!("--bootstrap {b} must end in /p2p/<peer id> (as the other node prints it)");
+            }
+        }
+        let psk = match &args.key_file {
+            Some(path) => Some(read_psk(path)?),
+            None => None,
+        };
+        Ok(Some(NetworkPlan {
+            listen,
+            bootstrap,
+            mdns: args.mdns,
+            psk,
+        }))
+    }
+
+    fn options(&self, limits: genome::Limits) -> protocol::behaviour::SwarmOptions {
+        protocol::behaviour::SwarmOptions {
+            psk: self.psk,
+            mdns: self.mdns,
+            limits,
+            ..Default::default()
+        }
+    }
+}
+
+/// Reads a pre-shared key: 64 hex digits, alone or as the last line of a go-ipfs
+/// `swarm.key` (`/key/swarm/psk/1.0.0/`, `/base16/`, the digits).
+fn read_psk(path: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the key file {}", path.display()))?;
+    let hex = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    let bad = || {
+        anyhow::anyhow!(
+            "{} does not hold a key: 64 hex digits expected",
+            path.display()
+        )
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(key)
 }
 
 /// Turns SIGINT and SIGTERM into a [`Shutdown`]; a second signal exits at once.

@@ -1,0 +1,212 @@
+//! End-to-end tests of islands over libp2p: several real `evo run` processes on
+//! 127.0.0.1 with a tiny config (the test's own small CIFAR-10 binary files, few steps).
+
+mod common;
+
+use common::write_cifar10;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn quick_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/quick-cifar10.toml")
+        .display()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node of the test experiment; killed when dropped.
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
+    let port = free_port();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--config".into(),
+        quick_config(),
+        "--data".into(),
+        data.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{port}"),
+        "--listen".into(),
+        "/ip4/127.0.0.1/tcp/0".into(),
+        "data.validation_images=30".into(),
+        "training.batch=10".into(),
+        "training.steps=20".into(),
+        "evolution.population_size=4".into(),
+        "evolution.initial_population=2".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_evo"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("evo starts");
+    Node { child, port }
+}
+
+fn status(port: u16) -> Option<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let body = agent
+        .get(&format!("http://127.0.0.1:{port}/status"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node's first full listen address.
+fn address(node: &Node) -> String {
+    wait_for(Duration::from_secs(60), "a listen address", || {
+        status(node.port)?["listen_addrs"][0]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+#[test]
+fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let a = start(&data, dir.path().join("a"), &[]);
+    let bootstrap = address(&a);
+    assert!(bootstrap.contains("/p2p/"), "{bootstrap}");
+    let b = start(&data, dir.path().join("b"), &["--bootstrap", &bootstrap]);
+    let c = start(&data, dir.path().join("c"), &["--bootstrap", &bootstrap]);
+    let nodes = [&a, &b, &c];
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            wait_for(Duration::from_secs(60), "a peer id", || {
+                status(n.port)?["peer_id"].as_str().map(str::to_string)
+            })
+        })
+        .collect();
+    // Every node hears of both others (C learns of B through gossip or discovery).
+    for n in nodes {
+        wait_for(
+            Duration::from_secs(90),
+            "gossip from both other islands",
+            || {
+                let s = status(n.port)?;
+                (s["islands_known"].as_u64()? >= 2).then_some(())
+            },
+        );
+    }
+    // The experiment-wide best is the best of the three islands' bests.
+    let bests: Vec<f64> = nodes
+        .iter()
+        .map(|n| {
+            status(n.port).unwrap()["best_fitness"]
+                .as_f64()
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let top = bests.iter().cloned().fold(f64::MIN, f64::max);
+    wait_for(Duration::from_secs(60), "the experiment-wide best", || {
+        let s = status(a.port)?;
+        (s["experiment_best"]["fitness"].as_f64()? >= top - 1e-12).then_some(())
+    });
+    assert!(ids.iter().all(|id| id.starts_with("12D3Koo")), "{ids:?}");
+
+    // A node whose config scores differently refuses to join, with a clear error.
+    let mut odd = start(
+        &data,
+        dir.path().join("odd"),
+        &["--bootstrap", &bootstrap, "training.steps=21"],
+    );
+    let exit = wait_for(Duration::from_secs(60), "the odd node to give up", || {
+        odd.child.try_wait().unwrap()
+    });
+    assert!(!exit.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(odd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("refused to join"), "{stderr}");
+    assert!(stderr.contains("steps"), "{stderr}");
+    // The others carry on.
+    assert!(status(a.port).is_some());
+}
+
+#[test]
+fn a_peer_without_the_key_cannot_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let key1 = dir.path().join("k1");
+    let key2 = dir.path().join("k2");
+    std::fs::write(&key1, "11".repeat(32)).unwrap();
+    std::fs::write(&key2, "22".repeat(32)).unwrap();
+    let a = start(
+        &data,
+        dir.path().join("a"),
+        &["--key-file", key1.to_str().unwrap()],
+    );
+    let bootstrap = address(&a);
+    let friend = start(
+        &data,
+        dir.path().join("f"),
+        &[
+            "--key-file",
+            key1.to_str().unwrap(),
+            "--bootstrap",
+            &bootstrap,
+        ],
+    );
+    let stranger = start(
+        &data,
+        dir.path().join("s"),
+        &[
+            "--key-file",
+            key2.to_str().unwrap(),
+            "--bootstrap",
+            &bootstrap,
+        ],
+    );
+    wait_for(Duration::from_secs(60), "the friend to connect", || {
+        (status(friend.port)?["connected_peers"].as_u64()? >= 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(stranger.port).unwrap();
+    assert_eq!(s["connected_peers"], 0, "{s}");
+    assert_eq!(status(a.port).unwrap()["connected_peers"], 1);
+}
