@@ -99,6 +99,75 @@ pub struct ExperimentConfig {
     /// `[node]`: this machine's part.
     #[serde(default)]
     pub node: NodeSection,
+    /// `[migration]`: how islands exchange trained individuals.
+    #[serde(default)]
+    pub migration: MigrationSection,
+}
+
+/// Which individuals emigrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emigrants {
+    /// The best by validation accuracy.
+    #[default]
+    Best,
+    /// Drawn at random.
+    Random,
+    /// Each the better of two drawn at random.
+    Tournament,
+}
+
+/// Where emigrants go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Destination {
+    /// A connected peer of the experiment drawn at random.
+    #[default]
+    Random,
+    /// The next peer after this node in the order of peer ids (a ring).
+    Ring,
+}
+
+/// How a node admits a migrant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Admission {
+    /// When full, replace the worst member if the migrant is better; else grow.
+    #[default]
+    ReplaceWorst,
+    /// When full, replace a member drawn at random; else grow.
+    ReplaceRandom,
+    /// Admit only while the population is under its target size.
+    Grow,
+}
+
+/// `[migration]`: the island model (as pygmo's archipelago): every `every` reproductions
+/// a node sends `emigrants` trained individuals, with their weights, to a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationSection {
+    /// Reproductions between two migrations (0: never migrate).
+    pub every: u64,
+    /// Individuals sent each time.
+    pub emigrants: usize,
+    /// Which individuals emigrate.
+    pub choose: Emigrants,
+    /// Where they go.
+    pub destination: Destination,
+    /// How a receiving node admits them.
+    pub admit: Admission,
+}
+
+impl Default for MigrationSection {
+    fn default() -> Self {
+        MigrationSection {
+            every: 20,
+            emigrants: 1,
+            choose: Emigrants::Best,
+            destination: Destination::Random,
+            admit: Admission::ReplaceWorst,
+        }
+    }
 }
 
 /// `[experiment]`.
@@ -586,6 +655,17 @@ impl ExperimentConfig {
         {
             return invalid("node.state_dir", "must not be empty".into());
         }
+        let m = &self.migration;
+        if m.emigrants == 0 || m.emigrants > protocol::wire::MAX_MIGRANTS {
+            return invalid(
+                "migration.emigrants",
+                format!(
+                    "{} is not in 1..={}",
+                    m.emigrants,
+                    protocol::wire::MAX_MIGRANTS
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -644,6 +724,7 @@ impl ExperimentConfig {
                 state_dir: Some("x".into()),
                 ..NodeSection::default()
             },
+            migration: MigrationSection::default(),
         }
     }
 

@@ -3,7 +3,9 @@
 //! `/peers` and `/metrics` (Prometheus text). Every answer comes from the shard actor, which never
 //! trains, so the endpoint answers while every worker trains.
 
-use crate::shard::{GetIndividual, GetMetrics, GetPeers, GetPopulation, GetStatus, Shard};
+use crate::shard::{
+    GetIndividual, GetMetrics, GetMigrations, GetPeers, GetPopulation, GetStatus, Shard,
+};
 use actix::Addr;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
@@ -25,6 +27,7 @@ async fn index() -> HttpResponse {
          GET /individuals/{id}     genome, lineage and DOT (JSON)\n\
          GET /individuals/{id}/dot the genome in Graphviz DOT\n\
          GET /peers                peers and the islands gossip told of (JSON)\n\
+         GET /migrations           individuals sent and received (JSON)\n\
          GET /metrics              Prometheus metrics\n",
     )
 }
@@ -86,6 +89,13 @@ async fn individual_dot(shard: ShardData, path: web::Path<String>) -> HttpRespon
     }
 }
 
+async fn migrations(shard: ShardData) -> HttpResponse {
+    match shard.send(GetMigrations).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn peers(shard: ShardData) -> HttpResponse {
     match shard.send(GetPeers).await {
         Ok(v) => HttpResponse::Ok().json(v),
@@ -119,6 +129,7 @@ pub fn server(
             .route("/individuals/{id}/dot", web::get().to(individual_dot))
             .route("/metrics", web::get().to(metrics))
             .route("/peers", web::get().to(peers))
+            .route("/migrations", web::get().to(migrations))
     })
     .workers(1)
     .disable_signals()

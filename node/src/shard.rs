@@ -15,23 +15,30 @@
 //! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
 //! whoever started it.
 
+use crate::config::{Admission, Destination, Emigrants};
 use crate::config::{ExperimentConfig, FitnessSettings};
 use crate::network::{Command, Network};
 use crate::population::{Decision, IndividualId, Population};
 use crate::report::Reporter;
+use crate::state::Origin;
 use crate::state::{now_ms, Event, Record, StateDir, StateError, Status};
+use crate::view::MigrationView;
 use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
 };
 use crate::worker::{Job, Trained};
+use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
-use protocol::wire::{Announcement, Request, Response, Summary};
+use protocol::wire::{Announcement, Migrant, Request, Response, Summary};
+use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
 use trainer::Device;
 
 /// How long a worker with nothing to do waits before asking again.
@@ -167,6 +174,11 @@ pub struct Shard {
     islands: BTreeMap<String, Island>,
     penalized: usize,
     last_born: Option<IndividualId>,
+    self_addr: Option<Addr<Shard>>,
+    compatible: std::collections::BTreeSet<String>,
+    since_migration: u64,
+    migrating: bool,
+    migrations: Vec<MigrationView>,
 }
 
 /// What gossip told of another island.
@@ -237,6 +249,11 @@ impl Shard {
             islands: BTreeMap::new(),
             penalized: 0,
             last_born: None,
+            self_addr: None,
+            compatible: Default::default(),
+            since_migration: 0,
+            migrating: false,
+            migrations: Vec::new(),
         }
     }
 
@@ -589,6 +606,7 @@ impl Shard {
             died_at_ms: None,
             flops: trained.flops,
             node: self.node_id.clone(),
+            origin: None,
         };
         self.state.add(&record)?;
         if let Err(e) = self.population.set_fitness(id, trained.fitness) {
@@ -615,6 +633,10 @@ impl Shard {
         self.records.insert(id, record);
         self.last_born = Some(id);
         self.announce();
+        if self.records.get(&id).is_some_and(|r| r.parent.is_some()) {
+            self.since_migration += 1;
+            self.maybe_migrate();
+        }
         let best = self.population.best().map(|m| (m.id, m.fitness));
         self.reporter.line(&format!(
             "birth #{id} ({origin}) val {} in {:.1} s{}; best #{} {}; {} trained",
@@ -781,8 +803,10 @@ impl Shard {
             }
             NetEvent::Disconnected(peer) => {
                 self.connected.remove(&peer);
+                self.compatible.remove(&peer);
             }
             NetEvent::Compatible(peer) => {
+                self.compatible.insert(peer.clone());
                 self.reporter
                     .line(&format!("peer {peer} joined the experiment"));
                 self.announce();
@@ -831,11 +855,11 @@ impl Shard {
                     Request::Hello { .. } => Response::Refused {
                         reason: "hellos are answered by the network".into(),
                     },
-                    Request::Migrate { .. } | Request::Pull { .. } => Response::Refused {
-                        reason: "this node does not take migrants yet".into(),
+                    Request::Migrate { migrants, .. } => self.admit_migrants(&peer, migrants),
+                    Request::Pull { .. } => Response::Refused {
+                        reason: "this node does not answer pulls yet".into(),
                     },
                 };
-                let _ = peer;
                 if let Some(n) = &self.network {
                     n.send(Command::Respond {
                         id,
@@ -890,6 +914,7 @@ impl Shard {
             died_at_ms: None,
             flops: 0,
             node: self.node_id.clone(),
+            origin: None,
         }
     }
 
@@ -1033,6 +1058,320 @@ impl Shard {
     }
 }
 
+/// Hex of a checksum.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Shard {
+    /// Every `migration.every` reproductions, sends emigrants to a peer of the experiment.
+    fn maybe_migrate(&mut self) {
+        let m = self.config.migration.clone();
+        if m.every == 0 || self.since_migration < m.every || self.migrating {
+            return;
+        }
+        let Some(network) = self.network.clone() else {
+            return;
+        };
+        let peers: Vec<String> = self
+            .compatible
+            .iter()
+            .filter(|p| self.connected.contains(*p))
+            .cloned()
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let peer = match m.destination {
+            Destination::Random => peers[self.rng.random_range(0..peers.len())].clone(),
+            Destination::Ring => peers
+                .iter()
+                .find(|p| **p > self.node_id)
+                .unwrap_or(&peers[0])
+                .clone(),
+        };
+        let Ok(peer_id) = peer.parse::<libp2p::PeerId>() else {
+            return;
+        };
+        let mut migrants = Vec::new();
+        let mut sent = Vec::new();
+        for id in self.choose_emigrants(m.emigrants, m.choose) {
+            match self.migrant(id) {
+                Ok(migrant) => {
+                    sent.push((id, migrant.summary.fitness, hex(&migrant.checksum)));
+                    migrants.push(migrant);
+                }
+                Err(e) => self
+                    .reporter
+                    .line(&format!("individual #{id} cannot emigrate: {e}")),
+            }
+        }
+        if migrants.is_empty() {
+            return;
+        }
+        self.since_migration = 0;
+        self.migrating = true;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        network.send(Command::Request {
+            peer: peer_id,
+            request: Box::new(Request::Migrate {
+                island: self.node_id.clone(),
+                migrants,
+            }),
+            reply,
+        });
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let result = match answer.await {
+                Ok(r) => r,
+                Err(_) => Err("the network stopped".to_string()),
+            };
+            if let Some(me) = me {
+                me.do_send(MigrationAnswer { peer, sent, result });
+            }
+        });
+    }
+
+    /// Up to `k` live, trained individuals, chosen as `how` says.
+    fn choose_emigrants(&mut self, k: usize, how: Emigrants) -> Vec<IndividualId> {
+        let mut candidates: Vec<(IndividualId, f64)> = self
+            .records
+            .values()
+            .filter(|r| r.status == Status::Alive)
+            .filter_map(|r| Some((r.id, r.fitness.filter(|f| (0.0..=1.0).contains(f))?)))
+            .collect();
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        match how {
+            Emigrants::Best => {
+                candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+                candidates.truncate(k);
+                candidates.into_iter().map(|c| c.0).collect()
+            }
+            Emigrants::Random => {
+                candidates.shuffle(&mut self.rng);
+                candidates.truncate(k);
+                candidates.into_iter().map(|c| c.0).collect()
+            }
+            Emigrants::Tournament => {
+                let mut out = Vec::new();
+                for _ in 0..k.min(candidates.len()) * 4 {
+                    let a = candidates[self.rng.random_range(0..candidates.len())];
+                    let b = candidates[self.rng.random_range(0..candidates.len())];
+                    let winner = if a.1 >= b.1 { a.0 } else { b.0 };
+                    if !out.contains(&winner) {
+                        out.push(winner);
+                    }
+                    if out.len() == k {
+                        break;
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// One of our individuals with its weights and metadata, ready to travel.
+    fn migrant(&self, id: IndividualId) -> Result<Migrant, String> {
+        let dir = self.state.individual_dir(id);
+        let weights = std::fs::read(dir.join(WEIGHTS_FILE))
+            .map_err(|e| format!("{}: {e}", dir.join(WEIGHTS_FILE).display()))?;
+        let meta = std::fs::read_to_string(dir.join(META_FILE))
+            .map_err(|e| format!("{}: {e}", dir.join(META_FILE).display()))?;
+        let summary = self.summary(id).ok_or("no fitness")?;
+        Ok(Migrant::new(summary, meta, weights))
+    }
+
+    fn on_migration_answer(
+        &mut self,
+        peer: String,
+        sent: Vec<(IndividualId, f64, String)>,
+        result: Result<Response, String>,
+    ) {
+        self.migrating = false;
+        match result {
+            Ok(Response::Admitted { ids }) => {
+                for (id, fitness, checksum) in sent {
+                    if !ids.contains(&id) {
+                        self.reporter
+                            .line(&format!("peer {peer} did not admit #{id}"));
+                        continue;
+                    }
+                    let event = Event::Migration {
+                        at_ms: now_ms(),
+                        direction: "out".into(),
+                        id,
+                        peer: peer.clone(),
+                        remote_id: id,
+                        fitness,
+                        checksum: checksum.clone(),
+                    };
+                    if let Err(e) = self.state.append(&event) {
+                        self.fatal(e);
+                        return;
+                    }
+                    self.record_migration(&event);
+                    self.reporter.line(&format!(
+                        "migration: #{id} (val {}) sent to {peer}",
+                        percent(Some(fitness))
+                    ));
+                }
+            }
+            Ok(Response::Refused { reason }) => self
+                .reporter
+                .line(&format!("peer {peer} refused our emigrants: {reason}")),
+            Ok(other) => self
+                .reporter
+                .line(&format!("peer {peer} answered a migration with {other:?}")),
+            Err(e) => self
+                .reporter
+                .line(&format!("migration to {peer} failed: {e}")),
+        }
+    }
+
+    fn record_migration(&mut self, event: &Event) {
+        if let Event::Migration {
+            at_ms,
+            direction,
+            id,
+            peer,
+            remote_id,
+            fitness,
+            checksum,
+        } = event
+        {
+            self.migrations.push(MigrationView {
+                at_ms: *at_ms,
+                direction: direction.clone(),
+                id: *id,
+                peer: peer.clone(),
+                remote_id: *remote_id,
+                fitness: *fitness,
+                checksum: checksum.clone(),
+            });
+            self.reporter.json(serde_json::json!({
+                "event": "migration", "direction": direction, "id": id, "peer": peer,
+                "remote_id": remote_id, "fitness": fitness,
+            }));
+        }
+    }
+
+    /// Admits the migrants a peer sent, by the admission policy; answers with the ids
+    /// (as sent) of those admitted.
+    fn admit_migrants(&mut self, peer: &str, migrants: Vec<Migrant>) -> Response {
+        if self.stopping.is_some() {
+            return Response::Refused {
+                reason: "this node is stopping".into(),
+            };
+        }
+        let mut admitted = Vec::new();
+        for m in migrants {
+            let remote = m.summary.id;
+            match self.admit(peer, m) {
+                Ok(true) => admitted.push(remote),
+                Ok(false) => {}
+                Err(e) => {
+                    self.reporter
+                        .line(&format!("migrant #{remote} from {peer} refused: {e}"));
+                }
+            }
+        }
+        Response::Admitted { ids: admitted }
+    }
+
+    /// Admits one migrant if the policy lets it in; `Ok(false)` if not.
+    fn admit(&mut self, peer: &str, m: Migrant) -> Result<bool, String> {
+        let g = &m.summary.genome;
+        if g.input != self.input || g.classes != self.classes {
+            return Err(format!(
+                "it takes {}x{}x{} images in {} classes",
+                g.input.height, g.input.width, g.input.channels, g.classes
+            ));
+        }
+        serde_json::from_str::<ModelMeta>(&m.meta_json)
+            .map_err(|e| format!("malformed model metadata: {e}"))?;
+        let fitness = m.summary.fitness;
+        if self.population.is_full() {
+            let mut members: Vec<(IndividualId, f64)> = self
+                .population
+                .members()
+                .filter(|x| x.is_candidate())
+                .map(|x| (x.id, x.fitness.unwrap_or(f64::NEG_INFINITY)))
+                .collect();
+            let victim = match self.config.migration.admit {
+                Admission::Grow => return Ok(false),
+                Admission::ReplaceWorst => {
+                    members.sort_by(|a, b| a.1.total_cmp(&b.1));
+                    match members.first() {
+                        Some(&(id, worst)) if worst < fitness => id,
+                        _ => return Ok(false),
+                    }
+                }
+                Admission::ReplaceRandom => {
+                    if members.is_empty() {
+                        return Ok(false);
+                    }
+                    members[self.rng.random_range(0..members.len())].0
+                }
+            };
+            self.population.kill(victim).map_err(|e| e.to_string())?;
+            self.kill(victim).map_err(|e| e.to_string())?;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let dir = self.state.individual_dir(id);
+        let write = |name: &str, bytes: &[u8]| -> Result<(), String> {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            write_atomic(&dir.join(name), bytes).map_err(|e| e.to_string())
+        };
+        write(WEIGHTS_FILE, &m.weights)?;
+        write(GENOME_FILE, g.to_json().as_bytes())?;
+        write(META_FILE, m.meta_json.as_bytes())?;
+        let record = Record {
+            id,
+            genome: g.clone(),
+            fitness: Some(fitness),
+            test_accuracy: None,
+            status: Status::Alive,
+            parent: None,
+            mutations: m.summary.mutations.clone(),
+            born_at_ms: now_ms(),
+            died_at_ms: None,
+            flops: m.summary.flops,
+            node: m.summary.island.clone(),
+            origin: Some(Origin {
+                island: m.summary.island.clone(),
+                id: m.summary.id,
+            }),
+        };
+        self.state.add(&record).map_err(|e| e.to_string())?;
+        self.population
+            .add(id, Some(fitness))
+            .map_err(|e| e.to_string())?;
+        self.shapes
+            .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
+        self.records.insert(id, record);
+        let event = Event::Migration {
+            at_ms: now_ms(),
+            direction: "in".into(),
+            id,
+            peer: peer.to_string(),
+            remote_id: m.summary.id,
+            fitness,
+            checksum: hex(&m.checksum),
+        };
+        self.state.append(&event).map_err(|e| e.to_string())?;
+        self.record_migration(&event);
+        self.reporter.line(&format!(
+            "migration: #{id} (val {}) arrived from {peer} (its #{})",
+            percent(Some(fitness)),
+            m.summary.id
+        ));
+        Ok(true)
+    }
+}
+
 fn percent(f: Option<f64>) -> String {
     f.map_or("-".into(), |f| format!("{:.2}%", 100.0 * f))
 }
@@ -1041,6 +1380,7 @@ impl Actor for Shard {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.self_addr = Some(ctx.address());
         // The wall-time limit is checked even while every worker is busy.
         ctx.run_interval(Duration::from_millis(500), |shard, _| shard.check_stop());
         // Gossip even when nothing is born, so that peers that join learn of us.
@@ -1278,6 +1618,39 @@ impl Handler<AttachNetwork> for Shard {
     fn handle(&mut self, msg: AttachNetwork, _: &mut Context<Self>) {
         self.network = Some(msg.0);
         self.announce();
+    }
+}
+
+/// The answer to a migration this shard sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MigrationAnswer {
+    /// The receiving peer.
+    pub peer: String,
+    /// What was sent: id, fitness, weights checksum.
+    pub sent: Vec<(IndividualId, f64, String)>,
+    /// Its response, or why there is none.
+    pub result: Result<Response, String>,
+}
+
+impl Handler<MigrationAnswer> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: MigrationAnswer, _: &mut Context<Self>) {
+        self.on_migration_answer(msg.peer, msg.sent, msg.result);
+    }
+}
+
+/// Asks for the migrations in and out since this node started.
+#[derive(Message)]
+#[rtype(result = "Vec<MigrationView>")]
+pub struct GetMigrations;
+
+impl Handler<GetMigrations> for Shard {
+    type Result = MessageResult<GetMigrations>;
+
+    fn handle(&mut self, _: GetMigrations, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.migrations.clone())
     }
 }
 

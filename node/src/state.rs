@@ -212,6 +212,20 @@ pub struct Record {
     pub flops: u64,
     /// The node that trained it.
     pub node: String,
+    /// Where it came from, if it immigrated (its `parent` and `mutations` are then those
+    /// on its home island, not ids of this node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The home of an immigrant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The island (node id) it came from.
+    pub island: String,
+    /// Its id there.
+    pub id: IndividualId,
 }
 
 /// One line of `events.jsonl`.
@@ -287,6 +301,23 @@ pub enum Event {
         /// Its id.
         id: IndividualId,
     },
+    /// A trained individual moved between islands (a copy: the sender keeps its own).
+    Migration {
+        /// When, Unix milliseconds.
+        at_ms: u64,
+        /// `in` (it joined this node) or `out` (this node sent it).
+        direction: String,
+        /// Its id on this node.
+        id: IndividualId,
+        /// The other node.
+        peer: String,
+        /// Its id on the other node (for `in`, on its home island).
+        remote_id: IndividualId,
+        /// Its validation accuracy.
+        fitness: f64,
+        /// SHA-256 of its weights, hex.
+        checksum: String,
+    },
     /// The node stopped the run on its own (a stop condition, a signal, an error).
     Stopped {
         /// When, Unix milliseconds.
@@ -306,6 +337,8 @@ impl Event {
             | Event::TrainingFailed { id, .. }
             | Event::Birth { id, .. }
             | Event::Death { id, .. } => Some(*id),
+            Event::Migration { direction, id, .. } if direction == "in" => Some(*id),
+            Event::Migration { .. } => None,
         }
     }
 
@@ -319,6 +352,7 @@ impl Event {
             | Event::TrainingFailed { at_ms, .. }
             | Event::Birth { at_ms, .. }
             | Event::Death { at_ms, .. }
+            | Event::Migration { at_ms, .. }
             | Event::Stopped { at_ms, .. } => *at_ms,
         }
     }
@@ -1010,6 +1044,7 @@ mod tests {
             died_at_ms: None,
             flops: 12345 * (id + 1),
             node: "test-node".into(),
+            origin: None,
         }
     }
 

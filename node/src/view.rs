@@ -175,3 +175,22 @@ pub struct IndividualView {
     /// Trainable parameters.
     pub params: u64,
 }
+
+/// `GET /migrations`: one individual that moved between islands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationView {
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Its id on this node.
+    pub id: IndividualId,
+    /// The other node.
+    pub peer: String,
+    /// Its id on the other node (for `in`: on its home island; for `out`: as sent).
+    pub remote_id: IndividualId,
+    /// Its validation accuracy.
+    pub fitness: f64,
+    /// SHA-256 of its weights, hex.
+    pub checksum: String,
+}

@@ -210,3 +210,87 @@ fn a_peer_without_the_key_cannot_connect() {
     assert_eq!(s["connected_peers"], 0, "{s}");
     assert_eq!(status(a.port).unwrap()["connected_peers"], 1);
 }
+
+fn get_json(port: u16, path: &str) -> Option<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let body = agent
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_migration_moves_an_individual_and_its_weights_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let migrate = ["migration.every=1", "migration.emigrants=1"];
+    let a = start(&data, dir.path().join("a"), &migrate);
+    let bootstrap = address(&a);
+    let mut args = migrate.to_vec();
+    args.extend(["--bootstrap", &bootstrap]);
+    let b = start(&data, dir.path().join("b"), &args);
+    // Wait for an individual to arrive on either node.
+    let (port, state, arrival) = wait_for(Duration::from_secs(120), "a migration", || {
+        for (node, state) in [(&a, "a"), (&b, "b")] {
+            let list = get_json(node.port, "/migrations")?;
+            if let Some(m) = list.as_array()?.iter().find(|m| m["direction"] == "in") {
+                return Some((node.port, state, m.clone()));
+            }
+        }
+        None
+    });
+    // The weights on disk are the ones sent: same checksum as the sender's.
+    let id = arrival["id"].as_u64().unwrap();
+    let weights = std::fs::read(
+        dir.path()
+            .join(state)
+            .join(format!("individuals/{id}/weights.safetensors")),
+    );
+    // (It may have been killed since, its weights deleted: then the record tells.)
+    if let Ok(weights) = weights {
+        assert_eq!(sha256_hex(&weights), arrival["checksum"].as_str().unwrap());
+    }
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join(state)
+                .join(format!("individuals/{id}/record.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["fitness"], arrival["fitness"]);
+    assert_eq!(record["origin"]["id"], arrival["remote_id"]);
+    // The sender logged it too, with the same checksum.
+    let other = if port == a.port { b.port } else { a.port };
+    let sent = wait_for(Duration::from_secs(30), "the sender's record", || {
+        get_json(other, "/migrations")?
+            .as_array()?
+            .iter()
+            .find(|m| m["direction"] == "out" && m["checksum"] == arrival["checksum"])
+            .cloned()
+    });
+    assert_eq!(sent["fitness"], arrival["fitness"]);
+    assert_eq!(sent["id"], arrival["remote_id"]);
+    // Both event logs hold it.
+    for s in ["a", "b"] {
+        let events = std::fs::read_to_string(dir.path().join(s).join("events.jsonl")).unwrap();
+        assert!(events.contains(r#""event":"migration""#), "{s}");
+    }
+}
