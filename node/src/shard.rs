@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
 use trainer::Device;
 
+/// How long a leaving node waits for its hand-off to be answered.
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a worker with nothing to do waits before asking again.
 pub const WAIT: Duration = Duration::from_millis(200);
 /// Failed trainings in a row after which the run stops (something is wrong with the
@@ -179,6 +181,11 @@ pub struct Shard {
     since_migration: u64,
     migrating: bool,
     migrations: Vec<MigrationView>,
+    /// A new run (no records at start): it pulls migrants from the first peer it meets.
+    fresh: bool,
+    pulled: bool,
+    /// Set while handing off before leaving: why the node is leaving.
+    leaving: Option<String>,
 }
 
 /// What gossip told of another island.
@@ -202,6 +209,7 @@ impl Shard {
             .map(|r| (r.id, shape_of(&r.genome, &limits)))
             .collect();
         let total_flops = setup.records.iter().map(|r| r.flops as f64).sum();
+        let fresh = setup.records.is_empty();
         let deaths = setup
             .records
             .iter()
@@ -254,6 +262,9 @@ impl Shard {
             since_migration: 0,
             migrating: false,
             migrations: Vec::new(),
+            fresh,
+            pulled: false,
+            leaving: None,
         }
     }
 
@@ -368,7 +379,7 @@ impl Shard {
     }
 
     fn next_job(&mut self, worker: usize) -> Assignment {
-        if self.stopping.is_some() {
+        if self.stopping.is_some() || self.leaving.is_some() {
             return Assignment::Stop;
         }
         self.check_stop();
@@ -810,6 +821,9 @@ impl Shard {
                 self.reporter
                     .line(&format!("peer {peer} joined the experiment"));
                 self.announce();
+                if self.fresh && !self.pulled {
+                    self.pull(peer);
+                }
             }
             NetEvent::Incompatible {
                 peer,
@@ -856,9 +870,7 @@ impl Shard {
                         reason: "hellos are answered by the network".into(),
                     },
                     Request::Migrate { migrants, .. } => self.admit_migrants(&peer, migrants),
-                    Request::Pull { .. } => Response::Refused {
-                        reason: "this node does not answer pulls yet".into(),
-                    },
+                    Request::Pull { count, .. } => self.answer_pull(&peer, count as usize),
                 };
                 if let Some(n) = &self.network {
                     n.send(Command::Respond {
@@ -1183,6 +1195,135 @@ impl Shard {
         Ok(Migrant::new(summary, meta, weights))
     }
 
+    /// A new node asks its first peer for migrants, so that it contributes at once.
+    fn pull(&mut self, peer: String) {
+        let (Some(network), Ok(peer_id)) = (self.network.clone(), peer.parse::<libp2p::PeerId>())
+        else {
+            return;
+        };
+        self.pulled = true;
+        let count = self
+            .config
+            .evolution
+            .initial_population
+            .clamp(1, protocol::wire::MAX_MIGRANTS) as u32;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        network.send(Command::Request {
+            peer: peer_id,
+            request: Box::new(Request::Pull {
+                island: self.node_id.clone(),
+                count,
+            }),
+            reply,
+        });
+        self.reporter
+            .line(&format!("asking {peer} for {count} migrants to start from"));
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let result = match answer.await {
+                Ok(r) => r,
+                Err(_) => Err("the network stopped".to_string()),
+            };
+            if let Some(me) = me {
+                me.do_send(PullAnswer { peer, result });
+            }
+        });
+    }
+
+    /// Answers a joining node's pull with up to `count` of our best (copies).
+    fn answer_pull(&mut self, peer: &str, count: usize) -> Response {
+        if self.stopping.is_some() {
+            return Response::Refused {
+                reason: "this node is stopping".into(),
+            };
+        }
+        let count = count.min(protocol::wire::MAX_MIGRANTS);
+        let mut migrants = Vec::new();
+        for id in self.choose_emigrants(count, Emigrants::Best) {
+            if let Ok(m) = self.migrant(id) {
+                let event = Event::Migration {
+                    at_ms: now_ms(),
+                    direction: "out".into(),
+                    id,
+                    peer: peer.to_string(),
+                    remote_id: id,
+                    fitness: m.summary.fitness,
+                    checksum: hex(&m.checksum),
+                };
+                if self.state.append(&event).is_ok() {
+                    self.record_migration(&event);
+                }
+                migrants.push(m);
+            }
+        }
+        self.reporter.line(&format!(
+            "migration: {} individuals sent to {peer}, which joined",
+            migrants.len()
+        ));
+        Response::Migrants { migrants }
+    }
+
+    fn on_pull_answer(&mut self, peer: String, result: Result<Response, String>) {
+        match result {
+            Ok(Response::Migrants { migrants }) => {
+                let n = migrants.len();
+                if let Response::Admitted { ids } = self.admit_migrants(&peer, migrants) {
+                    self.reporter.line(&format!(
+                        "joined with {} of {n} migrants from {peer}",
+                        ids.len()
+                    ));
+                }
+            }
+            Ok(Response::Refused { reason }) => self
+                .reporter
+                .line(&format!("peer {peer} sent no migrants: {reason}")),
+            Ok(other) => self
+                .reporter
+                .line(&format!("peer {peer} answered a pull with {other:?}")),
+            Err(e) => self.reporter.line(&format!("pull from {peer} failed: {e}")),
+        }
+    }
+
+    /// Leaving on a signal: stop taking work, hand the best individuals to a peer, then
+    /// stop (at once if there is no peer; after `HANDOFF_TIMEOUT` at the latest).
+    fn leave(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.stopping.is_some() || self.leaving.is_some() {
+            return;
+        }
+        let peers: Vec<String> = self
+            .compatible
+            .iter()
+            .filter(|p| self.connected.contains(*p))
+            .cloned()
+            .collect();
+        if self.network.is_none() || peers.is_empty() {
+            self.finish(reason, None);
+            return;
+        }
+        self.leaving = Some(reason);
+        self.reporter
+            .line("leaving: handing the best individuals to a peer");
+        // Hand off now, whatever the migration schedule says.
+        self.migrating = false;
+        self.since_migration = u64::MAX;
+        let every = self.config.migration.every;
+        self.config.migration.every = 1;
+        self.config.migration.emigrants = self.config.migration.emigrants.max(3);
+        self.config.migration.choose = Emigrants::Best;
+        self.maybe_migrate();
+        self.config.migration.every = every;
+        if !self.migrating {
+            let reason = self.leaving.take().unwrap_or_default();
+            self.finish(reason, None);
+            return;
+        }
+        ctx.run_later(HANDOFF_TIMEOUT, |shard, _| {
+            if let Some(reason) = shard.leaving.take() {
+                shard.finish(format!("{reason} (the hand-off got no answer)"), None);
+            }
+        });
+    }
+
     fn on_migration_answer(
         &mut self,
         peer: String,
@@ -1190,6 +1331,19 @@ impl Shard {
         result: Result<Response, String>,
     ) {
         self.migrating = false;
+        let leaving = self.leaving.take();
+        self.on_migration_result(peer, sent, result);
+        if let Some(reason) = leaving {
+            self.finish(reason, None);
+        }
+    }
+
+    fn on_migration_result(
+        &mut self,
+        peer: String,
+        sent: Vec<(IndividualId, f64, String)>,
+        result: Result<Response, String>,
+    ) {
         match result {
             Ok(Response::Admitted { ids }) => {
                 for (id, fitness, checksum) in sent {
@@ -1496,8 +1650,8 @@ pub struct Shutdown {
 impl Handler<Shutdown> for Shard {
     type Result = ();
 
-    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) {
-        self.finish(msg.reason, None);
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) {
+        self.leave(msg.reason, ctx);
     }
 }
 
@@ -1638,6 +1792,24 @@ impl Handler<MigrationAnswer> for Shard {
 
     fn handle(&mut self, msg: MigrationAnswer, _: &mut Context<Self>) {
         self.on_migration_answer(msg.peer, msg.sent, msg.result);
+    }
+}
+
+/// The answer to a pull this shard sent when it joined.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PullAnswer {
+    /// The peer asked.
+    pub peer: String,
+    /// Its response, or why there is none.
+    pub result: Result<Response, String>,
+}
+
+impl Handler<PullAnswer> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: PullAnswer, _: &mut Context<Self>) {
+        self.on_pull_answer(msg.peer, msg.result);
     }
 }
 

@@ -294,3 +294,77 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
         assert!(events.contains(r#""event":"migration""#), "{s}");
     }
 }
+
+fn trained(port: u16) -> Option<u64> {
+    status(port)?["individuals_trained"].as_u64()
+}
+
+#[test]
+fn joining_leaving_and_dying_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    // Migration only on joining and leaving here.
+    let quiet = ["migration.every=0"];
+    let a = start(&data, dir.path().join("a"), &quiet);
+    let bootstrap = address(&a);
+    let join = |name: &str| {
+        let mut args = quiet.to_vec();
+        args.extend(["--bootstrap", &bootstrap]);
+        start(&data, dir.path().join(name), &args)
+    };
+    let b = join("b");
+    let mut c = join("c");
+    for n in [&a, &b, &c] {
+        wait_for(Duration::from_secs(60), "a few individuals", || {
+            (trained(n.port)? >= 3).then_some(())
+        });
+    }
+    // B and C joined a running experiment: each started from migrants pulled from A.
+    for n in [&b, &c] {
+        let list = wait_for(Duration::from_secs(30), "migrants on joining", || {
+            let l = get_json(n.port, "/migrations")?;
+            l.as_array()?
+                .iter()
+                .any(|m| m["direction"] == "in")
+                .then_some(l)
+        });
+        assert!(!list.as_array().unwrap().is_empty());
+    }
+
+    // C dies abruptly: A and B carry on.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let (ta, tb) = (trained(a.port).unwrap(), trained(b.port).unwrap());
+    wait_for(Duration::from_secs(60), "A and B to keep training", || {
+        (trained(a.port)? > ta && trained(b.port)? > tb).then_some(())
+    });
+
+    // B leaves cleanly: it hands its best to A and exits.
+    let b_id = status(b.port).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut b = b;
+    let term = Command::new("kill")
+        .args(["-TERM", &b.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = wait_for(Duration::from_secs(40), "B to leave", || {
+        b.child.try_wait().unwrap()
+    });
+    assert!(exit.success(), "{exit:?}");
+    let handed = get_json(a.port, "/migrations").unwrap();
+    assert!(
+        handed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "in" && m["peer"] == b_id.as_str()),
+        "{handed}"
+    );
+    let events = std::fs::read_to_string(dir.path().join("b/events.jsonl")).unwrap();
+    assert!(events.contains("stopped by SIGTERM"), "{events}");
+    assert!(status(a.port).is_some());
+}
