@@ -368,3 +368,90 @@ fn joining_leaving_and_dying_nodes() {
     assert!(events.contains("stopped by SIGTERM"), "{events}");
     assert!(status(a.port).is_some());
 }
+
+/// A hostile peer, in this process: it joins a real node's topic and sends garbage
+/// gossip and an invalid request. The node rejects both, disconnects it and goes on.
+#[test]
+fn garbled_messages_are_rejected_and_their_sender_penalized() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use protocol::behaviour::{build_swarm, topic, EvoBehaviourEvent, SwarmOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let node = start(&data, dir.path().join("a"), &[]);
+    let addr: libp2p::Multiaddr = address(&node).parse().unwrap();
+    let experiment = status(node.port).unwrap()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let node_peer = match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => panic!("no peer id in {addr}"),
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = build_swarm(key, &SwarmOptions::default()).unwrap();
+        let topic = topic(&experiment);
+        swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+        swarm.dial(addr.clone()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut sent_gossip = false;
+        let mut sent_request = false;
+        let mut disconnected = false;
+        while tokio::time::Instant::now() < deadline && !disconnected {
+            let event = tokio::time::timeout(Duration::from_millis(200), swarm.next()).await;
+            if let Ok(Some(event)) = event {
+                match event {
+                    SwarmEvent::Behaviour(EvoBehaviourEvent::Gossipsub(
+                        libp2p::gossipsub::Event::Subscribed { .. },
+                    )) if !sent_gossip => {
+                        // Well-formed gossip whose payload is not an evo message.
+                        let _ = swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(topic.clone(), b"EVO\x00\x01\x01garbage".to_vec());
+                        sent_gossip = true;
+                    }
+                    SwarmEvent::ConnectionClosed {
+                        peer_id,
+                        num_established: 0,
+                        ..
+                    } if peer_id == node_peer && sent_gossip => {
+                        disconnected = true;
+                    }
+                    _ => {}
+                }
+            }
+            if sent_gossip && !sent_request {
+                // A request that decodes but breaks the rules (a pull far over the cap).
+                swarm.behaviour_mut().exchange.send_request(
+                    &node_peer,
+                    protocol::wire::Request::Pull {
+                        island: "hostile".into(),
+                        count: 1_000_000,
+                    },
+                );
+                sent_request = true;
+            }
+        }
+        assert!(sent_gossip, "the hostile peer never saw the node subscribe");
+        assert!(disconnected, "the node did not disconnect the hostile peer");
+    });
+    let s = wait_for(Duration::from_secs(10), "the penalty", || {
+        let s = status(node.port)?;
+        (s["penalized_peers"].as_u64()? >= 1).then_some(s)
+    });
+    assert_eq!(s["connected_peers"], 0, "{s}");
+    // The node is alive and still training.
+    let before = s["individuals_trained"].as_u64().unwrap();
+    wait_for(Duration::from_secs(60), "more training", || {
+        (status(node.port)?["individuals_trained"].as_u64()? > before).then_some(())
+    });
+}
