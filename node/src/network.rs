@@ -20,6 +20,8 @@ use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use protocol::behaviour::{EvoBehaviour, EvoBehaviourEvent};
 use protocol::wire::{self, Announcement, Request, Response};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// What this node tells peers about itself in a hello.
@@ -65,12 +67,28 @@ pub enum Command {
     },
 }
 
+/// Gossip payload bytes and messages this node published and received (the
+/// announcements themselves, not gossipsub's own control traffic).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes published.
+    pub bytes_out: AtomicU64,
+    /// Messages published.
+    pub messages_out: AtomicU64,
+    /// Bytes received (before validation).
+    pub bytes_in: AtomicU64,
+    /// Messages received.
+    pub messages_in: AtomicU64,
+}
+
 /// A handle on the event loop.
 #[derive(Debug, Clone)]
 pub struct Network {
     commands: mpsc::UnboundedSender<Command>,
     /// This node's peer id.
     pub peer_id: PeerId,
+    /// Its gossip traffic so far.
+    pub traffic: Arc<Traffic>,
 }
 
 impl Network {
@@ -93,6 +111,7 @@ pub struct EventLoop {
     inbound: HashMap<u64, ResponseChannel<Response>>,
     next_inbound: u64,
     greeted: BTreeSet<PeerId>,
+    traffic: Arc<Traffic>,
 }
 
 /// Starts listening and dialing; returns the handle and the loop to spawn.
@@ -127,10 +146,12 @@ pub fn start(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let peer_id = *swarm.local_peer_id();
+    let traffic = Arc::new(Traffic::default());
     Ok((
         Network {
             commands: tx,
             peer_id,
+            traffic: traffic.clone(),
         },
         EventLoop {
             swarm,
@@ -144,6 +165,7 @@ pub fn start(
             inbound: HashMap::new(),
             next_inbound: 0,
             greeted: BTreeSet::new(),
+            traffic,
         },
     ))
 }
@@ -179,12 +201,18 @@ impl EventLoop {
         match command {
             Command::Announce(a) => match wire::encode(a.as_ref()) {
                 Ok(bytes) => {
+                    let len = bytes.len() as u64;
                     // No peer yet, or the same bytes again: nothing to do.
-                    let _ = self
+                    if self
                         .swarm
                         .behaviour_mut()
                         .gossipsub
-                        .publish(self.topic.clone(), bytes);
+                        .publish(self.topic.clone(), bytes)
+                        .is_ok()
+                    {
+                        self.traffic.bytes_out.fetch_add(len, Ordering::Relaxed);
+                        self.traffic.messages_out.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => self
                     .shard
@@ -273,6 +301,10 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                self.traffic
+                    .bytes_in
+                    .fetch_add(message.data.len() as u64, Ordering::Relaxed);
+                self.traffic.messages_in.fetch_add(1, Ordering::Relaxed);
                 let verdict =
                     match wire::decode::<Announcement>(&message.data, &self.identity.limits) {
                         Ok(a) if a.experiment == self.identity.experiment => {

@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
 use trainer::Device;
 
+/// How long a joining node waits before pulling again from a peer with nothing yet.
+pub const PULL_RETRY: Duration = Duration::from_secs(2);
+/// How many times a joining node pulls from its first peer.
+pub const MAX_PULL_ATTEMPTS: u32 = 15;
 /// How long a leaving node waits for its hand-off to be answered.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a worker with nothing to do waits before asking again.
@@ -137,6 +141,18 @@ pub fn experiment_id(config: &ExperimentConfig) -> String {
     )
 }
 
+/// The seed of this node's random choices: the experiment's seed mixed with the node id
+/// (FNV-1a), so that islands of one experiment do not all make the same choices, while a
+/// node resumed from its state directory (same id) keeps its own.
+pub fn node_seed(seed: u64, node_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node_id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    seed ^ h
+}
+
 /// The seed of individual `id` of an experiment seeded `seed` (splitmix64 of both).
 pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
     let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -184,6 +200,7 @@ pub struct Shard {
     /// A new run (no records at start): it pulls migrants from the first peer it meets.
     fresh: bool,
     pulled: bool,
+    pull_attempts: u32,
     /// Set while handing off before leaving: why the node is leaving.
     leaving: Option<String>,
 }
@@ -216,10 +233,8 @@ impl Shard {
             .filter(|r| r.status == Status::Dead)
             .count();
         let experiment_id = experiment_id(&config);
-        let rng = ChaCha8Rng::seed_from_u64(individual_seed(
-            config.experiment.seed ^ 0x5e1e_c710,
-            setup.next_id,
-        ));
+        let seed = node_seed(config.experiment.seed, &setup.node_id);
+        let rng = ChaCha8Rng::seed_from_u64(individual_seed(seed ^ 0x5e1e_c710, setup.next_id));
         let idle = WorkerState {
             state: "idle",
             individual: None,
@@ -264,6 +279,7 @@ impl Shard {
             migrations: Vec::new(),
             fresh,
             pulled: false,
+            pull_attempts: 0,
             leaving: None,
         }
     }
@@ -516,7 +532,7 @@ impl Shard {
                 born_at_ms,
             },
         );
-        let seed = individual_seed(self.config.experiment.seed, id);
+        let seed = individual_seed(node_seed(self.config.experiment.seed, &self.node_id), id);
         Assignment::Train(Box::new(Job {
             id,
             genome,
@@ -713,6 +729,16 @@ impl Shard {
             islands_known: self.islands.len(),
             experiment_best: self.experiment_best(),
             penalized_peers: self.penalized,
+            gossip_bytes_out: self.network.as_ref().map_or(0, |n| {
+                n.traffic
+                    .bytes_out
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            gossip_bytes_in: self.network.as_ref().map_or(0, |n| {
+                n.traffic
+                    .bytes_in
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            }),
         }
     }
 
@@ -1202,6 +1228,7 @@ impl Shard {
             return;
         };
         self.pulled = true;
+        self.pull_attempts += 1;
         let count = self
             .config
             .evolution
@@ -1265,13 +1292,25 @@ impl Shard {
 
     fn on_pull_answer(&mut self, peer: String, result: Result<Response, String>) {
         match result {
-            Ok(Response::Migrants { migrants }) => {
+            Ok(Response::Migrants { migrants }) if !migrants.is_empty() => {
                 let n = migrants.len();
                 if let Response::Admitted { ids } = self.admit_migrants(&peer, migrants) {
                     self.reporter.line(&format!(
                         "joined with {} of {n} migrants from {peer}",
                         ids.len()
                     ));
+                }
+            }
+            Ok(Response::Migrants { .. }) => {
+                // The peer has trained nothing yet: ask again a little later.
+                if self.pull_attempts < MAX_PULL_ATTEMPTS {
+                    let me = self.self_addr.clone();
+                    actix::spawn(async move {
+                        actix_rt::time::sleep(PULL_RETRY).await;
+                        if let Some(me) = me {
+                            me.do_send(RetryPull(peer));
+                        }
+                    });
                 }
             }
             Ok(Response::Refused { reason }) => self
@@ -1813,6 +1852,21 @@ impl Handler<PullAnswer> for Shard {
     }
 }
 
+/// Pull again from a peer that had nothing to give.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetryPull(pub String);
+
+impl Handler<RetryPull> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RetryPull, _: &mut Context<Self>) {
+        if self.stopping.is_none() && self.connected.contains(&msg.0) {
+            self.pull(msg.0);
+        }
+    }
+}
+
 /// Asks for the migrations in and out since this node started.
 #[derive(Message)]
 #[rtype(result = "Vec<MigrationView>")]
@@ -1850,5 +1904,7 @@ mod tests {
         assert_eq!(seeds.len(), 1000);
         assert_eq!(individual_seed(7, 3), individual_seed(7, 3));
         assert_ne!(individual_seed(7, 3), individual_seed(8, 3));
+        assert_ne!(node_seed(7, "a"), node_seed(7, "b"));
+        assert_eq!(node_seed(7, "a"), node_seed(7, "a"));
     }
 }

@@ -67,6 +67,12 @@ pub struct StatusView {
     /// Peers disconnected for sending invalid data.
     #[serde(default)]
     pub penalized_peers: usize,
+    /// Gossip payload bytes published (announcements only).
+    #[serde(default)]
+    pub gossip_bytes_out: u64,
+    /// Gossip payload bytes received (announcements only).
+    #[serde(default)]
+    pub gossip_bytes_in: u64,
 }
 
 /// An island's best individual.
