@@ -298,6 +298,8 @@ fn status_answers_within_100_ms_while_every_worker_trains() {
     let out = ok(evo(&["status", "--http", &format!("127.0.0.1:{port}")]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 busy, 0 idle"), "{text}");
+    assert!(text.contains("peer id     12D3Koo"), "{text}");
+    assert!(text.contains("listening   /ip4/"), "{text}");
     // SIGTERM stops it cleanly, abandoning the trainings in flight.
     let term = Command::new("kill")
         .args(["-TERM", &node.id().to_string()])

@@ -90,6 +90,23 @@ pub fn render(s: &StatusView) -> String {
             None => out.push_str(&format!("  worker {}  {}\n", w.index, w.state)),
         }
     }
+    if let Some(peer) = &s.peer_id {
+        out.push_str(&format!(
+            "peer id     {peer}\npeers       {} connected, {} islands known, {} penalized\n",
+            s.connected_peers, s.islands_known, s.penalized_peers
+        ));
+        for a in &s.listen_addrs {
+            out.push_str(&format!("listening   {a}\n"));
+        }
+        if let Some(b) = &s.experiment_best {
+            out.push_str(&format!(
+                "experiment  best {} (individual {} of {})\n",
+                percent(Some(b.fitness)),
+                b.id,
+                b.island
+            ));
+        }
+    }
     if let Some(why) = &s.stopping {
         out.push_str(&format!("stopping    {why}\n"));
     }
