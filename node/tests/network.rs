@@ -3,27 +3,11 @@
 
 mod common;
 
-use common::write_cifar10;
+use common::{free_port, get, quick_config, wait_for, write_cifar10};
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn quick_config() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/quick-cifar10.toml")
-        .display()
-        .to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::time::Duration;
 
 /// A node of the test experiment; killed when dropped.
 struct Node {
@@ -68,30 +52,13 @@ fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
     Node { child, port }
 }
 
-fn status(port: u16) -> Option<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let body = agent
-        .get(&format!("http://127.0.0.1:{port}/status"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    serde_json::from_str(&body).ok()
+fn get_json(port: u16, path: &str) -> Option<Value> {
+    let (code, body) = get(port, path).ok()?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn status(port: u16) -> Option<Value> {
+    get_json(port, "/status")
 }
 
 /// The node's first full listen address.
@@ -209,21 +176,6 @@ fn a_peer_without_the_key_cannot_connect() {
     let s = status(stranger.port).unwrap();
     assert_eq!(s["connected_peers"], 0, "{s}");
     assert_eq!(status(a.port).unwrap()["connected_peers"], 1);
-}
-
-fn get_json(port: u16, path: &str) -> Option<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let body = agent
-        .get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    serde_json::from_str(&body).ok()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

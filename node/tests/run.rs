@@ -3,29 +3,13 @@
 
 mod common;
 
-use common::{evo, json_line, ok, write_cifar10};
+use common::{evo, free_port, get, json_line, ok, quick_config, wait_for, write_cifar10};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn quick_config() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../configs/quick-cifar10.toml")
-        .display()
-        .to_string()
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `evo run` on the test data with a tiny population, plus `extra` arguments.
 fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String> {
@@ -58,40 +42,10 @@ fn spawn(args: &[String]) -> Child {
         .expect("evo starts")
 }
 
-fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
-}
-
 fn get_json(port: u16, path: &str) -> Value {
     let (status, body) = get(port, path).unwrap();
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// Polls until `f` gives something or `limit` passes.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The records of a state directory, by id.
@@ -112,7 +66,7 @@ fn records(state: &Path) -> BTreeMap<u64, Value> {
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    wait_for(limit, || child.try_wait().unwrap())
+    wait_for(limit, "the process to exit", || child.try_wait().unwrap())
 }
 
 #[test]
@@ -124,7 +78,7 @@ fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
     let port = free_port();
     let mut node = spawn(&run_args(&data, &state, port, &["training.steps=60"]));
     // Let it train a few individuals, then kill it without warning.
-    wait_for(Duration::from_secs(120), || {
+    wait_for(Duration::from_secs(120), "six individuals", || {
         (records(&state).len() >= 6).then_some(())
     });
     let status = get_json(port, "/status");
@@ -260,7 +214,7 @@ fn status_answers_within_100_ms_while_every_worker_trains() {
         port,
         &["--workers", "2", "--training.steps", "10000000"],
     ));
-    let status = wait_for(Duration::from_secs(60), || {
+    let status = wait_for(Duration::from_secs(60), "both workers training", || {
         let (code, body) = get(port, "/status").ok()?;
         let v: Value = serde_json::from_str(&body).ok()?;
         (code == 200 && v["workers_busy"] == 2 && v["workers"][0]["step"].as_u64()? > 0)

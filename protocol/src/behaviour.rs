@@ -132,6 +132,25 @@ fn behaviour(key: &Keypair, options: &SwarmOptions) -> Result<EvoBehaviour, Swar
     })
 }
 
+/// The pre-shared-key handshake of a private network on a raw connection, when there is
+/// a key; the connection unchanged otherwise.
+async fn private<S>(
+    socket: S,
+    psk: Option<PreSharedKey>,
+) -> std::io::Result<futures::future::Either<libp2p::pnet::PnetOutput<S>, S>>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+{
+    match psk {
+        Some(psk) => PnetConfig::new(psk)
+            .handshake(socket)
+            .await
+            .map(futures::future::Either::Left)
+            .map_err(std::io::Error::other),
+        None => Ok(futures::future::Either::Right(socket)),
+    }
+}
+
 /// Builds the swarm of a node with identity `key`.
 pub fn build_swarm(
     key: Keypair,
@@ -146,19 +165,8 @@ pub fn build_swarm(
         builder
             .with_other_transport(
                 move |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let base = MemoryTransport::default().and_then(move |socket, _| {
-                        let psk = psk;
-                        async move {
-                            match psk {
-                                Some(psk) => PnetConfig::new(psk)
-                                    .handshake(socket)
-                                    .await
-                                    .map(futures::future::Either::Left)
-                                    .map_err(std::io::Error::other),
-                                None => Ok(futures::future::Either::Right(socket)),
-                            }
-                        }
-                    });
+                    let base =
+                        MemoryTransport::default().and_then(move |socket, _| private(socket, psk));
                     Ok(base
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
@@ -178,18 +186,8 @@ pub fn build_swarm(
         builder
             .with_other_transport(
                 move |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let base = tcp::tokio::Transport::new(tcp::Config::default()).and_then(
-                        move |socket, _| async move {
-                            match psk {
-                                Some(psk) => PnetConfig::new(psk)
-                                    .handshake(socket)
-                                    .await
-                                    .map(futures::future::Either::Left)
-                                    .map_err(std::io::Error::other),
-                                None => Ok(futures::future::Either::Right(socket)),
-                            }
-                        },
-                    );
+                    let base = tcp::tokio::Transport::new(tcp::Config::default())
+                        .and_then(move |socket, _| private(socket, psk));
                     Ok(base
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)

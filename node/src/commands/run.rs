@@ -234,14 +234,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .analyze(&config.evolution.limits)
         .context("the data set's images or classes are outside evolution.limits")?;
     let data_summary = format!(
-        "{} ({} train, {} test images of {}x{}x{}, {} classes) in {:.1} s",
-        dataset.name,
-        dataset.train.len(),
-        dataset.test.len(),
-        dataset.height,
-        dataset.width,
-        dataset.channels,
-        dataset.num_classes(),
+        "{} in {:.1} s",
+        dataset.describe(),
         load_start.elapsed().as_secs_f64()
     );
     // The data set and task live as long as the process: the workers borrow them.

@@ -84,14 +84,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("loading the data set at {}", args.data.display()))?;
     if !args.quiet {
         eprintln!(
-            "data: {} ({} train, {} test images of {}x{}x{}, {} classes) in {:.1} s",
-            dataset.name,
-            dataset.train.len(),
-            dataset.test.len(),
-            dataset.height,
-            dataset.width,
-            dataset.channels,
-            dataset.num_classes(),
+            "data: {} in {:.1} s",
+            dataset.describe(),
             load_start.elapsed().as_secs_f64()
         );
     }

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub fn evo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_evo"))
@@ -56,4 +58,52 @@ pub fn write_cifar10(dir: &Path, per_batch: usize) {
         }
         std::fs::write(root.join(name), bytes).unwrap();
     }
+}
+
+/// The quick config of the repository.
+pub fn quick_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/quick-cifar10.toml")
+        .display()
+        .to_string()
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until `f` gives something; fails the test, naming `what`, after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET http://127.0.0.1:{port}{path}`: the status code and body (any status).
+pub fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(&format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
 }

@@ -54,6 +54,20 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A one-line description: name, split sizes, image shape and class count.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} train, {} test images of {}x{}x{}, {} classes)",
+            self.name,
+            self.train.len(),
+            self.test.len(),
+            self.height,
+            self.width,
+            self.channels,
+            self.num_classes()
+        )
+    }
+
     /// Bytes per image: channels x height x width.
     pub fn image_len(&self) -> usize {
         self.channels as usize * self.height as usize * self.width as usize
