@@ -361,8 +361,12 @@ pub struct StopSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
-    /// Individuals trained at once.
-    pub workers: usize,
+    /// Individuals trained at once: a number, or `auto` to choose from the machine (see
+    /// [`Workers::resolve`]).
+    pub workers: Workers,
+    /// Threads of the CPU training pool (0: one per core). Nodes that share a machine
+    /// should share its cores out between them.
+    pub threads: usize,
     /// Where to train: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// Address of the HTTP status server.
@@ -374,11 +378,87 @@ pub struct NodeSection {
 impl Default for NodeSection {
     fn default() -> Self {
         NodeSection {
-            workers: 1,
+            workers: Workers::Auto,
+            threads: 0,
             device: "cpu".into(),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             state_dir: None,
         }
+    }
+}
+
+/// Most training workers a node may run.
+pub const MAX_WORKERS: usize = 4096;
+
+/// `node.workers`: how many individuals a node trains at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// Chosen from the machine when the node starts.
+    Auto,
+    /// This many.
+    Count(usize),
+}
+
+impl Workers {
+    /// The number of workers for training on `device` (`cpu`, `cuda` or `cuda:N`) with
+    /// `threads` CPU threads, given the GPU's memory in GiB when known.
+    ///
+    /// `auto` on a CPU: one worker per 8 threads, since one training already spreads its
+    /// ops over the pool's threads. On a
+    /// GPU: one worker per 10 GiB of its memory (small nets leave a big GPU mostly idle,
+    /// and several trainings at once fill it), at most one per CPU thread and at most 8; 2
+    /// when the memory is unknown.
+    pub fn resolve(self, device: &str, threads: usize, gpu_memory_gib: Option<f64>) -> usize {
+        let threads = threads.max(1);
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto if device == "cpu" => threads.div_ceil(8).max(1),
+            Workers::Auto => {
+                let by_memory = gpu_memory_gib.map_or(2, |g| (g / 10.0).floor() as usize);
+                by_memory.clamp(1, 8).min(threads)
+            }
+        }
+    }
+}
+
+impl Serialize for Workers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::Auto => s.serialize_str("auto"),
+            Workers::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Workers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of workers or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Workers, E> {
+                usize::try_from(n)
+                    .map(Workers::Count)
+                    .map_err(|_| E::custom(format!("{n} workers is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Workers, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n} is not a number of workers")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Workers, E> {
+                if v == "auto" {
+                    Ok(Workers::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "{v:?} is not a number of workers or \"auto\""
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -405,6 +485,12 @@ pub struct FitnessSettings {
     pub weight_decay: f64,
     /// `training.augment`.
     pub augment: AugmentConfig,
+    /// A digest of the training images and labels actually loaded
+    /// (`trainer::data::Dataset::digest`), so that two copies of a data set that differ
+    /// cannot pass for one under the same `data.name`. Set by a running node for its
+    /// peers; not part of a config's own fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_digest: Option<String>,
 }
 
 impl FitnessSettings {
@@ -640,8 +726,16 @@ impl ExperimentConfig {
             }
         }
         let n = &self.node;
-        if n.workers == 0 || n.workers > 4096 {
-            return invalid("node.workers", format!("{} is not in 1..=4096", n.workers));
+        if let Workers::Count(w) = n.workers {
+            if w == 0 || w > MAX_WORKERS {
+                return invalid(
+                    "node.workers",
+                    format!("{w} is not auto or in 1..={MAX_WORKERS}"),
+                );
+            }
+        }
+        if n.threads > 4096 {
+            return invalid("node.threads", format!("{} is not in 0..=4096", n.threads));
         }
         if !is_device_name(&n.device) {
             return invalid(
@@ -689,6 +783,7 @@ impl ExperimentConfig {
             momentum: self.training.momentum,
             weight_decay: self.training.weight_decay,
             augment: self.training.augment,
+            data_digest: None,
         }
     }
 
@@ -1116,6 +1211,43 @@ mod tests {
     }
 
     #[test]
+    fn workers_are_a_number_or_auto() {
+        let mut c = quick();
+        c.apply_override("node.workers", "auto").unwrap();
+        assert_eq!(c.node.workers, Workers::Auto);
+        c.validate().unwrap();
+        c.apply_override("node.workers", "3").unwrap();
+        assert_eq!(c.node.workers, Workers::Count(3));
+        assert!(c.apply_override("node.workers", "many").is_err());
+        assert!(c.apply_override("node.workers", "-1").is_err());
+        assert_eq!(
+            c.node.workers,
+            Workers::Count(3),
+            "a failed override changes nothing"
+        );
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ExperimentConfig>(&text).unwrap(), c);
+        c.node.workers = Workers::Auto;
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("workers = \"auto\""), "{text}");
+        assert_eq!(toml::from_str::<ExperimentConfig>(&text).unwrap(), c);
+
+        assert_eq!(Workers::Count(5).resolve("cpu", 2, None), 5);
+        assert_eq!(Workers::Auto.resolve("cpu", 2, None), 1);
+        assert_eq!(Workers::Auto.resolve("cpu", 0, None), 1);
+        assert_eq!(Workers::Auto.resolve("cpu", 16, None), 2);
+        assert_eq!(Workers::Auto.resolve("cuda:0", 16, Some(80.0)), 8);
+        assert_eq!(Workers::Auto.resolve("cuda", 16, Some(24.0)), 2);
+        assert_eq!(
+            Workers::Auto.resolve("cuda", 4, Some(140.0)),
+            4,
+            "one per thread"
+        );
+        assert_eq!(Workers::Auto.resolve("cuda", 16, Some(6.0)), 1);
+        assert_eq!(Workers::Auto.resolve("cuda", 16, None), 2);
+    }
+
+    #[test]
     fn load_with_overrides_validates_after_overriding() {
         let path = configs_dir().join("quick-cifar10.toml");
         let c = ExperimentConfig::load_with_overrides(
@@ -1123,7 +1255,7 @@ mod tests {
             &["training.steps=10".into(), "node.workers=2".into()],
         )
         .unwrap();
-        assert_eq!((c.training.steps, c.node.workers), (10, 2));
+        assert_eq!((c.training.steps, c.node.workers), (10, Workers::Count(2)));
         let err =
             ExperimentConfig::load_with_overrides(&path, &["training.steps=0".into()]).unwrap_err();
         assert!(err.to_string().contains("training.steps"), "{err}");
@@ -1181,6 +1313,7 @@ mod tests {
             ("stop.max_wall_minutes", "nan", "stop.max_wall_minutes"),
             ("stop.target_accuracy", "1.5", "stop.target_accuracy"),
             ("node.workers", "0", "node.workers"),
+            ("node.threads", "5000", "node.threads"),
             ("node.device", "gpu", "node.device"),
         ];
         for (key, value, named) in cases {

@@ -18,6 +18,7 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use protocol::behaviour::{EvoBehaviour, EvoBehaviourEvent};
+use protocol::codec::RequestFrame;
 use protocol::wire::{self, Announcement, Request, Response};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,7 +228,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .exchange
-                    .send_request(&peer, *request);
+                    .send_request(&peer, (*request).into());
                 self.pending.insert(id, reply);
             }
             Command::Respond { id, response } => {
@@ -276,7 +277,7 @@ impl EventLoop {
                         .swarm
                         .behaviour_mut()
                         .exchange
-                        .send_request(&peer_id, hello);
+                        .send_request(&peer_id, hello.into());
                     self.hellos.insert(id, peer_id);
                 }
             }
@@ -354,16 +355,6 @@ impl EventLoop {
                     self.penalize(peer, &format!("invalid response: {error}"));
                 }
             }
-            EvoBehaviourEvent::Exchange(request_response::Event::InboundFailure {
-                peer,
-                error,
-                ..
-            }) => {
-                if matches!(error, request_response::InboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
-                {
-                    self.penalize(peer, &format!("invalid request: {error}"));
-                }
-            }
             EvoBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -387,7 +378,20 @@ impl EventLoop {
         }
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: RequestFrame,
+        channel: ResponseChannel<Response>,
+    ) {
+        let request = match request {
+            RequestFrame::Valid(request) => request,
+            RequestFrame::Invalid(reason) => {
+                drop(channel);
+                self.penalize(peer, &format!("invalid request: {reason}"));
+                return;
+            }
+        };
         if let Request::Hello {
             fingerprint,
             settings_json,

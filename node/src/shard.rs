@@ -26,7 +26,7 @@ use crate::view::MigrationView;
 use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
 };
-use crate::worker::{Job, Trained};
+use crate::worker::{Check, Job, Trained};
 use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
@@ -35,7 +35,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
@@ -86,6 +86,8 @@ pub struct ShardSetup {
     pub classes: u32,
     /// Training workers.
     pub workers: usize,
+    /// The digest of the data set loaded (`Dataset::digest`), which peers compare.
+    pub data_digest: Option<String>,
     /// What to tell the person watching.
     pub reporter: Reporter,
     /// Where the end of the run is sent.
@@ -203,7 +205,31 @@ pub struct Shard {
     pull_attempts: u32,
     /// Set while handing off before leaving: why the node is leaving.
     leaving: Option<String>,
+    /// Migrants saved and waiting for a worker to score them.
+    arrivals: VecDeque<Arrival>,
+    /// Migrants a worker is scoring.
+    checking: BTreeMap<IndividualId, Arrival>,
+    /// See [`ShardSetup::data_digest`].
+    data_digest: Option<String>,
 }
+
+/// A migrant saved in its folder under a new id, not yet in the population: it joins
+/// once a worker has scored it on this node's validation images.
+#[derive(Debug, Clone)]
+struct Arrival {
+    id: IndividualId,
+    peer: String,
+    summary: Summary,
+    checksum: String,
+}
+
+/// How far a migrant's measured validation accuracy may be from what its sender claimed
+/// (the same weights on the same images score the same; another kind of device may
+/// round a few borderline images the other way).
+pub const CLAIM_TOLERANCE: f64 = 0.01;
+
+/// Most migrants waiting to be scored at once; more are refused until they are.
+pub const MAX_WAITING: usize = 64;
 
 /// What gossip told of another island.
 #[derive(Debug, Clone)]
@@ -281,6 +307,9 @@ impl Shard {
             pulled: false,
             pull_attempts: 0,
             leaving: None,
+            arrivals: VecDeque::new(),
+            checking: BTreeMap::new(),
+            data_digest: setup.data_digest,
         }
     }
 
@@ -405,6 +434,23 @@ impl Shard {
         if self.budget_spent().is_some() {
             self.set_idle(worker, "waiting for the last trainings");
             return Assignment::Wait(WAIT);
+        }
+        if let Some(arrival) = self.arrivals.pop_front() {
+            let id = arrival.id;
+            if let Some(w) = self.workers.get_mut(worker) {
+                *w = WorkerState {
+                    state: "checking",
+                    individual: Some(id),
+                    step: 0,
+                    steps: 0,
+                    loss: None,
+                };
+            }
+            self.checking.insert(id, arrival);
+            return Assignment::Check(Check {
+                id,
+                dir: self.state.individual_dir(id),
+            });
         }
         if self.initial_made() < self.config.evolution.initial_population
             && !self.population.is_full()
@@ -688,7 +734,7 @@ impl Shard {
         let busy = self
             .workers
             .iter()
-            .filter(|w| w.state == "training")
+            .filter(|w| w.state == "training" || w.state == "checking")
             .count();
         let idle = self.workers.iter().filter(|w| w.state == "idle").count();
         StatusView {
@@ -856,7 +902,10 @@ impl Shard {
                 theirs,
                 bootstrap,
             } => {
-                let ours = self.config.fitness_settings();
+                let ours = FitnessSettings {
+                    data_digest: self.data_digest.clone(),
+                    ..self.config.fitness_settings()
+                };
                 let differences = serde_json::from_str::<FitnessSettings>(&theirs)
                     .map(|t| ours.differences(&t).join("; "))
                     .unwrap_or_else(|_| "unreadable settings".into());
@@ -1133,7 +1182,7 @@ impl Shard {
         };
         let mut migrants = Vec::new();
         let mut sent = Vec::new();
-        for id in self.choose_emigrants(m.emigrants, m.choose) {
+        for id in self.choose_emigrants(m.emigrants, m.choose, Some(&peer)) {
             match self.migrant(id) {
                 Ok(migrant) => {
                     sent.push((id, migrant.summary.fitness, hex(&migrant.checksum)));
@@ -1170,12 +1219,28 @@ impl Shard {
         });
     }
 
-    /// Up to `k` live, trained individuals, chosen as `how` says.
-    fn choose_emigrants(&mut self, k: usize, how: Emigrants) -> Vec<IndividualId> {
+    /// Up to `k` live, trained individuals, chosen as `how` says. For a destination
+    /// `to`, those that came from it or were sent to it already are left out: it has
+    /// them.
+    fn choose_emigrants(
+        &mut self,
+        k: usize,
+        how: Emigrants,
+        to: Option<&str>,
+    ) -> Vec<IndividualId> {
+        let has_it = |r: &Record| {
+            to.is_some_and(|peer| {
+                r.origin.as_ref().is_some_and(|o| o.island == peer)
+                    || self
+                        .migrations
+                        .iter()
+                        .any(|m| m.direction == "out" && m.id == r.id && m.peer == peer)
+            })
+        };
         let mut candidates: Vec<(IndividualId, f64)> = self
             .records
             .values()
-            .filter(|r| r.status == Status::Alive)
+            .filter(|r| r.status == Status::Alive && !has_it(r))
             .filter_map(|r| Some((r.id, r.fitness.filter(|f| (0.0..=1.0).contains(f))?)))
             .collect();
         if candidates.is_empty() {
@@ -1266,7 +1331,7 @@ impl Shard {
         }
         let count = count.min(protocol::wire::MAX_MIGRANTS);
         let mut migrants = Vec::new();
-        for id in self.choose_emigrants(count, Emigrants::Best) {
+        for id in self.choose_emigrants(count, Emigrants::Best, Some(peer)) {
             if let Ok(m) = self.migrant(id) {
                 let event = Event::Migration {
                     at_ms: now_ms(),
@@ -1275,6 +1340,7 @@ impl Shard {
                     peer: peer.to_string(),
                     remote_id: id,
                     fitness: m.summary.fitness,
+                    claimed: None,
                     checksum: hex(&m.checksum),
                 };
                 if self.state.append(&event).is_ok() {
@@ -1296,7 +1362,7 @@ impl Shard {
                 let n = migrants.len();
                 if let Response::Admitted { ids } = self.admit_migrants(&peer, migrants) {
                     self.reporter.line(&format!(
-                        "joined with {} of {n} migrants from {peer}",
+                        "joining with {} of {n} migrants from {peer}, once scored",
                         ids.len()
                     ));
                 }
@@ -1398,6 +1464,7 @@ impl Shard {
                         peer: peer.clone(),
                         remote_id: id,
                         fitness,
+                        claimed: None,
                         checksum: checksum.clone(),
                     };
                     if let Err(e) = self.state.append(&event) {
@@ -1431,6 +1498,7 @@ impl Shard {
             peer,
             remote_id,
             fitness,
+            claimed,
             checksum,
         } = event
         {
@@ -1441,17 +1509,18 @@ impl Shard {
                 peer: peer.clone(),
                 remote_id: *remote_id,
                 fitness: *fitness,
+                claimed: *claimed,
                 checksum: checksum.clone(),
             });
             self.reporter.json(serde_json::json!({
                 "event": "migration", "direction": direction, "id": id, "peer": peer,
-                "remote_id": remote_id, "fitness": fitness,
+                "remote_id": remote_id, "fitness": fitness, "claimed": claimed,
             }));
         }
     }
 
-    /// Admits the migrants a peer sent, by the admission policy; answers with the ids
-    /// (as sent) of those admitted.
+    /// Takes in the migrants a peer sent, for scoring, as the admission policy allows;
+    /// answers with the ids (as sent) of those taken in.
     fn admit_migrants(&mut self, peer: &str, migrants: Vec<Migrant>) -> Response {
         if self.stopping.is_some() {
             return Response::Refused {
@@ -1473,7 +1542,9 @@ impl Shard {
         Response::Admitted { ids: admitted }
     }
 
-    /// Admits one migrant if the policy lets it in; `Ok(false)` if not.
+    /// Takes in one migrant for checking if the admission policy may let it in (judged
+    /// by the fitness it claims); `Ok(false)` if it may not. It is saved under a new id
+    /// and joins the population only once a worker has scored it ([`Self::checked`]).
     fn admit(&mut self, peer: &str, m: Migrant) -> Result<bool, String> {
         let g = &m.summary.genome;
         if g.input != self.input || g.classes != self.classes {
@@ -1484,32 +1555,16 @@ impl Shard {
         }
         serde_json::from_str::<ModelMeta>(&m.meta_json)
             .map_err(|e| format!("malformed model metadata: {e}"))?;
-        let fitness = m.summary.fitness;
-        if self.population.is_full() {
-            let mut members: Vec<(IndividualId, f64)> = self
-                .population
-                .members()
-                .filter(|x| x.is_candidate())
-                .map(|x| (x.id, x.fitness.unwrap_or(f64::NEG_INFINITY)))
-                .collect();
-            let victim = match self.config.migration.admit {
-                Admission::Grow => return Ok(false),
-                Admission::ReplaceWorst => {
-                    members.sort_by(|a, b| a.1.total_cmp(&b.1));
-                    match members.first() {
-                        Some(&(id, worst)) if worst < fitness => id,
-                        _ => return Ok(false),
-                    }
-                }
-                Admission::ReplaceRandom => {
-                    if members.is_empty() {
-                        return Ok(false);
-                    }
-                    members[self.rng.random_range(0..members.len())].0
-                }
-            };
-            self.population.kill(victim).map_err(|e| e.to_string())?;
-            self.kill(victim).map_err(|e| e.to_string())?;
+        if self.arrivals.len() + self.checking.len() >= MAX_WAITING {
+            return Err(format!(
+                "{MAX_WAITING} migrants are waiting to be scored already"
+            ));
+        }
+        if let Some(copy) = self.copy_of(&m) {
+            return Err(format!("a copy of it is here already ({copy})"));
+        }
+        if self.admission(m.summary.fitness).is_none() {
+            return Ok(false);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -1521,27 +1576,160 @@ impl Shard {
         write(WEIGHTS_FILE, &m.weights)?;
         write(GENOME_FILE, g.to_json().as_bytes())?;
         write(META_FILE, m.meta_json.as_bytes())?;
+        self.reporter.line(&format!(
+            "migrant #{} from {peer} (claims val {}) arrived as #{id}; scoring it",
+            m.summary.id,
+            percent(Some(m.summary.fitness)),
+        ));
+        self.arrivals.push_back(Arrival {
+            id,
+            peer: peer.to_string(),
+            checksum: hex(&m.checksum),
+            summary: m.summary,
+        });
+        Ok(true)
+    }
+
+    /// Where a copy of `m` is already: a migrant being checked with the same weights,
+    /// or a live member with the same genome and weights.
+    fn copy_of(&self, m: &Migrant) -> Option<String> {
+        let sum = hex(&m.checksum);
+        if let Some(a) = self
+            .arrivals
+            .iter()
+            .chain(self.checking.values())
+            .find(|a| a.checksum == sum)
+        {
+            return Some(format!("#{}, being scored", a.id));
+        }
+        self.records
+            .values()
+            .filter(|r| r.status == Status::Alive && r.genome == m.summary.genome)
+            .find(|r| {
+                std::fs::read(self.state.individual_dir(r.id).join(WEIGHTS_FILE))
+                    .is_ok_and(|w| protocol::wire::checksum(&w) == m.checksum)
+            })
+            .map(|r| format!("#{}", r.id))
+    }
+
+    /// Whether the admission policy lets in a migrant of `fitness`: `None` if not, else
+    /// the member it replaces, if any.
+    fn admission(&mut self, fitness: f64) -> Option<Option<IndividualId>> {
+        if !self.population.is_full() {
+            return Some(None);
+        }
+        let mut members: Vec<(IndividualId, f64)> = self
+            .population
+            .members()
+            .filter(|x| x.is_candidate())
+            .map(|x| (x.id, x.fitness.unwrap_or(f64::NEG_INFINITY)))
+            .collect();
+        match self.config.migration.admit {
+            Admission::Grow => None,
+            Admission::ReplaceWorst => {
+                members.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                match members.first() {
+                    Some(&(id, worst)) if worst < fitness => Some(Some(id)),
+                    _ => None,
+                }
+            }
+            Admission::ReplaceRandom if members.is_empty() => None,
+            Admission::ReplaceRandom => {
+                Some(Some(members[self.rng.random_range(0..members.len())].0))
+            }
+        }
+    }
+
+    /// A worker scored a migrant: it joins the population if its score agrees with what
+    /// its sender claimed and the admission policy lets it in; otherwise its folder is
+    /// removed (and a sender that overstated it is penalized).
+    fn checked(&mut self, worker: usize, id: IndividualId, result: Result<f64, String>) {
+        self.set_idle(worker, "idle");
+        let Some(a) = self.checking.remove(&id) else {
+            let _ = self.state.discard(id);
+            return;
+        };
+        let (peer, claimed) = (a.peer.clone(), a.summary.fitness);
+        let remote = a.summary.id;
+        let measured = match result {
+            Ok(f) if self.stopping.is_none() && self.leaving.is_none() => f,
+            Ok(_) => {
+                let _ = self.state.discard(id);
+                return;
+            }
+            Err(e) => {
+                let _ = self.state.discard(id);
+                self.reporter.line(&format!(
+                    "migrant #{remote} from {peer} could not be scored: {e}"
+                ));
+                return;
+            }
+        };
+        if (measured - claimed).abs() > CLAIM_TOLERANCE {
+            let _ = self.state.discard(id);
+            let reason = format!(
+                "its migrant #{remote} claimed val {} but scores {} here",
+                percent(Some(claimed)),
+                percent(Some(measured))
+            );
+            self.reporter
+                .line(&format!("migrant from {peer} refused: {reason}"));
+            if let (Some(n), Ok(p)) = (&self.network, peer.parse::<libp2p::PeerId>()) {
+                n.send(Command::Penalize { peer: p, reason });
+            }
+            return;
+        }
+        let Some(victim) = self.admission(measured) else {
+            let _ = self.state.discard(id);
+            self.reporter.line(&format!(
+                "migrant #{remote} from {peer} (val {}) not admitted: the population is full \
+                 and migration.admit keeps it out",
+                percent(Some(measured))
+            ));
+            return;
+        };
+        if let Err(e) = self.settle(a, measured, victim) {
+            self.fatal(e);
+        }
+    }
+
+    /// A scored migrant joins the population (replacing `victim`): record, event.
+    fn settle(
+        &mut self,
+        a: Arrival,
+        fitness: f64,
+        victim: Option<IndividualId>,
+    ) -> Result<(), StateError> {
+        if let Some(victim) = victim {
+            if self.population.kill(victim).is_ok() {
+                self.kill(victim)?;
+            }
+        }
+        let id = a.id;
         let record = Record {
             id,
-            genome: g.clone(),
+            genome: a.summary.genome.clone(),
             fitness: Some(fitness),
             test_accuracy: None,
             status: Status::Alive,
             parent: None,
-            mutations: m.summary.mutations.clone(),
+            mutations: a.summary.mutations.clone(),
             born_at_ms: now_ms(),
             died_at_ms: None,
-            flops: m.summary.flops,
-            node: m.summary.island.clone(),
+            flops: a.summary.flops,
+            node: a.summary.island.clone(),
             origin: Some(Origin {
-                island: m.summary.island.clone(),
-                id: m.summary.id,
+                island: a.summary.island.clone(),
+                id: a.summary.id,
             }),
         };
-        self.state.add(&record).map_err(|e| e.to_string())?;
-        self.population
-            .add(id, Some(fitness))
-            .map_err(|e| e.to_string())?;
+        self.state.add(&record)?;
+        if let Err(e) = self.population.add(id, Some(fitness)) {
+            return Err(StateError::Conflict {
+                id,
+                reason: e.to_string(),
+            });
+        }
         self.shapes
             .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
         self.records.insert(id, record);
@@ -1549,19 +1737,23 @@ impl Shard {
             at_ms: now_ms(),
             direction: "in".into(),
             id,
-            peer: peer.to_string(),
-            remote_id: m.summary.id,
+            peer: a.peer.clone(),
+            remote_id: a.summary.id,
             fitness,
-            checksum: hex(&m.checksum),
+            claimed: Some(a.summary.fitness),
+            checksum: a.checksum.clone(),
         };
-        self.state.append(&event).map_err(|e| e.to_string())?;
+        self.state.append(&event)?;
         self.record_migration(&event);
         self.reporter.line(&format!(
-            "migration: #{id} (val {}) arrived from {peer} (its #{})",
+            "migration: #{id} (val {} here, {} claimed) arrived from {} (its #{})",
             percent(Some(fitness)),
-            m.summary.id
+            percent(Some(a.summary.fitness)),
+            a.peer,
+            a.summary.id
         ));
-        Ok(true)
+        self.announce();
+        Ok(())
     }
 }
 
@@ -1585,6 +1777,8 @@ impl Actor for Shard {
 pub enum Assignment {
     /// Train this individual.
     Train(Box<Job>),
+    /// Score this migrant on the validation images.
+    Check(Check),
     /// Nothing to do now; ask again after this long.
     Wait(Duration),
     /// The run is over.
@@ -1656,6 +1850,26 @@ impl Handler<JobDone> for Shard {
 
     fn handle(&mut self, msg: JobDone, _: &mut Context<Self>) {
         self.job_done(msg.worker, msg.id, msg.result);
+    }
+}
+
+/// A worker scored a migrant ([`Assignment::Check`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Checked {
+    /// The worker's index.
+    pub worker: usize,
+    /// The migrant's id on this node.
+    pub id: IndividualId,
+    /// Its validation accuracy here, or why it could not be scored.
+    pub result: Result<f64, String>,
+}
+
+impl Handler<Checked> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Checked, _: &mut Context<Self>) {
+        self.checked(msg.worker, msg.id, msg.result);
     }
 }
 

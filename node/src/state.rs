@@ -313,8 +313,11 @@ pub enum Event {
         peer: String,
         /// Its id on the other node (for `in`, on its home island).
         remote_id: IndividualId,
-        /// Its validation accuracy.
+        /// Its validation accuracy: for `in`, as this node measured it on arrival.
         fitness: f64,
+        /// For `in`: the validation accuracy the sender claimed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claimed: Option<f64>,
         /// SHA-256 of its weights, hex.
         checksum: String,
     },
@@ -1354,7 +1357,7 @@ mod tests {
         let root = dir.path().join("state");
         let s = StateDir::create(&root, &config()).unwrap();
         let mut other = config();
-        other.node.workers = 2;
+        other.node.workers = crate::config::Workers::Count(2);
         s.check_compatible(&other).unwrap();
         other.training.steps += 1;
         other.data.split_seed = 9;

@@ -195,8 +195,11 @@ pub struct MigrationView {
     pub peer: String,
     /// Its id on the other node (for `in`: on its home island; for `out`: as sent).
     pub remote_id: IndividualId,
-    /// Its validation accuracy.
+    /// Its validation accuracy (for `in`: as this node measured it on arrival).
     pub fitness: f64,
+    /// For `in`: the validation accuracy the sender claimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<f64>,
     /// SHA-256 of its weights, hex.
     pub checksum: String,
 }

@@ -2,10 +2,11 @@
 //! async reactor, so the node keeps answering while it trains. It asks the shard for a
 //! [`Job`], trains the child (inheriting its parent's weights), scores it on the
 //! validation images, saves the model into the individual's folder and reports back;
-//! then asks again, until the shard says stop.
+//! then asks again, until the shard says stop. It also scores migrants from other
+//! islands on this node's validation images before they may join ([`Check`]).
 
 use crate::population::IndividualId;
-use crate::shard::{Assignment, JobDone, NextJob, Progress, Shard, WorkerStopped};
+use crate::shard::{Assignment, Checked, JobDone, NextJob, Progress, Shard, WorkerStopped};
 use actix::{Actor, Addr, Handler, Message, SyncContext};
 use genome::{Genome, Invalidated, TrainingCost};
 use std::collections::HashMap;
@@ -29,6 +30,15 @@ pub struct Job {
     pub dir: PathBuf,
     /// How to train it.
     pub config: TrainConfig,
+}
+
+/// A migrant saved in its folder, to score on this node's validation images: its fitness
+/// here, whatever its sender claimed.
+pub struct Check {
+    /// Its id on this node.
+    pub id: IndividualId,
+    /// Its folder (genome, weights, metadata).
+    pub dir: PathBuf,
 }
 
 /// What training one individual gave.
@@ -81,18 +91,26 @@ impl Worker {
 
     /// Trains one job; a panic inside training is caught and reported as a failure.
     fn train(&self, job: &Job) -> Result<Trained, String> {
-        let run = std::panic::AssertUnwindSafe(|| self.train_inner(job));
-        match std::panic::catch_unwind(run) {
-            Ok(result) => result.map_err(|e| format!("{e:#}")),
-            Err(panic) => Err(format!(
-                "training panicked: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown cause")
-            )),
-        }
+        caught("training", || self.train_inner(job))
+    }
+
+    /// Scores a migrant on the validation images; a panic is caught and reported.
+    fn check(&self, check: &Check) -> Result<f64, String> {
+        caught("checking", || {
+            let device = self.device.clone();
+            let task = self.task;
+            trainer::threads::run(move || {
+                let saved = trainer::individual::load(&check.dir, &device)?;
+                let (net, _) = Network::new(
+                    &saved.genome,
+                    &device,
+                    Some(&saved.tensors),
+                    &Invalidated::none(),
+                    0,
+                )?;
+                Ok(task.validation_accuracy(&net)?)
+            })
+        })
     }
 
     fn train_inner(&self, job: &Job) -> anyhow::Result<Trained> {
@@ -150,6 +168,21 @@ impl Worker {
     }
 }
 
+/// Runs `f`, turning its error or panic into a message that starts with `what`.
+fn caught<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| format!("{e:#}")),
+        Err(panic) => Err(format!(
+            "{what} panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown cause")
+        )),
+    }
+}
+
 impl Actor for Worker {
     type Context = SyncContext<Self>;
 }
@@ -167,6 +200,14 @@ impl Handler<Run> for Worker {
                     self.shard.do_send(JobDone {
                         worker: self.index,
                         id: job.id,
+                        result,
+                    });
+                }
+                Ok(Assignment::Check(check)) => {
+                    let result = self.check(&check);
+                    self.shard.do_send(Checked {
+                        worker: self.index,
+                        id: check.id,
                         result,
                     });
                 }

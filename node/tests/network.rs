@@ -130,6 +130,27 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
     std::io::Read::read_to_string(odd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("refused to join"), "{stderr}");
     assert!(stderr.contains("steps"), "{stderr}");
+
+    // So does a node with the same config on other data under the same name: the
+    // digest of the images loaded differs.
+    let other = dir.path().join("other");
+    write_cifar10(&other, 21);
+    let mut odd = start(
+        &other.join("cifar-10-batches-bin"),
+        dir.path().join("odd-data"),
+        &["--bootstrap", &bootstrap],
+    );
+    let exit = wait_for(
+        Duration::from_secs(60),
+        "the node on other data to give up",
+        || odd.child.try_wait().unwrap(),
+    );
+    assert!(!exit.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(odd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("refused to join"), "{stderr}");
+    assert!(stderr.contains("data_digest"), "{stderr}");
+    assert!(!stderr.contains("steps"), "{stderr}");
     // The others carry on.
     assert!(status(a.port).is_some());
 }
@@ -229,6 +250,9 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
     .unwrap();
     assert_eq!(record["fitness"], arrival["fitness"]);
     assert_eq!(record["origin"]["id"], arrival["remote_id"]);
+    // The receiver scored it on its own validation images before admitting it: the
+    // same accuracy as its sender measured.
+    assert_eq!(arrival["fitness"], arrival["claimed"], "{arrival}");
     // The sender logged it too, with the same checksum.
     let other = if port == a.port { b.port } else { a.port };
     let sent = wait_for(Duration::from_secs(30), "the sender's record", || {
@@ -238,7 +262,7 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
             .find(|m| m["direction"] == "out" && m["checksum"] == arrival["checksum"])
             .cloned()
     });
-    assert_eq!(sent["fitness"], arrival["fitness"]);
+    assert_eq!(sent["fitness"], arrival["claimed"]);
     assert_eq!(sent["id"], arrival["remote_id"]);
     // Both event logs hold it.
     for s in ["a", "b"] {
@@ -307,15 +331,14 @@ fn joining_leaving_and_dying_nodes() {
         b.child.try_wait().unwrap()
     });
     assert!(exit.success(), "{exit:?}");
-    let handed = get_json(a.port, "/migrations").unwrap();
-    assert!(
-        handed
-            .as_array()
-            .unwrap()
+    // A scores what B handed over, then admits it.
+    wait_for(Duration::from_secs(30), "A to admit B's hand-off", || {
+        get_json(a.port, "/migrations")?
+            .as_array()?
             .iter()
-            .any(|m| m["direction"] == "in" && m["peer"] == b_id.as_str()),
-        "{handed}"
-    );
+            .any(|m| m["direction"] == "in" && m["peer"] == b_id.as_str())
+            .then_some(())
+    });
     let events = std::fs::read_to_string(dir.path().join("b/events.jsonl")).unwrap();
     assert!(events.contains("stopped by SIGTERM"), "{events}");
     assert!(status(a.port).is_some());
@@ -388,7 +411,8 @@ fn garbled_messages_are_rejected_and_their_sender_penalized() {
                     protocol::wire::Request::Pull {
                         island: "hostile".into(),
                         count: 1_000_000,
-                    },
+                    }
+                    .into(),
                 );
                 sent_request = true;
             }
@@ -406,4 +430,262 @@ fn garbled_messages_are_rejected_and_their_sender_penalized() {
     wait_for(Duration::from_secs(60), "more training", || {
         (status(node.port)?["individuals_trained"].as_u64()? > before).then_some(())
     });
+}
+
+/// A hostile peer in this process: `swarm` dials `addr`, `send` sends its message once
+/// connected, and the peer waits for the node to disconnect it: whether it did within
+/// 30 s.
+fn expect_disconnect<B: libp2p::swarm::NetworkBehaviour>(
+    mut swarm: libp2p::Swarm<B>,
+    addr: &str,
+    send: impl FnOnce(&mut libp2p::Swarm<B>, libp2p::PeerId),
+) -> bool {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    let addr: libp2p::Multiaddr = addr.parse().unwrap();
+    let node_peer = match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => panic!("no peer id in {addr}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        swarm.dial(addr.clone()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut send = Some(send);
+        while tokio::time::Instant::now() < deadline {
+            let event = tokio::time::timeout(Duration::from_millis(200), swarm.next()).await;
+            match event {
+                Ok(Some(SwarmEvent::ConnectionEstablished { peer_id, .. }))
+                    if peer_id == node_peer =>
+                {
+                    if let Some(send) = send.take() {
+                        send(&mut swarm, node_peer);
+                    }
+                }
+                Ok(Some(SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                })) if peer_id == node_peer && send.is_none() => return true,
+                _ => {}
+            }
+        }
+        false
+    })
+}
+
+/// [`expect_disconnect`] for a well-formed `request` from a peer speaking evo's protocols.
+fn request_and_expect_disconnect(addr: &str, request: protocol::wire::Request) -> bool {
+    use protocol::behaviour::{build_swarm, SwarmOptions};
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let swarm = build_swarm(key, &SwarmOptions::default()).unwrap();
+    expect_disconnect(swarm, addr, |swarm, peer| {
+        swarm
+            .behaviour_mut()
+            .exchange
+            .send_request(&peer, request.into());
+    })
+}
+
+/// A hostile codec for evo's request protocol: it writes a request's bytes as they are,
+/// with no length prefix of its own, and reads nothing back.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl libp2p::request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&bytes).await?;
+        io.flush().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// [`expect_disconnect`] for raw `bytes` on evo's request protocol.
+fn raw_request_and_expect_disconnect(addr: &str, bytes: Vec<u8>) -> bool {
+    use libp2p::request_response::{self, ProtocolSupport};
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(protocol::codec::PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    expect_disconnect(swarm, addr, |swarm, peer| {
+        swarm.behaviour_mut().send_request(&peer, bytes);
+    })
+}
+
+/// A migrant whose weights are fresh (untrained) but which claims 99% validation
+/// accuracy.
+fn lying_migrant(dir: &Path) -> protocol::wire::Migrant {
+    let genome = genome::Genome::initial(
+        genome::InputShape {
+            height: 32,
+            width: 32,
+            channels: 3,
+        },
+        10,
+    );
+    let (net, _) = trainer::Network::new(
+        &genome,
+        &trainer::Device::Cpu,
+        None,
+        &genome::Invalidated::none(),
+        7,
+    )
+    .unwrap();
+    let meta = trainer::individual::ModelMeta {
+        normalization: trainer::batch::Normalization {
+            mean: vec![0.5; 3],
+            std: vec![0.25; 3],
+        },
+        steps: 20,
+        val_accuracy: Some(0.99),
+        test_accuracy: None,
+        dataset: "cifar10".into(),
+    };
+    trainer::individual::save(dir, &genome, net.weights(), &meta).unwrap();
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    protocol::wire::Migrant::new(
+        protocol::wire::Summary {
+            id: 7,
+            island: "liar".into(),
+            genome,
+            fitness: 0.99,
+            parent: None,
+            mutations: Vec::new(),
+            flops: 1,
+            born_at_ms: 0,
+        },
+        String::from_utf8(read(trainer::individual::META_FILE)).unwrap(),
+        read(trainer::individual::WEIGHTS_FILE),
+    )
+}
+
+/// A migrant is scored on arrival: one that overstates its fitness is refused and its
+/// sender penalized. So is the sender of a request that breaks the protocol's rules, and
+/// of one over the size cap.
+#[test]
+fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let node = start(&data, dir.path().join("a"), &[]);
+    let addr = address(&node);
+    wait_for(Duration::from_secs(60), "a trained individual", || {
+        (trained(node.port)? >= 1).then_some(())
+    });
+
+    let model = dir.path().join("liar");
+    std::fs::create_dir_all(&model).unwrap();
+    let liar = protocol::wire::Request::Migrate {
+        island: "liar".into(),
+        migrants: vec![lying_migrant(&model)],
+    };
+    assert!(
+        request_and_expect_disconnect(&addr, liar),
+        "the node did not disconnect the liar"
+    );
+    let s = wait_for(Duration::from_secs(10), "the penalty", || {
+        let s = status(node.port)?;
+        (s["penalized_peers"].as_u64()? >= 1).then_some(s)
+    });
+    let migrations = get_json(node.port, "/migrations").unwrap();
+    assert!(
+        !migrations
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "in"),
+        "{migrations}"
+    );
+
+    // A pull of a million migrants decodes but breaks the cap: penalized too.
+    let greedy = protocol::wire::Request::Pull {
+        island: "greedy".into(),
+        count: 1_000_000,
+    };
+    assert!(
+        request_and_expect_disconnect(&addr, greedy),
+        "the node did not disconnect the greedy peer"
+    );
+    wait_for(Duration::from_secs(10), "the second penalty", || {
+        (status(node.port)?["penalized_peers"].as_u64()? >= 2).then_some(())
+    });
+
+    // A request whose length prefix says 2^40 bytes, far over the cap: rejected before
+    // a byte of it is read or allocated, and its sender penalized.
+    let mut oversized = (1u64 << 40).to_be_bytes().to_vec();
+    oversized.extend_from_slice(b"EVO");
+    assert!(
+        raw_request_and_expect_disconnect(&addr, oversized),
+        "the node did not disconnect the sender of an oversized request"
+    );
+    wait_for(Duration::from_secs(10), "the third penalty", || {
+        (status(node.port)?["penalized_peers"].as_u64()? >= 3).then_some(())
+    });
+    // The node is alive and still training; no immigrant joined it.
+    let before = s["individuals_trained"].as_u64().unwrap();
+    wait_for(Duration::from_secs(60), "more training", || {
+        (trained(node.port)? > before).then_some(())
+    });
+    let records: Vec<Value> = std::fs::read_dir(dir.path().join("a/individuals"))
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("record.json")).ok())
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .collect();
+    assert!(records.iter().all(|r| r["origin"].is_null()), "{records:?}");
 }

@@ -109,6 +109,7 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                 input,
                 classes: 3,
                 workers: 1,
+                data_digest: None,
                 reporter: Reporter::new(OutputMode::Quiet, 1),
                 done,
             })

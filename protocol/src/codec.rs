@@ -2,6 +2,11 @@
 //! behind an 8-byte big-endian length prefix. The length is checked against the kind's
 //! cap before a byte of the body is read, and the body is read through a `take` of that
 //! length, so a peer cannot make a node allocate or read more than the cap.
+//!
+//! A request that breaks the rules is not a read *error*: libp2p's request-response
+//! drops a failed inbound read without telling the behaviour's owner, so its sender could
+//! not be penalized. It is read as [`RequestFrame::Invalid`] with the reason instead,
+//! and the node decides.
 
 use crate::wire::{self, Request, Response, MAX_MIGRATION_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,6 +40,22 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// A request as the codec carries it: a valid [`Request`], or, when read from a peer,
+/// why what it sent is not one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestFrame {
+    /// A decoded request that passed every check.
+    Valid(Request),
+    /// What was wrong with what the peer sent (never written).
+    Invalid(String),
+}
+
+impl From<Request> for RequestFrame {
+    fn from(request: Request) -> Self {
+        RequestFrame::Valid(request)
+    }
+}
+
 /// Reads one length-prefixed frame of at most `max` bytes.
 pub async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
@@ -65,15 +86,24 @@ pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) 
 
 impl libp2p::request_response::Codec for ExchangeCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = RequestFrame;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RequestFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let frame = read_frame(io, self.max_bytes).await?;
-        wire::decode(&frame, &self.limits).map_err(invalid)
+        let frame = match read_frame(io, self.max_bytes).await {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(RequestFrame::Invalid(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match wire::decode(&frame, &self.limits) {
+            Ok(request) => RequestFrame::Valid(request),
+            Err(e) => RequestFrame::Invalid(e.to_string()),
+        })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -88,11 +118,14 @@ impl libp2p::request_response::Codec for ExchangeCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: Request,
+        request: RequestFrame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        let RequestFrame::Valid(request) = request else {
+            return Err(invalid("an invalid request is never sent"));
+        };
         let frame = wire::encode(&request).map_err(invalid)?;
         write_frame(io, &frame).await
     }
@@ -141,6 +174,59 @@ mod tests {
             short.extend_from_slice(b"abc");
             let err = read_frame(&mut Cursor::new(short), 100).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        });
+    }
+
+    #[test]
+    fn bad_requests_are_read_as_invalid_not_as_errors() {
+        use libp2p::request_response::Codec;
+        block_on(async {
+            let mut codec = ExchangeCodec::default();
+            let read = |bytes: Vec<u8>| async move {
+                let mut codec = ExchangeCodec::default();
+                codec.read_request(&PROTOCOL, &mut Cursor::new(bytes)).await
+            };
+            // A valid request round-trips.
+            let pull = Request::Pull {
+                island: "a".into(),
+                count: 3,
+            };
+            let mut out = Cursor::new(Vec::new());
+            codec
+                .write_request(&PROTOCOL, &mut out, pull.clone().into())
+                .await
+                .unwrap();
+            let bytes = out.into_inner();
+            assert_eq!(
+                read(bytes.clone()).await.unwrap(),
+                RequestFrame::Valid(pull)
+            );
+            // Over the cap, garbled, or breaking a rule: invalid, with the reason.
+            let mut huge = (1u64 << 40).to_be_bytes().to_vec();
+            huge.extend_from_slice(b"EVO");
+            for bad in [huge, [&5u64.to_be_bytes()[..], b"hello"].concat(), {
+                let greedy = Request::Pull {
+                    island: "a".into(),
+                    count: 1_000_000,
+                };
+                let frame = wire::encode(&greedy).unwrap();
+                [&(frame.len() as u64).to_be_bytes()[..], &frame].concat()
+            }] {
+                match read(bad).await.unwrap() {
+                    RequestFrame::Invalid(reason) => assert!(!reason.is_empty()),
+                    other => panic!("read as {other:?}"),
+                }
+            }
+            // A stream that ends early is an error, not a request.
+            assert!(read(10u64.to_be_bytes().to_vec()).await.is_err());
+            // An invalid request is never written.
+            let mut out = Cursor::new(Vec::new());
+            let err = codec
+                .write_request(&PROTOCOL, &mut out, RequestFrame::Invalid("x".into()))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(out.into_inner().is_empty());
         });
     }
 }

@@ -58,8 +58,43 @@ pub fn describe(device: &Device) -> String {
     }
 }
 
+/// The memory of a GPU in GiB, as `nvidia-smi` reports it; `None` for the CPU or when
+/// `nvidia-smi` cannot tell.
+pub fn memory_gib(device: &Device) -> Option<f64> {
+    let candle_core::DeviceLocation::Cuda { gpu_id } = device.location() else {
+        return None;
+    };
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=memory.total",
+            "--format=csv,noheader,nounits",
+            &format!("--id={gpu_id}"),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_mib(&String::from_utf8_lossy(&out.stdout)).map(|mib| mib / 1024.0)
+}
+
+/// The first line of `nvidia-smi`'s memory query, in MiB.
+fn parse_mib(text: &str) -> Option<f64> {
+    let mib: f64 = text.lines().next()?.trim().parse().ok()?;
+    (mib.is_finite() && mib > 0.0).then_some(mib)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_nvidia_smi_memory() {
+        assert_eq!(parse_mib("81559\n"), Some(81559.0));
+        assert_eq!(parse_mib(" 143771 \n143771\n"), Some(143771.0));
+        assert_eq!(parse_mib("[N/A]\n"), None);
+        assert_eq!(parse_mib(""), None);
+        assert_eq!(memory_gib(&Device::Cpu), None);
+    }
+
     use super::*;
 
     #[test]

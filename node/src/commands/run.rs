@@ -10,7 +10,7 @@ use actix::{Actor, SyncArbiter};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use genome::{Genome, InputShape};
-use node::config::ExperimentConfig;
+use node::config::{ExperimentConfig, FitnessSettings};
 use node::http;
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
@@ -42,9 +42,10 @@ pub struct RunArgs {
     /// Address of the HTTP endpoint (sets node.http).
     #[arg(long)]
     http: Option<SocketAddr>,
-    /// Training workers (sets node.workers).
-    #[arg(long)]
-    workers: Option<usize>,
+    /// Training workers: a number, or auto to choose from the machine (sets
+    /// node.workers).
+    #[arg(long, value_name = "N|auto")]
+    workers: Option<String>,
     /// Device: cpu, cuda or cuda:N (sets node.device).
     #[arg(long)]
     device: Option<String>,
@@ -124,8 +125,8 @@ fn effective_config(mut config: ExperimentConfig, args: &RunArgs) -> Result<Expe
     if let Some(h) = &args.http {
         overrides.push(("node.http".into(), h.to_string()));
     }
-    if let Some(w) = args.workers {
-        overrides.push(("node.workers".into(), w.to_string()));
+    if let Some(w) = &args.workers {
+        overrides.push(("node.workers".into(), w.clone()));
     }
     if let Some(d) = &args.device {
         overrides.push(("node.device".into(), d.clone()));
@@ -192,6 +193,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let http_addr = listener.local_addr().unwrap_or(config.node.http);
     let device = trainer::device::open(&config.node.device)
         .with_context(|| format!("opening the device {:?}", config.node.device))?;
+    // Before anything trains or loads: the pool is built once.
+    let threads_configured = trainer::threads::configure(config.node.threads);
+    let threads = trainer::threads::count();
     let network_plan = NetworkPlan::from_args(&args)?;
 
     // An existing state directory is opened (and checked) before the data set is read;
@@ -299,18 +303,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         )
     })?;
     let node_id = key.public().to_peer_id().to_string();
+    // Peers compare the data actually loaded, not only its name.
+    let fitness = FitnessSettings {
+        data_digest: Some(dataset.digest()),
+        ..config.fitness_settings()
+    };
     let identity = node::network::Identity {
         experiment: node::shard::experiment_id(&config),
-        fingerprint: config.fitness_fingerprint(),
-        settings_json: config.fitness_settings().canonical(),
+        fingerprint: fitness.fingerprint(),
+        settings_json: fitness.canonical(),
         limits: config.evolution.limits,
     };
-    let workers = config.node.workers;
+    let workers = config.node.workers.resolve(
+        &config.node.device,
+        threads,
+        trainer::device::memory_gib(&device),
+    );
     if mode == OutputMode::Human {
         eprintln!("data: {data_summary}");
         eprintln!(
             "node {node_id}: experiment {} ({} selection, population {}), state {}, \
-             {workers} worker(s) on {}, status at http://{http_addr}/status",
+             {workers} worker(s) on {} ({threads} CPU threads{}), status at http://{http_addr}/status",
             config.experiment.name,
             match config.evolution.selection {
                 node::config::Selection::Tournament => "tournament",
@@ -319,6 +332,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             config.evolution.population_size,
             state_path.display(),
             trainer::device::describe(&device),
+            if threads_configured { "" } else { ", node.threads came too late" },
         );
     }
     let system = actix_rt::System::new();
@@ -335,6 +349,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             input,
             classes,
             workers,
+            data_digest: fitness.data_digest.clone(),
             reporter: Reporter::new(mode, workers),
             done: done_tx,
         })

@@ -68,6 +68,29 @@ impl Dataset {
         )
     }
 
+    /// A SHA-256 (hex) of what decides a fitness on this data: the image shape, the class
+    /// count and every training image and label (the validation images are drawn from
+    /// them). Two copies of a data set that differ in any pixel or label differ here,
+    /// whatever they are called; the name and the test split are not part of it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for n in [
+            self.height,
+            self.width,
+            self.channels,
+            self.classes.len() as u32,
+        ] {
+            h.update(n.to_le_bytes());
+        }
+        h.update((self.train.len() as u64).to_le_bytes());
+        for label in &self.train.labels {
+            h.update(label.to_le_bytes());
+        }
+        h.update(&self.train.images);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Bytes per image: channels x height x width.
     pub fn image_len(&self) -> usize {
         self.channels as usize * self.height as usize * self.width as usize
@@ -104,5 +127,35 @@ mod tests {
         assert_eq!(ds.image_len(), 4);
         assert_eq!(ds.num_classes(), 2);
         assert!(ds.test.is_empty());
+    }
+
+    #[test]
+    fn the_digest_follows_pixels_and_labels_not_names() {
+        let ds = Dataset {
+            name: "a".into(),
+            classes: vec!["x".into(), "y".into()],
+            height: 1,
+            width: 2,
+            channels: 1,
+            train: Split {
+                images: vec![1, 2, 3, 4],
+                labels: vec![0, 1],
+            },
+            test: Split::default(),
+        };
+        let d = ds.digest();
+        assert_eq!(d.len(), 64);
+        let renamed = Dataset {
+            name: "b".into(),
+            test: ds.train.clone(),
+            ..ds.clone()
+        };
+        assert_eq!(renamed.digest(), d, "name and test split do not count");
+        let mut pixel = ds.clone();
+        pixel.train.images[3] = 5;
+        assert_ne!(pixel.digest(), d);
+        let mut label = ds.clone();
+        label.train.labels[0] = 1;
+        assert_ne!(label.digest(), d);
     }
 }
