@@ -160,49 +160,31 @@ pub fn build_swarm(
     let psk = options.psk.map(PreSharedKey::new);
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
     let opts = options.clone();
-    let builder = SwarmBuilder::with_existing_identity(key).with_tokio();
-    let swarm = if options.memory {
-        builder
-            .with_other_transport(
-                move |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let base =
-                        MemoryTransport::default().and_then(move |socket, _| private(socket, psk));
-                    Ok(base
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default()))
-                },
-            )
-            .map_err(|e| err(e.to_string()))?
-            .with_behaviour(
-                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    Ok(behaviour(key, &opts)?)
-                },
-            )
-            .map_err(|e| err(e.to_string()))?
-            .with_swarm_config(idle)
-            .build()
-    } else {
-        builder
-            .with_other_transport(
-                move |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let base = tcp::tokio::Transport::new(tcp::Config::default())
-                        .and_then(move |socket, _| private(socket, psk));
-                    Ok(base
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default()))
-                },
-            )
-            .map_err(|e| err(e.to_string()))?
-            .with_behaviour(
-                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    Ok(behaviour(key, &opts)?)
-                },
-            )
-            .map_err(|e| err(e.to_string()))?
-            .with_swarm_config(idle)
-            .build()
-    };
+    let memory = options.memory;
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(
+            move |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let base = if memory {
+                    either::Either::Left(MemoryTransport::default())
+                } else {
+                    either::Either::Right(tcp::tokio::Transport::new(tcp::Config::default()))
+                };
+                Ok(base
+                    .and_then(move |socket, _| private(socket, psk))
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()))
+            },
+        )
+        .map_err(|e| err(e.to_string()))?
+        .with_behaviour(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(behaviour(key, &opts)?)
+            },
+        )
+        .map_err(|e| err(e.to_string()))?
+        .with_swarm_config(idle)
+        .build();
     Ok(swarm)
 }
