@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, get, quick_config, wait_for, write_cifar10};
+use common::{free_port, get, tiny_run_args, wait_for, write_cifar10};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,24 +24,14 @@ impl Drop for Node {
 
 fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
     let port = free_port();
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--config".into(),
-        quick_config(),
-        "--data".into(),
-        data.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--http".into(),
-        format!("127.0.0.1:{port}"),
+    let mut args = tiny_run_args(data, &state, port);
+    args.extend([
         "--listen".into(),
         "/ip4/127.0.0.1/tcp/0".into(),
-        "data.validation_images=30".into(),
-        "training.batch=10".into(),
         "training.steps=20".into(),
         "evolution.population_size=4".into(),
         "evolution.initial_population=2".into(),
-    ];
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let child = Command::new(env!("CARGO_BIN_EXE_evo"))
         .args(&args)

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{evo, free_port, get, json_line, ok, quick_config, wait_for, write_cifar10};
+use common::{
+    evo, free_port, get, json_line, ok, quick_config, tiny_run_args, wait_for, write_cifar10,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -13,22 +15,12 @@ use std::time::{Duration, Instant};
 
 /// `evo run` on the test data with a tiny population, plus `extra` arguments.
 fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--config".into(),
-        quick_config(),
-        "--data".into(),
-        data.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--http".into(),
-        format!("127.0.0.1:{port}"),
-        "data.validation_images=30".into(),
-        "training.batch=10".into(),
+    let mut args = tiny_run_args(data, state, port);
+    args.extend([
         "training.log_every=5".into(),
         "evolution.population_size=5".into(),
         "evolution.initial_population=3".into(),
-    ];
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

@@ -68,6 +68,24 @@ pub fn quick_config() -> String {
         .to_string()
 }
 
+/// The arguments of `evo run` on the quick config with the test's `data`, a state
+/// directory and an HTTP port, and tiny validation and batch sizes; callers add the rest.
+pub fn tiny_run_args(data: &Path, state: &Path, port: u16) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--config".into(),
+        quick_config(),
+        "--data".into(),
+        data.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{port}"),
+        "data.validation_images=30".into(),
+        "training.batch=10".into(),
+    ]
+}
+
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
