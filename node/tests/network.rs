@@ -3,16 +3,38 @@
 
 mod common;
 
-use common::{free_port, get, tiny_run_args, wait_for, write_cifar10};
+use common::{free_port, get, poll, tiny_run_args, wait_for, write_cifar10};
 use serde_json::Value;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A node of the test experiment; killed when dropped.
+/// A node of the test experiment; killed when dropped. Its stderr is drained into `log`
+/// by a thread, so that a chatty node never blocks on a full pipe and a failing test can
+/// show what the node said.
 struct Node {
     child: Child,
     port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Node {
+    /// What the node has written to stderr so far.
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (up to `limit`) for the node to exit, then for its stderr to be drained.
+    fn wait_exit(&mut self, limit: Duration, what: &str) -> (std::process::ExitStatus, String) {
+        let exit = wait_for(limit, what, || self.child.try_wait().unwrap());
+        // The reader thread sees end-of-file once the process is gone.
+        wait_for(Duration::from_secs(5), "the node's stderr to close", || {
+            (Arc::strong_count(&self.log) == 1).then_some(())
+        });
+        (exit, self.log())
+    }
 }
 
 impl Drop for Node {
@@ -33,13 +55,25 @@ fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
         "evolution.initial_population=2".into(),
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let child = Command::new(env!("CARGO_BIN_EXE_evo"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evo"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("evo starts");
-    Node { child, port }
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut log) = sink.lock() {
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    Node { child, port, log }
 }
 
 fn get_json(port: u16, path: &str) -> Option<Value> {
@@ -112,12 +146,8 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
         dir.path().join("odd"),
         &["--bootstrap", &bootstrap, "training.steps=21"],
     );
-    let exit = wait_for(Duration::from_secs(60), "the odd node to give up", || {
-        odd.child.try_wait().unwrap()
-    });
+    let (exit, stderr) = odd.wait_exit(Duration::from_secs(60), "the odd node to give up");
     assert!(!exit.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(odd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("refused to join"), "{stderr}");
     assert!(stderr.contains("steps"), "{stderr}");
 
@@ -130,14 +160,9 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
         dir.path().join("odd-data"),
         &["--bootstrap", &bootstrap],
     );
-    let exit = wait_for(
-        Duration::from_secs(60),
-        "the node on other data to give up",
-        || odd.child.try_wait().unwrap(),
-    );
+    let (exit, stderr) =
+        odd.wait_exit(Duration::from_secs(60), "the node on other data to give up");
     assert!(!exit.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(odd.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("refused to join"), "{stderr}");
     assert!(stderr.contains("data_digest"), "{stderr}");
     assert!(!stderr.contains("steps"), "{stderr}");
@@ -270,9 +295,14 @@ fn joining_leaving_and_dying_nodes() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 20);
     let data = dir.path().join("cifar-10-batches-bin");
-    // Migration only on joining and leaving here.
+    // Migration only on joining and leaving here. A admits whatever it is handed, good
+    // or bad (replace-worst would refuse a hand-off no better than its worst member).
     let quiet = ["migration.every=0"];
-    let a = start(&data, dir.path().join("a"), &quiet);
+    let a = start(
+        &data,
+        dir.path().join("a"),
+        &["migration.every=0", "migration.admit=replace-random"],
+    );
     let bootstrap = address(&a);
     let join = |name: &str| {
         let mut args = quiet.to_vec();
@@ -317,18 +347,21 @@ fn joining_leaving_and_dying_nodes() {
         .status()
         .unwrap();
     assert!(term.success());
-    let exit = wait_for(Duration::from_secs(40), "B to leave", || {
-        b.child.try_wait().unwrap()
-    });
-    assert!(exit.success(), "{exit:?}");
+    let (exit, b_log) = b.wait_exit(Duration::from_secs(40), "B to leave");
+    assert!(exit.success(), "{exit:?}\n{b_log}");
     // A scores what B handed over, then admits it.
-    wait_for(Duration::from_secs(30), "A to admit B's hand-off", || {
+    let admitted = poll(Duration::from_secs(60), || {
         get_json(a.port, "/migrations")?
             .as_array()?
             .iter()
             .any(|m| m["direction"] == "in" && m["peer"] == b_id.as_str())
             .then_some(())
     });
+    assert!(
+        admitted.is_some(),
+        "A did not admit B's hand-off\n--- B said:\n{b_log}\n--- A said:\n{}",
+        a.log()
+    );
     let events = std::fs::read_to_string(dir.path().join("b/events.jsonl")).unwrap();
     assert!(events.contains("stopped by SIGTERM"), "{events}");
     assert!(status(a.port).is_some());

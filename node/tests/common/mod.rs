@@ -96,13 +96,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls until `f` gives something; fails the test, naming `what`, after `limit`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(limit, f).unwrap_or_else(|| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// Polls until `f` gives something, for at most `limit`: `None` if it never did.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(t) = f() {
-            return t;
+            return Some(t);
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        if start.elapsed() >= limit {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
