@@ -141,13 +141,17 @@ pub enum Admission {
     Grow,
 }
 
-/// `[migration]`: the island model (as pygmo's archipelago): every `every` reproductions
-/// a node sends `emigrants` trained individuals, with their weights, to a peer.
+/// `[migration]`: the island model (as pygmo's archipelago): every `every` reproductions,
+/// or after a reproduction with chance `probability`, a node sends `emigrants` trained
+/// individuals, with their weights, to a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MigrationSection {
-    /// Reproductions between two migrations (0: never migrate).
+    /// Reproductions between two migrations (0: not on a schedule).
     pub every: u64,
+    /// The chance of a migration after each reproduction (0: not by chance); only one of
+    /// `every` and `probability` may be set.
+    pub probability: f64,
     /// Individuals sent each time.
     pub emigrants: usize,
     /// Which individuals emigrate.
@@ -162,6 +166,7 @@ impl Default for MigrationSection {
     fn default() -> Self {
         MigrationSection {
             every: 20,
+            probability: 0.0,
             emigrants: 1,
             choose: Emigrants::Best,
             destination: Destination::Random,
@@ -750,6 +755,21 @@ impl ExperimentConfig {
             return invalid("node.state_dir", "must not be empty".into());
         }
         let m = &self.migration;
+        if !(0.0..=1.0).contains(&m.probability) {
+            return invalid(
+                "migration.probability",
+                format!("{} is not in 0..=1", m.probability),
+            );
+        }
+        if m.probability > 0.0 && m.every > 0 {
+            return invalid(
+                "migration.probability",
+                format!(
+                    "{} is set, and so is migration.every ({}): set one of them to 0",
+                    m.probability, m.every
+                ),
+            );
+        }
         if m.emigrants == 0 || m.emigrants > protocol::wire::MAX_MIGRANTS {
             return invalid(
                 "migration.emigrants",
@@ -1208,6 +1228,26 @@ mod tests {
             ));
         }
         assert_eq!(c, before, "failed overrides change nothing");
+    }
+
+    #[test]
+    fn migration_is_on_a_schedule_or_by_chance_not_both() {
+        let mut c = quick();
+        c.apply_override("migration.every", "0").unwrap();
+        c.apply_override("migration.probability", "0.25").unwrap();
+        c.validate().unwrap();
+        for p in ["-0.1", "1.5", "nan"] {
+            c.apply_override("migration.probability", p).unwrap();
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains("migration.probability"), "{p}: {msg}");
+        }
+        c.apply_override("migration.probability", "0.25").unwrap();
+        c.apply_override("migration.every", "10").unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("migration.probability") && msg.contains("migration.every"),
+            "{msg}"
+        );
     }
 
     #[test]

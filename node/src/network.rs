@@ -5,7 +5,9 @@
 //! The event loop handles on its own what needs no population: it says hello to every
 //! peer it connects to and answers hellos (a peer whose fitness settings differ is told so
 //! and disconnected; if it was one of our `--bootstrap` peers, the shard is told to refuse
-//! to join), validates every gossip message before it is forwarded (invalid ones are
+//! to join), refuses migrations and pulls from a peer that has not shown compatible
+//! settings in a hello (either way round), validates every gossip message before it is
+//! forwarded (invalid ones are
 //! rejected, which lowers the sender's gossipsub score, and the sender is disconnected),
 //! feeds Kademlia with identified peers, and bootstraps.
 
@@ -112,6 +114,9 @@ pub struct EventLoop {
     inbound: HashMap<u64, ResponseChannel<Response>>,
     next_inbound: u64,
     greeted: BTreeSet<PeerId>,
+    /// Connected peers that have shown settings equal to ours, in a hello of theirs or in
+    /// the answer to ours: the only ones whose migrations and pulls are taken.
+    introduced: BTreeSet<PeerId>,
     traffic: Arc<Traffic>,
 }
 
@@ -166,6 +171,7 @@ pub fn start(
             inbound: HashMap::new(),
             next_inbound: 0,
             greeted: BTreeSet::new(),
+            introduced: BTreeSet::new(),
             traffic,
         },
     ))
@@ -287,6 +293,7 @@ impl EventLoop {
                 ..
             } => {
                 self.greeted.remove(&peer_id);
+                self.introduced.remove(&peer_id);
                 self.shard
                     .do_send(NetEvent::Disconnected(peer_id.to_string()));
             }
@@ -410,7 +417,9 @@ impl EventLoop {
                 .behaviour_mut()
                 .exchange
                 .send_response(channel, response);
-            if !compatible {
+            if compatible {
+                self.introduced.insert(peer);
+            } else {
                 self.shard.do_send(NetEvent::Incompatible {
                     peer: peer.to_string(),
                     theirs: settings_json.clone(),
@@ -418,6 +427,21 @@ impl EventLoop {
                 });
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            return;
+        }
+        if !self.introduced.contains(&peer) {
+            // Not an offence: its hello may still be on the way.
+            let response = Response::Refused {
+                reason: "no hello with this experiment's settings came first".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .exchange
+                .send_response(channel, response);
+            self.shard.do_send(NetEvent::Log(format!(
+                "peer {peer} sent a request before a hello: refused"
+            )));
             return;
         }
         let id = self.next_inbound;
@@ -445,6 +469,7 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Response::Hello { .. } => {
+                self.introduced.insert(peer);
                 self.shard.do_send(NetEvent::Compatible(peer.to_string()));
             }
             other => self.penalize(peer, &format!("answered a hello with {other:?}")),

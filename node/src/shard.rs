@@ -15,7 +15,7 @@
 //! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
 //! whoever started it.
 
-use crate::config::{Admission, Destination, Emigrants};
+use crate::config::{Admission, Destination, Emigrants, MigrationSection};
 use crate::config::{ExperimentConfig, FitnessSettings};
 use crate::network::{Command, Network};
 use crate::population::{Decision, IndividualId, Population};
@@ -1150,13 +1150,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a migration is due `since` reproductions after the last one: on schedule
+/// (`every`), or by a draw of `probability` (one draw per call).
+fn migration_due(m: &MigrationSection, since: u64, rng: &mut impl Rng) -> bool {
+    if m.probability > 0.0 {
+        rng.random_bool(m.probability.min(1.0))
+    } else {
+        m.every > 0 && since >= m.every
+    }
+}
+
 impl Shard {
-    /// Every `migration.every` reproductions, sends emigrants to a peer of the experiment.
+    /// After a reproduction: sends emigrants to a peer of the experiment if one is due
+    /// (`migration.every` reproductions since the last, or a draw of `probability`).
     fn maybe_migrate(&mut self) {
-        let m = self.config.migration.clone();
-        if m.every == 0 || self.since_migration < m.every || self.migrating {
+        if self.migrating {
             return;
         }
+        let m = &self.config.migration;
+        let (k, how) = (m.emigrants, m.choose);
+        if migration_due(m, self.since_migration, &mut self.rng) {
+            self.migrate(k, how);
+        }
+    }
+
+    /// Sends `k` emigrants chosen as `how` says to a peer chosen as `migration.destination`
+    /// says, unless there is none to send or nobody to send them to.
+    fn migrate(&mut self, k: usize, how: Emigrants) {
+        let m = self.config.migration.clone();
         let Some(network) = self.network.clone() else {
             return;
         };
@@ -1182,7 +1203,7 @@ impl Shard {
         };
         let mut migrants = Vec::new();
         let mut sent = Vec::new();
-        for id in self.choose_emigrants(m.emigrants, m.choose, Some(&peer)) {
+        for id in self.choose_emigrants(k, how, Some(&peer)) {
             match self.migrant(id) {
                 Ok(migrant) => {
                     sent.push((id, migrant.summary.fitness, hex(&migrant.checksum)));
@@ -1410,13 +1431,8 @@ impl Shard {
             .line("leaving: handing the best individuals to a peer");
         // Hand off now, whatever the migration schedule says.
         self.migrating = false;
-        self.since_migration = u64::MAX;
-        let every = self.config.migration.every;
-        self.config.migration.every = 1;
-        self.config.migration.emigrants = self.config.migration.emigrants.max(3);
-        self.config.migration.choose = Emigrants::Best;
-        self.maybe_migrate();
-        self.config.migration.every = every;
+        let k = self.config.migration.emigrants.max(3);
+        self.migrate(k, Emigrants::Best);
         if !self.migrating {
             let reason = self.leaving.take().unwrap_or_default();
             self.finish(reason, None);
@@ -2120,5 +2136,34 @@ mod tests {
         assert_ne!(individual_seed(7, 3), individual_seed(8, 3));
         assert_ne!(node_seed(7, "a"), node_seed(7, "b"));
         assert_eq!(node_seed(7, "a"), node_seed(7, "a"));
+    }
+
+    #[test]
+    fn migrations_fall_due_on_schedule_or_by_chance() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let scheduled = MigrationSection {
+            every: 3,
+            ..Default::default()
+        };
+        let due: Vec<bool> = (0..5)
+            .map(|since| migration_due(&scheduled, since, &mut rng))
+            .collect();
+        assert_eq!(due, [false, false, false, true, true]);
+        let never = MigrationSection {
+            every: 0,
+            ..Default::default()
+        };
+        assert!(!(0..100).any(|since| migration_due(&never, since, &mut rng)));
+        let by_chance = |p: f64| MigrationSection {
+            every: 0,
+            probability: p,
+            ..Default::default()
+        };
+        // The count of reproductions since the last migration does not matter.
+        assert!((0..100).all(|_| migration_due(&by_chance(1.0), 0, &mut rng)));
+        let hits = (0..10_000)
+            .filter(|_| migration_due(&by_chance(0.1), u64::MAX, &mut rng))
+            .count();
+        assert!((800..1200).contains(&hits), "{hits} of 10,000 at p = 0.1");
     }
 }

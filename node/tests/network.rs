@@ -227,11 +227,14 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 20);
     let data = dir.path().join("cifar-10-batches-bin");
-    let migrate = ["migration.every=1", "migration.emigrants=1"];
-    let a = start(&data, dir.path().join("a"), &migrate);
+    // A migrates by chance (after every reproduction), B on a schedule.
+    let a = start(
+        &data,
+        dir.path().join("a"),
+        &["migration.every=0", "migration.probability=1"],
+    );
     let bootstrap = address(&a);
-    let mut args = migrate.to_vec();
-    args.extend(["--bootstrap", &bootstrap]);
+    let args = ["migration.every=1", "--bootstrap", &bootstrap];
     let b = start(&data, dir.path().join("b"), &args);
     // Wait for an individual to arrive on either node.
     let (port, state, arrival) = wait_for(Duration::from_secs(120), "a migration", || {
@@ -489,7 +492,8 @@ fn once_connected<B: libp2p::swarm::NetworkBehaviour>(
     }
 }
 
-/// [`expect_disconnect`] for a well-formed `request` from a peer speaking evo's protocols.
+/// [`expect_disconnect`] for a well-formed `request` from a peer speaking evo's protocols,
+/// sent as soon as it is connected.
 fn request_and_expect_disconnect(addr: &str, request: protocol::wire::Request) -> bool {
     use protocol::behaviour::{build_swarm, EvoBehaviour, SwarmOptions};
     let key = libp2p::identity::Keypair::generate_ed25519();
@@ -501,6 +505,102 @@ fn request_and_expect_disconnect(addr: &str, request: protocol::wire::Request) -
             .send_request(&peer, request.into());
     });
     expect_disconnect(swarm, addr, send)
+}
+
+/// A peer that sends `request` first with no hello (the node refuses it), then after a
+/// hello that copies the node's own settings, and waits to be disconnected: whether the
+/// request without a hello was refused (and the reason), and whether the node then
+/// disconnected the peer.
+fn request_after_hello_and_expect_disconnect(
+    addr: &str,
+    request: protocol::wire::Request,
+) -> (Option<String>, bool) {
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    use protocol::behaviour::{build_swarm, EvoBehaviourEvent, SwarmOptions};
+    use protocol::codec::RequestFrame;
+    use protocol::wire::{Request, Response};
+
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let swarm = build_swarm(key, &SwarmOptions::default()).unwrap();
+    let mut early = None;
+    let mut node_hello = None;
+    let mut refused = None;
+    let mut our_hello = None;
+    let mut sent = false;
+    let disconnected = expect_disconnect(swarm, addr, |swarm, node, event| {
+        let SwarmEvent::Behaviour(EvoBehaviourEvent::Exchange(event)) = event else {
+            if matches!(event, SwarmEvent::ConnectionEstablished { peer_id, .. } if *peer_id == node)
+                && early.is_none()
+            {
+                let r = request.clone().into();
+                early = Some(swarm.behaviour_mut().exchange.send_request(&node, r));
+            }
+            return sent;
+        };
+        match event {
+            Event::Message {
+                message:
+                    Message::Request {
+                        request: RequestFrame::Valid(hello @ Request::Hello { .. }),
+                        ..
+                    },
+                ..
+            } => node_hello = Some(hello.clone()),
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if Some(*request_id) == early {
+                    if let Response::Refused { reason } = response {
+                        refused = Some(reason.clone());
+                    }
+                } else if Some(*request_id) == our_hello
+                    && matches!(
+                        response,
+                        Response::Hello {
+                            compatible: true,
+                            ..
+                        }
+                    )
+                    && !sent
+                {
+                    let r = request.clone().into();
+                    swarm.behaviour_mut().exchange.send_request(&node, r);
+                    sent = true;
+                }
+            }
+            _ => {}
+        }
+        if refused.is_some() && our_hello.is_none() {
+            if let Some(Request::Hello {
+                experiment,
+                fingerprint,
+                settings_json,
+                ..
+            }) = &node_hello
+            {
+                let hello = Request::Hello {
+                    experiment: experiment.clone(),
+                    fingerprint: fingerprint.clone(),
+                    settings_json: settings_json.clone(),
+                    island: "liar".into(),
+                };
+                our_hello = Some(
+                    swarm
+                        .behaviour_mut()
+                        .exchange
+                        .send_request(&node, hello.into()),
+                );
+            }
+        }
+        sent
+    });
+    (refused, disconnected)
 }
 
 /// A hostile codec for evo's request protocol: it writes a request's bytes as they are,
@@ -649,10 +749,12 @@ fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
         island: "liar".into(),
         migrants: vec![lying_migrant(&model)],
     };
-    assert!(
-        request_and_expect_disconnect(&addr, liar),
-        "the node did not disconnect the liar"
-    );
+    // Before a hello it is refused, not scored; after one, it is scored and the liar
+    // disconnected.
+    let (refused, disconnected) = request_after_hello_and_expect_disconnect(&addr, liar);
+    let refused = refused.expect("a migration before a hello was not refused");
+    assert!(refused.contains("hello"), "{refused}");
+    assert!(disconnected, "the node did not disconnect the liar");
     let s = wait_for(Duration::from_secs(10), "the penalty", || {
         let s = status(node.port)?;
         (s["penalized_peers"].as_u64()? >= 1).then_some(s)
