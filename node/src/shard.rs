@@ -21,7 +21,7 @@ use crate::network::{Command, Network};
 use crate::population::{Decision, IndividualId, Population};
 use crate::report::Reporter;
 use crate::state::Origin;
-use crate::state::{now_ms, Event, Record, StateDir, StateError, Status};
+use crate::state::{now_ms, Event, Record, StateDir, StateError, Status, ARRIVAL_FILE};
 use crate::view::MigrationView;
 use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
@@ -35,6 +35,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -92,6 +93,9 @@ pub struct ShardSetup {
     pub reporter: Reporter,
     /// Where the end of the run is sent.
     pub done: futures::channel::oneshot::Sender<RunEnd>,
+    /// Migrants that were still waiting to be scored when the run last stopped
+    /// ([`Arrival::load`]); they are scored first.
+    pub waiting: Vec<Arrival>,
 }
 
 /// What a worker is doing.
@@ -214,13 +218,41 @@ pub struct Shard {
 }
 
 /// A migrant saved in its folder under a new id, not yet in the population: it joins
-/// once a worker has scored it on this node's validation images.
-#[derive(Debug, Clone)]
-struct Arrival {
-    id: IndividualId,
-    peer: String,
-    summary: Summary,
-    checksum: String,
+/// once a worker has scored it on this node's validation images. Its folder holds it as
+/// an [`ARRIVAL_FILE`] until then, so that one still waiting when the node stops is
+/// scored when the run resumes ([`Arrival::load`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Arrival {
+    /// Its id on this node.
+    pub id: IndividualId,
+    /// The peer that sent it.
+    pub peer: String,
+    /// What the sender said of it (its fitness is the claim).
+    pub summary: Summary,
+    /// SHA-256 of its weights, hex.
+    pub checksum: String,
+}
+
+impl Arrival {
+    /// The migrant waiting in the folder of `id`, if that folder holds a whole one: its
+    /// arrival note, genome, metadata and weights with the checksum the note gives.
+    pub fn load(state: &StateDir, id: IndividualId) -> Result<Arrival, String> {
+        let dir = state.individual_dir(id);
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        let arrival: Arrival = serde_json::from_slice(&read(ARRIVAL_FILE)?)
+            .map_err(|e| format!("{}: {e}", dir.join(ARRIVAL_FILE).display()))?;
+        if arrival.id != id {
+            return Err(format!("its arrival note names #{}", arrival.id));
+        }
+        read(GENOME_FILE)?;
+        read(META_FILE)?;
+        if hex(&protocol::wire::checksum(&read(WEIGHTS_FILE)?)) != arrival.checksum {
+            return Err("its weights do not match their checksum".into());
+        }
+        Ok(arrival)
+    }
 }
 
 /// How far a migrant's measured validation accuracy may be from what its sender claimed
@@ -307,7 +339,7 @@ impl Shard {
             pulled: false,
             pull_attempts: 0,
             leaving: None,
-            arrivals: VecDeque::new(),
+            arrivals: setup.waiting.into(),
             checking: BTreeMap::new(),
             data_digest: setup.data_digest,
         }
@@ -1589,20 +1621,24 @@ impl Shard {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             write_atomic(&dir.join(name), bytes).map_err(|e| e.to_string())
         };
-        write(WEIGHTS_FILE, &m.weights)?;
-        write(GENOME_FILE, g.to_json().as_bytes())?;
-        write(META_FILE, m.meta_json.as_bytes())?;
-        self.reporter.line(&format!(
-            "migrant #{} from {peer} (claims val {}) arrived as #{id}; scoring it",
-            m.summary.id,
-            percent(Some(m.summary.fitness)),
-        ));
-        self.arrivals.push_back(Arrival {
+        let arrival = Arrival {
             id,
             peer: peer.to_string(),
             checksum: hex(&m.checksum),
             summary: m.summary,
-        });
+        };
+        let note = serde_json::to_vec(&arrival).map_err(|e| e.to_string())?;
+        write(WEIGHTS_FILE, &m.weights)?;
+        write(GENOME_FILE, arrival.summary.genome.to_json().as_bytes())?;
+        write(META_FILE, m.meta_json.as_bytes())?;
+        // Last: a folder with a note holds a whole migrant.
+        write(ARRIVAL_FILE, &note)?;
+        self.reporter.line(&format!(
+            "migrant #{} from {peer} (claims val {}) arrived as #{id}; scoring it",
+            arrival.summary.id,
+            percent(Some(arrival.summary.fitness)),
+        ));
+        self.arrivals.push_back(arrival);
         Ok(true)
     }
 
@@ -1669,10 +1705,8 @@ impl Shard {
         let remote = a.summary.id;
         let measured = match result {
             Ok(f) if self.stopping.is_none() && self.leaving.is_none() => f,
-            Ok(_) => {
-                let _ = self.state.discard(id);
-                return;
-            }
+            // Stopping: it stays on disk, to be scored again when the run resumes.
+            Ok(_) => return,
             Err(e) => {
                 let _ = self.state.discard(id);
                 self.reporter.line(&format!(
@@ -1740,6 +1774,8 @@ impl Shard {
             }),
         };
         self.state.add(&record)?;
+        // It has a record now: the arrival note has done its job.
+        let _ = std::fs::remove_file(self.state.individual_dir(id).join(ARRIVAL_FILE));
         if let Err(e) = self.population.add(id, Some(fitness)) {
             return Err(StateError::Conflict {
                 id,

@@ -51,6 +51,9 @@ pub const NODE_KEY_FILE: &str = "node.key";
 pub const INDIVIDUALS_DIR: &str = "individuals";
 /// An individual's record, in its folder.
 pub const RECORD_FILE: &str = "record.json";
+/// A migrant's arrival note, in its folder while it waits to be scored (peer, claimed
+/// summary, checksum): a folder with one and no record is a migrant still waiting.
+pub const ARRIVAL_FILE: &str = "arrival.json";
 /// The largest record file read (a genome is at most 1 MiB of JSON).
 pub const MAX_RECORD_BYTES: u64 = 4 << 20;
 
@@ -398,8 +401,9 @@ pub struct Resumed {
     /// Individuals whose training started but that have no record: their training was
     /// in flight when the run stopped, and is lost.
     pub lost: Vec<IndividualId>,
-    /// Folders under `individuals/` without a record (models saved by a training that
-    /// stopped before its record was written); see [`StateDir::discard`].
+    /// Folders under `individuals/` without a record: models saved by a training that
+    /// stopped before its record was written ([`StateDir::discard`] them), or migrants
+    /// still waiting to be scored (with an [`ARRIVAL_FILE`]).
     pub orphans: Vec<IndividualId>,
     /// Weights files of dead individuals that were still there (a crash between the
     /// death and the deletion) and were deleted.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, get, poll, tiny_run_args, wait_for, write_cifar10};
+use common::{free_port, get, poll, sha256_hex, tiny_run_args, wait_for, write_cifar10};
 use serde_json::Value;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -212,14 +212,6 @@ fn a_peer_without_the_key_cannot_connect() {
     let s = status(stranger.port).unwrap();
     assert_eq!(s["connected_peers"], 0, "{s}");
     assert_eq!(status(a.port).unwrap()["connected_peers"], 1);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

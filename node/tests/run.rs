@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    evo, free_port, get, json_line, ok, quick_config, tiny_run_args, wait_for, write_cifar10,
+    evo, free_port, get, json_line, ok, quick_config, sha256_hex, tiny_run_args, wait_for,
+    write_cifar10,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -190,6 +191,98 @@ fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
         data.to_str().unwrap(),
     ])));
     assert_eq!(single["test_accuracy"].as_f64().unwrap(), test);
+}
+
+/// A migrant that was still waiting to be scored when its receiver stopped is kept in
+/// its folder with its arrival note, and is scored and admitted when the run resumes; a
+/// waiting migrant whose weights no longer match its checksum is dropped.
+#[test]
+fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    args.extend(["--offline".into(), "--stop.max_individuals=3".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(evo(&args));
+    let before = records(&state);
+    let (&source, record) = before
+        .iter()
+        .find(|(_, r)| r["status"] == "alive")
+        .expect("a live individual");
+    let fitness = record["fitness"].as_f64().unwrap();
+
+    // Two migrants as a receiver leaves them when it stops before scoring them: model
+    // files and an arrival note under fresh ids (copies of the live one, as if sent by
+    // another island with its true fitness), the second with weights that no longer
+    // match their checksum.
+    let next = before.keys().max().unwrap() + 1;
+    let weights =
+        std::fs::read(state.join(format!("individuals/{source}/weights.safetensors"))).unwrap();
+    for (id, damaged) in [(next, false), (next + 1, true)] {
+        let from = state.join(format!("individuals/{source}"));
+        let to = state.join(format!("individuals/{id}"));
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["genome.json", "model.json"] {
+            std::fs::copy(from.join(file), to.join(file)).unwrap();
+        }
+        let mut w = weights.clone();
+        if damaged {
+            let last = w.len() - 1;
+            w[last] ^= 0xff;
+        }
+        std::fs::write(to.join("weights.safetensors"), &w).unwrap();
+        let note = serde_json::json!({
+            "id": id,
+            "peer": "12D3KooWElsewhere",
+            "summary": {
+                "id": 40 + id, "island": "elsewhere", "genome": record["genome"],
+                "fitness": fitness, "parent": null, "mutations": [], "flops": 1,
+                "born_at_ms": 0,
+            },
+            "checksum": sha256_hex(&weights),
+        });
+        std::fs::write(to.join("arrival.json"), note.to_string()).unwrap();
+    }
+
+    let out = ok(evo(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--http",
+        &format!("127.0.0.1:{}", free_port()),
+        "--offline",
+        "--stop.max_individuals=5",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 migrants waiting to be scored"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("#{}", next + 1)) && stderr.contains("dropped"),
+        "{stderr}"
+    );
+    let after = records(&state);
+    let admitted = &after[&next];
+    assert_eq!(admitted["origin"]["island"], "elsewhere");
+    assert_eq!(admitted["origin"]["id"], 40 + next);
+    assert_eq!(admitted["fitness"].as_f64().unwrap(), fitness);
+    assert!(!state
+        .join(format!("individuals/{next}/arrival.json"))
+        .exists());
+    assert!(!after.contains_key(&(next + 1)));
+    assert!(!state.join(format!("individuals/{}", next + 1)).exists());
+    let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    let arrival: Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "migration")
+        .expect("a migration event");
+    assert_eq!(arrival["direction"], "in");
+    assert_eq!(arrival["id"], next);
+    assert_eq!(arrival["claimed"], arrival["fitness"]);
 }
 
 #[test]

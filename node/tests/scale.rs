@@ -112,6 +112,7 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                 data_digest: None,
                 reporter: Reporter::new(OutputMode::Quiet, 1),
                 done,
+                waiting: Vec::new(),
             })
             .start();
             std::mem::forget(_ended);

@@ -14,8 +14,8 @@ use node::config::{ExperimentConfig, FitnessSettings};
 use node::http;
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
-use node::shard::{RunEnd, Shard, ShardSetup, Shutdown};
-use node::state::{Event, StateDir};
+use node::shard::{Arrival, RunEnd, Shard, ShardSetup, Shutdown};
+use node::state::{Event, StateDir, ARRIVAL_FILE};
 use node::worker::{Run, Worker};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -253,12 +253,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let task: &'static Task<'static> = Box::leak(Box::new(task));
 
     let strategy = config.evolution.strategy();
-    let (state, records, population, next_id, wall_before_ms) = match resumed {
+    let (state, records, population, next_id, wall_before_ms, waiting) = match resumed {
         Some(r) => {
             let population = r
                 .population(config.evolution.population_size, strategy)
                 .context("rebuilding the population")?;
+            // A migrant that was waiting to be scored is scored now; any other folder
+            // without a record is an unfinished training, removed.
+            let mut waiting = Vec::new();
             for id in r.orphans.iter().chain(&r.lost) {
+                if r.state.individual_dir(*id).join(ARRIVAL_FILE).exists() {
+                    match Arrival::load(&r.state, *id) {
+                        Ok(a) => {
+                            waiting.push(a);
+                            continue;
+                        }
+                        Err(e) => eprintln!("the migrant waiting as #{id} is dropped: {e}"),
+                    }
+                }
                 r.state
                     .discard(*id)
                     .with_context(|| format!("removing the unfinished individual {id}"))?;
@@ -270,25 +282,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             })?;
             if mode == OutputMode::Human {
                 eprintln!(
-                    "resuming {}: {} individuals ({} alive), {} trainings lost in flight{}",
+                    "resuming {}: {} individuals ({} alive), {} trainings lost in flight, \
+                     {} migrants waiting to be scored{}",
                     state_path.display(),
                     r.records.len(),
                     population.alive_count(),
                     r.lost.len(),
+                    waiting.len(),
                     r.torn_tail
                         .as_ref()
                         .map(|t| format!(", a torn last event line ({} bytes) cut off", t.bytes))
                         .unwrap_or_default()
                 );
             }
-            (state, r.records, population, r.next_id, r.wall_ms)
+            (state, r.records, population, r.next_id, r.wall_ms, waiting)
         }
         None => {
             let state = StateDir::create(&state_path, &config).with_context(|| {
                 format!("creating the state directory {}", state_path.display())
             })?;
             let population = Population::new(config.evolution.population_size, strategy);
-            (state, Vec::new(), population, 0, 0)
+            (state, Vec::new(), population, 0, 0, Vec::new())
         }
     };
     let key = libp2p::identity::Keypair::from_protobuf_encoding(&state.node_key(|| {
@@ -352,6 +366,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             data_digest: fitness.data_digest.clone(),
             reporter: Reporter::new(mode, workers),
             done: done_tx,
+            waiting,
         })
         .start();
         let server = http::server(listener, shard.clone()).context("starting the HTTP endpoint")?;
