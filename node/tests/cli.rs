@@ -189,6 +189,33 @@ fn bench_train_prints_speed() {
     assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
     let out = evo(&["bench", "train", "--net", "huge"]);
     assert!(!out.status.success());
+    // Two trainings at once, on a pool of two threads: the sum and each one's speed.
+    let r = json_line(&ok(evo(&[
+        "bench",
+        "train",
+        "--net",
+        "linear",
+        "--steps",
+        "5",
+        "--concurrent",
+        "2",
+        "--threads",
+        "2",
+    ])));
+    assert_eq!(
+        (r["concurrent"].as_u64(), r["threads"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(r["steps"], 10);
+    let each = r["concurrent_steps_per_s"].as_array().unwrap();
+    assert_eq!(each.len(), 2);
+    let sum: f64 = each.iter().map(|x| x.as_f64().unwrap()).sum();
+    assert!(
+        (sum - r["steps_per_s"].as_f64().unwrap()).abs() < 1e-9,
+        "{r}"
+    );
+    let out = evo(&["bench", "train", "--net", "linear", "--concurrent", "0"]);
+    assert!(!out.status.success());
 }
 
 /// Serves `body` once per connection on 127.0.0.1 for up to `requests` requests.

@@ -37,6 +37,13 @@ pub struct BenchTrainArgs {
     /// Use candle's stock convolution and batch norm (the speed before the fast ops).
     #[arg(long)]
     stock_ops: bool,
+    /// Train this many copies at once, as a node's workers do, and report their sum
+    /// (`steps_per_s` and the like) and each copy's `steps_per_s` (`concurrent_steps_per_s`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrent: u16,
+    /// Threads of the CPU training pool (0: one per core), as `node.threads`.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// Runs one `evo bench` subcommand.
@@ -48,12 +55,47 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 Some(n) => BenchLength::Steps(n),
                 None => BenchLength::Seconds(args.seconds),
             };
+            trainer::threads::configure(args.threads);
             trainer::profile::set_enabled(args.profile);
+            let batch = args.batch.max(1);
             for net in args.net {
-                let report = trainer::threads::run(|| {
-                    bench(net, &device, args.batch.max(1), length, args.stock_ops)
-                })?;
-                println!("{}", serde_json::to_string(&report)?);
+                let one =
+                    || trainer::threads::run(|| bench(net, &device, batch, length, args.stock_ops));
+                let reports: Vec<_> = if args.concurrent == 1 {
+                    vec![one()?]
+                } else {
+                    // One OS thread per copy, as a node's workers; each trains inside the
+                    // shared pool.
+                    std::thread::scope(|s| {
+                        let handles: Vec<_> = (0..args.concurrent).map(|_| s.spawn(one)).collect();
+                        handles
+                            .into_iter()
+                            .map(|h| match h.join() {
+                                Ok(r) => Ok(r?),
+                                Err(_) => Err(anyhow::anyhow!("a copy panicked")),
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })?
+                };
+                let mut line = serde_json::to_value(&reports[0])?;
+                if reports.len() > 1 {
+                    let sum = |f: fn(&trainer::bench::BenchReport) -> f64| {
+                        reports.iter().map(f).sum::<f64>()
+                    };
+                    line["steps_per_s"] = sum(|r| r.steps_per_s).into();
+                    line["images_per_s"] = sum(|r| r.images_per_s).into();
+                    line["train_gflops"] = sum(|r| r.train_gflops).into();
+                    line["steps"] = reports.iter().map(|r| r.steps).sum::<u64>().into();
+                    line["concurrent_steps_per_s"] = reports
+                        .iter()
+                        .map(|r| r.steps_per_s)
+                        .collect::<Vec<_>>()
+                        .into();
+                }
+                line["concurrent"] = reports.len().into();
+                line["threads"] = trainer::threads::count().into();
+                println!("{line}");
+                let report = &reports[0];
                 if let Some(lines) = &report.profile {
                     eprintln!("{} on {}: ms per step", report.net, report.device);
                     for l in lines {

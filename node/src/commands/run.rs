@@ -332,6 +332,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         &config.node.device,
         threads,
         trainer::device::memory_gib(&device),
+        config.evolution.population_size,
     );
     if mode == OutputMode::Human {
         eprintln!("data: {data_summary}");
