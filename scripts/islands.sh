@@ -4,8 +4,11 @@
 # First one node alone (--offline, every core), then three nodes together (A, then B and
 # C bootstrapping to A), each with its own state directory and HTTP port and
 # THREADS_PER_ISLAND training threads (default 1: three nodes sharing two cores). Prints
-# each run's trained count and best validation accuracy. Runs go to runs/islands-*.
-# SKIP_SOLO=1 reuses the last one-node run.
+# each run's trained count and best validation accuracy. Wall time is the only stop (the
+# quick config's cap of 2,000 individuals is lifted). Runs go to runs/islands-*.
+# SKIP_SOLO=1 reuses the last one-node run; SKIP_ISLANDS=1 runs only the one node;
+# SOLO_THREADS=N gives the one node N training threads (default: every core), e.g. 1 to
+# compare with islands that each have a machine of that size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?usage: scripts/islands.sh DATA [MINUTES] [THREADS_PER_ISLAND]}"
@@ -18,7 +21,8 @@ run() { # name port extra...
     local name=$1 port=$2
     shift 2
     "$evo" run --config configs/quick-cifar10.toml --data "$data" --state-dir "runs/islands-$name" \
-        --http "127.0.0.1:$port" --max-minutes "$minutes" "$@" > "runs/islands-$name.log" 2>&1
+        --http "127.0.0.1:$port" --max-minutes "$minutes" stop.max_individuals=1000000 "$@" \
+        > "runs/islands-$name.log" 2>&1
 }
 best() { # state dir: best validation accuracy and count of individuals trained
     python3 - "$1" <<'PY'
@@ -36,7 +40,11 @@ PY
 }
 if [ -z "${SKIP_SOLO:-}" ]; then
     rm -rf runs/islands-solo
-    run solo 8090 --offline
+    run solo 8090 --offline --node.threads "${SOLO_THREADS:-0}"
+fi
+if [ -n "${SKIP_ISLANDS:-}" ]; then
+    best runs/islands-solo
+    exit 0
 fi
 rm -rf runs/islands-a runs/islands-b runs/islands-c
 run a 8091 --listen /ip4/127.0.0.1/tcp/0 --node.threads "$threads" &
