@@ -7,9 +7,8 @@
 //! and disconnected; if it was one of our `--bootstrap` peers, the shard is told to refuse
 //! to join), refuses migrations and pulls from a peer that has not shown compatible
 //! settings in a hello (either way round), validates every gossip message before it is
-//! forwarded (invalid ones are
-//! rejected, which lowers the sender's gossipsub score, and the sender is disconnected),
-//! feeds Kademlia with identified peers, and bootstraps.
+//! forwarded (invalid ones are rejected, which lowers the sender's gossipsub score, and
+//! the sender is disconnected), feeds Kademlia with identified peers, and bootstraps.
 
 use crate::shard::{NetEvent, Shard};
 use actix::Addr;

@@ -61,22 +61,18 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for net in args.net {
                 let one =
                     || trainer::threads::run(|| bench(net, &device, batch, length, args.stock_ops));
-                let reports: Vec<_> = if args.concurrent == 1 {
-                    vec![one()?]
-                } else {
-                    // One OS thread per copy, as a node's workers; each trains inside the
-                    // shared pool.
-                    std::thread::scope(|s| {
-                        let handles: Vec<_> = (0..args.concurrent).map(|_| s.spawn(one)).collect();
-                        handles
-                            .into_iter()
-                            .map(|h| match h.join() {
-                                Ok(r) => Ok(r?),
-                                Err(_) => Err(anyhow::anyhow!("a copy panicked")),
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })?
-                };
+                // One OS thread per copy, as a node's workers; each trains inside the
+                // shared pool.
+                let reports = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..args.concurrent).map(|_| s.spawn(one)).collect();
+                    handles
+                        .into_iter()
+                        .map(|h| match h.join() {
+                            Ok(r) => Ok(r?),
+                            Err(_) => Err(anyhow::anyhow!("a copy panicked")),
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })?;
                 let mut line = serde_json::to_value(&reports[0])?;
                 if reports.len() > 1 {
                     let sum = |f: fn(&trainer::bench::BenchReport) -> f64| {
