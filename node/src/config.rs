@@ -282,6 +282,7 @@ impl TrainingSection {
             augment: self.augment,
             log_every: self.log_every,
             seed,
+            max_seconds: None,
         }
     }
 }

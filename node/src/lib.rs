@@ -4,13 +4,15 @@
 //! [`config`] reads the experiment config, [`state`] keeps the state directory,
 //! [`population`] decides who dies and who reproduces, [`shard`] is the actor that owns
 //! this node's individuals, [`worker`] the actors that train them, [`http`] the status
-//! endpoint, [`network`] the libp2p event loop, [`view`] what it serves, and [`report`] what a person watching sees.
+//! endpoint, [`network`] the libp2p event loop, [`view`] what it serves, [`report`] what a person watching sees, and
+//! [`search_bench`] the arithmetic of `evo bench search`.
 
 pub mod config;
 pub mod http;
 pub mod network;
 pub mod population;
 pub mod report;
+pub mod search_bench;
 pub mod shard;
 pub mod state;
 pub mod view;

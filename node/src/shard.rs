@@ -27,6 +27,7 @@ use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
 };
 use crate::worker::{Check, Job, Trained};
+use trainer::train::PhaseSeconds;
 use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
@@ -186,6 +187,8 @@ pub struct Shard {
     started: Instant,
     wall_before_ms: u64,
     total_flops: f64,
+    /// Where the trainings' wall time went, summed over the run's records.
+    phase_totals: PhaseSeconds,
     deaths: usize,
     failures: usize,
     consecutive_failures: usize,
@@ -284,6 +287,10 @@ impl Shard {
             .map(|r| (r.id, shape_of(&r.genome, &limits)))
             .collect();
         let total_flops = setup.records.iter().map(|r| r.flops as f64).sum();
+        let mut phase_totals = PhaseSeconds::default();
+        for p in setup.records.iter().filter_map(|r| r.phases.as_ref()) {
+            phase_totals.add(p);
+        }
         let fresh = setup.records.is_empty();
         let deaths = setup
             .records
@@ -317,6 +324,7 @@ impl Shard {
             started: Instant::now(),
             wall_before_ms: setup.wall_before_ms,
             total_flops,
+            phase_totals,
             deaths,
             failures: 0,
             consecutive_failures: 0,
@@ -698,6 +706,7 @@ impl Shard {
             fitness: Some(trained.fitness),
             flops: trained.flops,
             seconds: trained.seconds,
+            phases: Some(trained.phases),
         })?;
         let record = Record {
             id,
@@ -712,6 +721,7 @@ impl Shard {
             flops: trained.flops,
             node: self.node_id.clone(),
             origin: None,
+            phases: Some(trained.phases),
         };
         self.state.add(&record)?;
         if let Err(e) = self.population.set_fitness(id, trained.fitness) {
@@ -721,6 +731,7 @@ impl Shard {
             });
         }
         self.total_flops += trained.flops as f64;
+        self.phase_totals.add(&trained.phases);
         self.shapes
             .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
         let origin = match record.parent {
@@ -783,6 +794,12 @@ impl Shard {
             best_fitness: best.and_then(|m| m.fitness).filter(|f| f.is_finite()),
             best_individual: best.map(|m| m.id),
             total_flops: self.total_flops,
+            seconds_by_phase: self.phase_totals,
+            flops_per_s: rate(self.total_flops, self.run_minutes() * 60.0),
+            training_share: rate(
+                self.phase_totals.train,
+                self.run_minutes() * 60.0 * self.workers.len() as f64,
+            ),
             workers_busy: busy,
             workers_idle: idle,
             workers: self
@@ -1034,6 +1051,7 @@ impl Shard {
             flops: 0,
             node: self.node_id.clone(),
             origin: None,
+            phases: None,
         }
     }
 
@@ -1156,6 +1174,18 @@ impl Shard {
             s.total_flops,
         );
         metric(
+            "flops_per_second",
+            "gauge",
+            "FLOPs spent over the run divided by its wall time.",
+            s.flops_per_s,
+        );
+        metric(
+            "training_share",
+            "gauge",
+            "Share of the workers' wall time spent in SGD steps over the run.",
+            s.training_share,
+        );
+        metric(
             "workers_busy",
             "gauge",
             "Workers training now.",
@@ -1173,7 +1203,29 @@ impl Shard {
             "Seconds since this node started.",
             s.uptime_s,
         );
+        let _ = writeln!(
+            out,
+            "# HELP evo_phase_seconds_total Wall time of the run's trainings by phase."
+        );
+        let _ = writeln!(out, "# TYPE evo_phase_seconds_total counter");
+        for (phase, seconds) in [
+            ("build", s.seconds_by_phase.build),
+            ("train", s.seconds_by_phase.train),
+            ("validate", s.seconds_by_phase.validate),
+            ("save", s.seconds_by_phase.save),
+        ] {
+            let _ = writeln!(out, "evo_phase_seconds_total{{phase=\"{phase}\"}} {seconds}");
+        }
         out
+    }
+}
+
+/// `amount / seconds`, 0 when no time has passed.
+fn rate(amount: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        amount / seconds
+    } else {
+        0.0
     }
 }
 
@@ -1772,6 +1824,7 @@ impl Shard {
                 island: a.summary.island.clone(),
                 id: a.summary.id,
             }),
+            phases: None,
         };
         self.state.add(&record)?;
         // It has a record now: the arrival note has done its job.

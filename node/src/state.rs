@@ -36,6 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use trainer::individual::{write_atomic, ModelMeta, WEIGHTS_FILE};
+use trainer::train::PhaseSeconds;
 use trainer::weights::Weights;
 use trainer::TrainError;
 
@@ -219,6 +220,10 @@ pub struct Record {
     /// on its home island, not ids of this node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Where the wall time of making it went on the node that trained it (absent for an
+    /// immigrant and in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseSeconds>,
 }
 
 /// The home of an immigrant.
@@ -276,6 +281,9 @@ pub enum Event {
         flops: u64,
         /// Wall time of training and scoring, in seconds.
         seconds: f64,
+        /// Where that time went (absent in logs written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phases: Option<PhaseSeconds>,
     },
     /// Training failed; the individual never joined the population.
     TrainingFailed {
@@ -1052,6 +1060,7 @@ mod tests {
             flops: 12345 * (id + 1),
             node: "test-node".into(),
             origin: None,
+            phases: None,
         }
     }
 
@@ -1414,6 +1423,12 @@ mod tests {
             fitness: Some(0.25),
             flops: 99,
             seconds: 1.5,
+            phases: Some(PhaseSeconds {
+                build: 0.1,
+                train: 1.2,
+                validate: 0.15,
+                save: 0.05,
+            }),
         };
         let line = serde_json::to_string(&e).unwrap();
         assert!(

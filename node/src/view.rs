@@ -5,6 +5,7 @@ use crate::population::IndividualId;
 use crate::state::Record;
 use genome::Mutation;
 use serde::{Deserialize, Serialize};
+use trainer::train::PhaseSeconds;
 
 /// `GET /status`: the node at a glance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,16 @@ pub struct StatusView {
     pub best_individual: Option<IndividualId>,
     /// FLOPs spent training and validating, over the whole run.
     pub total_flops: f64,
+    /// Where the trainings' wall time went (building, SGD, validation, saving), in
+    /// seconds summed over the run's individuals.
+    #[serde(default)]
+    pub seconds_by_phase: PhaseSeconds,
+    /// FLOPs per second of the run's wall time.
+    #[serde(default)]
+    pub flops_per_s: f64,
+    /// Share of the workers' wall time spent in SGD steps (0 to 1).
+    #[serde(default)]
+    pub training_share: f64,
     /// Workers training now.
     pub workers_busy: usize,
     /// Workers waiting for work.

@@ -12,6 +12,7 @@ use genome::{Genome, Invalidated, TrainingCost};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use trainer::individual::ModelMeta;
+use trainer::train::PhaseSeconds;
 use trainer::{Device, Network, Task, Tensor, TrainConfig};
 
 /// One individual to train.
@@ -58,6 +59,8 @@ pub struct Trained {
     pub flops: u64,
     /// Tensors inherited from the parent.
     pub inherited: usize,
+    /// Where the wall time went.
+    pub phases: PhaseSeconds,
 }
 
 /// Starts the worker's loop; it returns when the shard says stop.
@@ -120,6 +123,13 @@ impl Worker {
         let (worker, id) = (self.index, job.id);
         let device = self.device.clone();
         trainer::threads::run(move || {
+            let mut phases = PhaseSeconds::default();
+            let mut clock = std::time::Instant::now();
+            let mut lap = |phase: &mut f64| {
+                let now = std::time::Instant::now();
+                *phase = (now - clock).as_secs_f64();
+                clock = now;
+            };
             let (net, inheritance) = Network::new(
                 &job.genome,
                 &device,
@@ -127,6 +137,7 @@ impl Worker {
                 &job.invalidated,
                 job.seed,
             )?;
+            lap(&mut phases.build);
             let outcome = trainer::train::train(&net, task, &job.config, |p| {
                 shard.do_send(Progress {
                     worker,
@@ -136,11 +147,13 @@ impl Worker {
                     loss: p.loss,
                 })
             })?;
+            lap(&mut phases.train);
             let fitness = if outcome.diverged {
                 0.0
             } else {
                 task.validation_accuracy(&net)?
             };
+            lap(&mut phases.validate);
             let meta = ModelMeta {
                 normalization: task.norm.clone(),
                 steps: outcome.steps,
@@ -149,6 +162,7 @@ impl Worker {
                 dataset: task.dataset.name.clone(),
             };
             trainer::individual::save(&job.dir, &job.genome, net.weights(), &meta)?;
+            lap(&mut phases.save);
             let cost = TrainingCost::new(
                 net.analysis().cost.forward_flops,
                 job.config.batch as u64,
@@ -163,6 +177,7 @@ impl Worker {
                 diverged: outcome.diverged,
                 flops: cost.total(),
                 inherited: inheritance.inherited,
+                phases,
             })
         })
     }

@@ -29,6 +29,10 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Seed of the batch order and augmentation.
     pub seed: u64,
+    /// Stop early once the SGD steps have taken this many seconds (`None`: run every
+    /// step). A time budget, for training a fixed net for the wall time a search had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -40,6 +44,7 @@ impl Default for TrainConfig {
             augment: AugmentConfig::default(),
             log_every: 100,
             seed: 0,
+            max_seconds: None,
         }
     }
 }
@@ -120,6 +125,36 @@ pub struct Progress {
     pub loss: f64,
     /// Training throughput since the last report.
     pub images_per_s: f64,
+}
+
+/// Where the wall time of making one individual went, in seconds: building its network
+/// (inheritance included), training, scoring it on the validation images, and saving it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhaseSeconds {
+    /// Building the network from the genome and the parent's tensors.
+    pub build: f64,
+    /// The SGD steps.
+    pub train: f64,
+    /// Measuring the validation accuracy.
+    pub validate: f64,
+    /// Writing the model files.
+    pub save: f64,
+}
+
+impl PhaseSeconds {
+    /// The sum of the four phases.
+    pub fn total(&self) -> f64 {
+        self.build + self.train + self.validate + self.save
+    }
+
+    /// Adds `other`'s seconds phase by phase.
+    pub fn add(&mut self, other: &PhaseSeconds) {
+        self.build += other.build;
+        self.train += other.train;
+        self.validate += other.validate;
+        self.save += other.save;
+    }
 }
 
 /// What training did.
@@ -233,7 +268,12 @@ pub fn train(
         recent.push_back(loss_value);
         window_loss += loss_value;
         window_steps += 1;
-        if config.log_every > 0 && (step % config.log_every == 0 || step == config.steps) {
+        let out_of_time = config
+            .max_seconds
+            .is_some_and(|limit| start.elapsed().as_secs_f64() >= limit);
+        if config.log_every > 0
+            && (step % config.log_every == 0 || step == config.steps || out_of_time)
+        {
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
             on_progress(&Progress {
                 step,
@@ -244,6 +284,9 @@ pub fn train(
             window_loss = 0.0;
             window_steps = 0;
             window_start = Instant::now();
+        }
+        if out_of_time {
+            break;
         }
     }
     let seconds = start.elapsed().as_secs_f64();

@@ -1,4 +1,5 @@
-//! `evo bench train`: the speed benchmark of the reference nets.
+//! `evo bench train`: the speed benchmark of the reference nets; `evo bench search`
+//! (in [`super::search`]): the search benchmark.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -11,6 +12,10 @@ pub enum BenchCommand {
     /// Train a reference net on random in-memory data, as torch_reference.py does, and
     /// print steps/s and images/s as a JSON line.
     Train(BenchTrainArgs),
+    /// The search benchmark: K seeds of a config for M minutes, each run pinned to
+    /// cores of its own, beside reference nets trained for the same time and islands;
+    /// prints the best accuracy over time and writes summary.json and a plot.
+    Search(super::search::SearchArgs),
 }
 
 /// Options of `evo bench train`.
@@ -49,6 +54,7 @@ pub struct BenchTrainArgs {
 /// Runs one `evo bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::Search(args) => super::search::run(args),
         BenchCommand::Train(args) => {
             let device = trainer::device::open(&args.device)?;
             let length = match args.steps {

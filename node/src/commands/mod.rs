@@ -6,5 +6,6 @@ pub mod evaluate;
 pub mod export;
 pub mod genome;
 pub mod run;
+pub mod search;
 pub mod status;
 pub mod train;

@@ -551,6 +551,10 @@ fn summarize(end: &RunEnd, mode: OutputMode, state: &Path) {
         "best_individual": s.best_individual,
         "best_fitness": s.best_fitness,
         "total_flops": s.total_flops,
+        "flops_per_s": s.flops_per_s,
+        "seconds_by_phase": s.seconds_by_phase,
+        "training_share": s.training_share,
+        "workers": s.workers.len(),
         "run_minutes": s.run_minutes,
         "state_dir": state.display().to_string(),
     });
@@ -562,8 +566,9 @@ fn summarize(end: &RunEnd, mode: OutputMode, state: &Path) {
             }
             eprintln!(
                 "run ended ({}): {} individuals trained, best #{} at {} validation accuracy, \
-                 {:.3e} FLOPs, {:.1} minutes; export the best with \
-                 `evo export --state-dir {} --out DIR`",
+                 {:.3e} FLOPs ({:.2} GFLOP/s), {:.1} minutes, {:.0}% of the workers' time \
+                 training (build {:.0} s, train {:.0} s, validate {:.0} s, save {:.0} s); \
+                 export the best with `evo export --state-dir {} --out DIR`",
                 end.reason,
                 s.individuals_trained,
                 s.best_individual
@@ -571,7 +576,13 @@ fn summarize(end: &RunEnd, mode: OutputMode, state: &Path) {
                 s.best_fitness
                     .map_or("-".to_string(), |f| format!("{:.2}%", 100.0 * f)),
                 s.total_flops,
+                s.flops_per_s / 1e9,
                 s.run_minutes,
+                100.0 * s.training_share,
+                s.seconds_by_phase.build,
+                s.seconds_by_phase.train,
+                s.seconds_by_phase.validate,
+                s.seconds_by_phase.save,
                 state.display()
             );
         }

@@ -20,6 +20,10 @@ pub struct TrainArgs {
     /// SGD steps.
     #[arg(long, default_value_t = 25_600)]
     steps: u64,
+    /// Stop training after this many seconds of SGD steps, even before --steps (a time
+    /// budget: e.g. a hand-picked net given the wall time of a search).
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Images per step.
     #[arg(long, default_value_t = 50)]
     batch: usize,
@@ -60,6 +64,9 @@ pub struct TrainArgs {
     /// Print only the final JSON line.
     #[arg(long)]
     quiet: bool,
+    /// Threads of the CPU training pool (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// Parses a CIFAR-100 label mode.
@@ -73,6 +80,7 @@ pub fn label_mode(s: &str) -> Result<LabelMode> {
 
 /// Runs `evo train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    trainer::threads::configure(args.threads);
     let genome = super::genome::read_genome(&args.genome)?;
     let device = trainer::device::open(&args.device)?;
     let options = LoadOptions {
@@ -118,15 +126,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         log_every: if args.quiet { 0 } else { args.log_every },
         seed: args.seed,
+        max_seconds: args.seconds,
     };
-    let outcome = trainer::train::train(&net, &task, &config, |p| {
-        eprintln!(
-            "step {:>6}/{} loss {:.4} {:.0} img/s",
-            p.step, p.steps, p.loss, p.images_per_s
-        );
+    let (outcome, val_accuracy, test_accuracy) = trainer::threads::run(|| {
+        let outcome = trainer::train::train(&net, &task, &config, |p| {
+            eprintln!(
+                "step {:>6}/{} loss {:.4} {:.0} img/s",
+                p.step, p.steps, p.loss, p.images_per_s
+            );
+        })?;
+        let val = task.validation_accuracy(&net)?;
+        let test = task.test_accuracy(&net)?;
+        anyhow::Ok((outcome, val, test))
     })?;
-    let val_accuracy = task.validation_accuracy(&net)?;
-    let test_accuracy = task.test_accuracy(&net)?;
     let cost = TrainingCost::new(
         net.analysis().cost.forward_flops,
         args.batch as u64,

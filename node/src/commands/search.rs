@@ -1,0 +1,691 @@
+//! `evo bench search`: the search benchmark. Runs K seeds of a config for M minutes,
+//! several at once, each pinned to cores of its own (`taskset`, `--node.threads`); can
+//! train hand-picked reference nets for the same wall time on the same number of cores,
+//! and run N islands per seed (each node on cores of its own); prints the best
+//! validation accuracy every checkpoint, then per run the test accuracy of its best,
+//! individuals trained, FLOPs and the share of wall time its workers spent training;
+//! writes `summary.json` and `best-accuracy.svg` into its output folder.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use genome::{InputShape, Invalidated, ReferenceNet};
+use node::search_bench::{plot_svg, spread, RunTrace, Series, Window};
+use node::state::{Status, EVENTS_FILE};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use trainer::data::LoadOptions;
+use trainer::{Network, Task};
+
+/// Options of `evo bench search`.
+#[derive(Args)]
+pub struct SearchArgs {
+    /// The experiment config to benchmark.
+    #[arg(long)]
+    config: PathBuf,
+    /// The data set folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the runs, `summary.json` and the plot go (must not exist yet, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Wall-time minutes of each run.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Seeds to run: experiment seeds first-seed .. first-seed + seeds.
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    /// The first experiment seed.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Cores (and training threads) of each run; each island gets this many too.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The cores to use (default: all of this machine's).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Also train this reference net (linear, small, mid, large) for the same minutes on
+    /// the same cores per run, from scratch (repeatable): what a person would pick.
+    #[arg(long)]
+    reference: Vec<ReferenceNet>,
+    /// Also run this many islands per seed (nodes joined over loopback, each on
+    /// --threads cores of its own), beside the one-node runs.
+    #[arg(long, default_value_t = 0)]
+    islands: usize,
+    /// Skip the one-node evolution runs (e.g. to add references to a benchmark).
+    #[arg(long)]
+    no_evolution: bool,
+    /// A name for this arm in the output (default: the config's file name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 60.0)]
+    checkpoint: f64,
+    /// The first TCP port for the runs' HTTP endpoints (each run takes the next ones).
+    #[arg(long, default_value_t = 18_700)]
+    port: u16,
+    /// Config overrides for every run, KEY=VALUE (as `evo run` takes them).
+    #[arg(value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+/// What one job of the benchmark is.
+#[derive(Debug, Clone)]
+enum JobKind {
+    /// One node evolving, with this experiment seed.
+    Evolution(u64),
+    /// `n` islands evolving together, with this experiment seed.
+    Islands(u64, usize),
+    /// A reference net trained for the wall time.
+    Reference(ReferenceNet),
+}
+
+impl JobKind {
+    fn name(&self) -> String {
+        match self {
+            JobKind::Evolution(s) => format!("evolution-seed-{s}"),
+            JobKind::Islands(s, n) => format!("islands{n}-seed-{s}"),
+            JobKind::Reference(net) => format!("reference-{}", net.name()),
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            JobKind::Islands(_, n) => *n,
+            _ => 1,
+        }
+    }
+}
+
+/// A job that is running: its processes and the cores it holds.
+struct Running {
+    kind: JobKind,
+    children: Vec<Child>,
+    cores: Vec<usize>,
+    dirs: Vec<PathBuf>,
+    started: Instant,
+}
+
+/// A finished job's folders.
+struct Done {
+    kind: JobKind,
+    dirs: Vec<PathBuf>,
+}
+
+/// Runs `evo bench search`.
+pub fn run(args: SearchArgs) -> Result<()> {
+    if args.minutes <= 0.0 || !args.minutes.is_finite() {
+        bail!("--minutes must be positive");
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if args.islands == 1 {
+        bail!("--islands takes 2 or more (0: none)");
+    }
+    let cores = if args.cores.is_empty() {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        args.cores.clone()
+    };
+    let needed = args.threads * args.islands.max(1);
+    if needed > cores.len() {
+        bail!(
+            "a job needs {needed} cores (--threads {} x {} nodes) but {} are available",
+            args.threads,
+            args.islands.max(1),
+            cores.len()
+        );
+    }
+    // Fail early on a config evo run would refuse.
+    node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("{} exists and is not empty", args.out.display());
+    }
+    std::fs::create_dir_all(args.out.join("runs"))?;
+    let pin = which("taskset");
+    if !pin {
+        eprintln!("warning: taskset not found: runs are not pinned to cores");
+    }
+    let evo = std::env::current_exe().context("finding the evo binary")?;
+    let label = args.label.clone().unwrap_or_else(|| {
+        args.config
+            .file_stem()
+            .map_or("config".into(), |s| s.to_string_lossy().into_owned())
+    });
+
+    let mut queue: Vec<JobKind> = Vec::new();
+    let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
+    for &s in &seeds {
+        if !args.no_evolution {
+            queue.push(JobKind::Evolution(s));
+        }
+        if args.islands >= 2 {
+            queue.push(JobKind::Islands(s, args.islands));
+        }
+    }
+    queue.extend(args.reference.iter().copied().map(JobKind::Reference));
+    eprintln!(
+        "search benchmark {label}: {} job(s) of {} minutes, {} core(s) per node, cores {:?}",
+        queue.len(),
+        args.minutes,
+        args.threads,
+        cores
+    );
+
+    let mut free = cores.clone();
+    let mut running: Vec<Running> = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
+    let mut port = args.port;
+    let mut last_report = Instant::now();
+    queue.reverse();
+    while !queue.is_empty() || !running.is_empty() {
+        // Start, in order, every job that fits in the free cores.
+        while let Some(pos) = queue
+            .iter()
+            .rposition(|k| k.nodes() * args.threads <= free.len())
+        {
+            let kind = queue.remove(pos);
+            let taken: Vec<usize> = free.drain(..kind.nodes() * args.threads).collect();
+            let job = start(&args, &evo, pin, &kind, &taken, &mut port)?;
+            eprintln!("started {} on cores {:?}", kind.name(), taken);
+            running.push(job);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // Collect what ended.
+        let mut i = 0;
+        while i < running.len() {
+            if finished(&mut running[i])? {
+                let job = running.remove(i);
+                eprintln!(
+                    "{} ended after {:.1} minutes",
+                    job.kind.name(),
+                    job.started.elapsed().as_secs_f64() / 60.0
+                );
+                free.extend(&job.cores);
+                free.sort_unstable();
+                done.push(Done {
+                    kind: job.kind,
+                    dirs: job.dirs,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        if last_report.elapsed().as_secs_f64() >= args.checkpoint && !running.is_empty() {
+            last_report = Instant::now();
+            progress(&running);
+        }
+    }
+    summarize(&args, &label, &done)
+}
+
+/// Whether `program` is on the PATH.
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|p| p.join(program).is_file())
+    })
+}
+
+/// A command for `program`, pinned to `cores` when `pin`.
+fn pinned(program: &Path, pin: bool, cores: &[usize]) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+        c.arg("-c").arg(list.join(",")).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A log file for a process's output.
+fn log_file(path: &Path) -> Result<Stdio> {
+    Ok(std::fs::File::create(path)
+        .with_context(|| format!("creating {}", path.display()))?
+        .into())
+}
+
+/// The `evo run` command of one node.
+fn run_command(
+    args: &SearchArgs,
+    evo: &Path,
+    pin: bool,
+    cores: &[usize],
+    seed: u64,
+    state: &Path,
+    port: u16,
+) -> Command {
+    let mut c = pinned(evo, pin, cores);
+    c.arg("run")
+        .arg("--config")
+        .arg(&args.config)
+        .arg("--data")
+        .arg(&args.data)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--max-minutes")
+        .arg(format!("{:?}", args.minutes))
+        .arg("--http")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--json-log")
+        .arg(format!("node.threads={}", args.threads))
+        .args(&args.overrides)
+        .stdin(Stdio::null());
+    c
+}
+
+fn start(
+    args: &SearchArgs,
+    evo: &Path,
+    pin: bool,
+    kind: &JobKind,
+    cores: &[usize],
+    port: &mut u16,
+) -> Result<Running> {
+    let runs = args.out.join("runs");
+    let name = kind.name();
+    let mut children = Vec::new();
+    let mut dirs = Vec::new();
+    match kind {
+        JobKind::Evolution(seed) => {
+            let state = runs.join(&name);
+            let mut c = run_command(args, evo, pin, cores, *seed, &state, *port);
+            *port += 1;
+            c.arg("--offline")
+                .stdout(log_file(&state.with_extension("log"))?)
+                .stderr(log_file(&runs.join(format!("{name}.err")))?);
+            children.push(c.spawn().context("starting evo run")?);
+            dirs.push(state);
+        }
+        JobKind::Islands(seed, n) => {
+            let mut bootstrap: Option<String> = None;
+            for i in 0..*n {
+                let state = runs.join(&name).join(format!("node-{i}"));
+                std::fs::create_dir_all(runs.join(&name))?;
+                let node_cores = &cores[i * args.threads..(i + 1) * args.threads];
+                let http = *port;
+                *port += 1;
+                let mut c = run_command(args, evo, pin, node_cores, *seed, &state, http);
+                c.arg("--listen").arg("/ip4/127.0.0.1/tcp/0");
+                if let Some(addr) = &bootstrap {
+                    c.arg("--bootstrap").arg(addr);
+                }
+                c.stdout(log_file(&state.with_extension("log"))?)
+                    .stderr(log_file(&runs.join(&name).join(format!("node-{i}.err")))?);
+                children.push(c.spawn().context("starting evo run")?);
+                dirs.push(state);
+                if bootstrap.is_none() {
+                    bootstrap = Some(listen_address(http)?);
+                }
+            }
+        }
+        JobKind::Reference(net) => {
+            let genome_path = runs.join(format!("{name}.json"));
+            let dataset_shape = data_shape(&args.data)?;
+            let genome = net.genome(dataset_shape.0, dataset_shape.1);
+            std::fs::write(&genome_path, genome.to_json())?;
+            let config =
+                node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)?;
+            let t = &config.training;
+            // The net gets the runs' wall time less what scoring it takes at the end.
+            let seconds = (args.minutes * 60.0 - 10.0).max(1.0);
+            let mut c = pinned(evo, pin, cores);
+            c.arg("train")
+                .arg("--genome")
+                .arg(&genome_path)
+                .arg("--data")
+                .arg(&args.data)
+                .arg("--steps")
+                .arg(u64::MAX.to_string())
+                .arg("--seconds")
+                .arg(format!("{seconds:?}"))
+                .arg("--batch")
+                .arg(t.batch.to_string())
+                .arg("--momentum")
+                .arg(format!("{:?}", t.momentum))
+                .arg("--weight-decay")
+                .arg(format!("{:?}", t.weight_decay))
+                .arg("--validation")
+                .arg(config.data.validation_images.to_string())
+                .arg("--split-seed")
+                .arg(config.data.split_seed.to_string())
+                .arg("--threads")
+                .arg(args.threads.to_string())
+                .arg("--quiet")
+                .stdin(Stdio::null())
+                .stdout(log_file(&runs.join(format!("{name}.json.log")))?)
+                .stderr(log_file(&runs.join(format!("{name}.err")))?);
+            if !t.augment.enabled {
+                c.arg("--no-augment");
+            }
+            children.push(c.spawn().context("starting evo train")?);
+            dirs.push(runs.join(format!("{name}.json.log")));
+        }
+    }
+    Ok(Running {
+        kind: kind.clone(),
+        children,
+        cores: cores.to_vec(),
+        dirs,
+        started: Instant::now(),
+    })
+}
+
+/// The input shape and class count of the data set at `path`.
+fn data_shape(path: &Path) -> Result<(InputShape, u32)> {
+    let d = trainer::data::load(path, &LoadOptions::default())
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok((
+        InputShape {
+            height: d.height,
+            width: d.width,
+            channels: d.channels,
+        },
+        d.num_classes() as u32,
+    ))
+}
+
+/// The full listen address of the node whose HTTP endpoint is on `port`, once it has one.
+fn listen_address(port: u16) -> Result<String> {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(mut resp) = ureq::get(&url).call() {
+            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            if let Ok(status) = serde_json::from_str::<serde_json::Value>(&body) {
+                if let Some(addr) = status["listen_addrs"]
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.as_str())
+                {
+                    return Ok(addr.to_string());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("the first island (HTTP port {port}) never showed a listen address")
+}
+
+/// Whether every process of `job` has exited (an error for one that failed).
+fn finished(job: &mut Running) -> Result<bool> {
+    let mut all = true;
+    for c in &mut job.children {
+        match c.try_wait()? {
+            Some(status) if !status.success() => {
+                bail!("{} exited with {status}: see its .err file", job.kind.name())
+            }
+            Some(_) => {}
+            None => all = false,
+        }
+    }
+    Ok(all)
+}
+
+/// One progress line: each running search's best validation accuracy so far.
+fn progress(running: &[Running]) {
+    let mut parts = Vec::new();
+    for job in running {
+        let minutes = job.started.elapsed().as_secs_f64() / 60.0;
+        if matches!(job.kind, JobKind::Reference(_)) {
+            parts.push(format!("{} {minutes:.1} min", job.kind.name()));
+            continue;
+        }
+        let best = trace_of(&job.dirs)
+            .ok()
+            .and_then(|t| t.best_at(f64::INFINITY));
+        parts.push(format!(
+            "{} {minutes:.1} min {}",
+            job.kind.name(),
+            best.map_or("-".into(), |b| format!("{:.2}%", 100.0 * b))
+        ));
+    }
+    eprintln!("{}", parts.join(" | "));
+}
+
+/// The trace of one experiment: one node's, or its islands' merged.
+fn trace_of(dirs: &[PathBuf]) -> Result<RunTrace> {
+    let mut merged: Option<RunTrace> = None;
+    for d in dirs {
+        let t = RunTrace::read(&d.join(EVENTS_FILE))?;
+        merged = Some(match merged {
+            None => t,
+            Some(m) => m.merge(&t),
+        });
+    }
+    merged.context("no nodes")
+}
+
+/// The best live individual of these nodes (by validation accuracy): its folder.
+fn best_individual(dirs: &[PathBuf]) -> Result<Option<(PathBuf, f64)>> {
+    let mut best: Option<(PathBuf, f64)> = None;
+    for d in dirs {
+        let snap = node::state::snapshot(d)?;
+        for r in snap.records.iter().filter(|r| r.status == Status::Alive) {
+            let Some(f) = r.fitness.filter(|f| f.is_finite()) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(_, b)| f > *b) {
+                best = Some((d.join("individuals").join(r.id.to_string()), f));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Workers the node of `dir` ran, from the summary line of its JSON log (`DIR.log`
+/// beside it), at least 1.
+fn workers_of(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.with_extension("log"))
+        .ok()
+        .and_then(|t| {
+            t.lines().rev().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["event"] == "summary").then(|| v["workers"].as_u64())?
+            })
+        })
+        .map_or(1, |n| n as usize)
+        .max(1)
+}
+
+fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result<()> {
+    eprintln!("scoring the best individuals on the test images");
+    let dataset = trainer::data::load(&args.data, &LoadOptions::default())?;
+    let config = node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)?;
+    let task = Task::new(&dataset, config.data.validation_images, config.data.split_seed)?;
+    let device = trainer::Device::Cpu;
+    let seconds = args.minutes * 60.0;
+    let step = args.checkpoint.max(1.0);
+    let checkpoints: Vec<f64> = {
+        let mut v = Vec::new();
+        let mut t = step;
+        while t < seconds - 1e-9 {
+            v.push(t);
+            t += step;
+        }
+        v.push(seconds);
+        v
+    };
+    let mut runs_json = Vec::new();
+    let mut series = Vec::new();
+    // arm -> per-seed curves (best validation at each checkpoint).
+    let mut arms: std::collections::BTreeMap<String, Vec<Vec<Option<f64>>>> = Default::default();
+    let mut tests: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut references = Vec::new();
+    for job in done {
+        match &job.kind {
+            JobKind::Reference(net) => {
+                let text = std::fs::read_to_string(&job.dirs[0])?;
+                let line: serde_json::Value = serde_json::from_str(text.trim())
+                    .with_context(|| format!("reading {}", job.dirs[0].display()))?;
+                let val = line["val_accuracy"].as_f64().unwrap_or(f64::NAN);
+                series.push(Series {
+                    name: format!("{} (end)", net.name()),
+                    points: vec![(0.0, 100.0 * val), (args.minutes, 100.0 * val)],
+                    dashed: true,
+                });
+                references.push(serde_json::json!({
+                    "net": net.name(),
+                    "steps": line["steps"],
+                    "seconds": line["seconds"],
+                    "val_accuracy": line["val_accuracy"],
+                    "test_accuracy": line["test_accuracy"],
+                    "flops": line["flops"],
+                    "params": line["params"],
+                }));
+            }
+            kind => {
+                let (arm, seed) = match kind {
+                    JobKind::Evolution(s) => (label.to_string(), *s),
+                    JobKind::Islands(s, n) => (format!("{label} {n} islands"), *s),
+                    JobKind::Reference(_) => unreachable!(),
+                };
+                let trace = trace_of(&job.dirs)?;
+                let curve: Vec<Option<f64>> =
+                    checkpoints.iter().map(|&t| trace.best_at(t)).collect();
+                let workers: usize = job.dirs.iter().map(|d| workers_of(d)).sum();
+                let whole = trace.window(0.0, seconds, workers);
+                let last_third = trace.window(seconds * 2.0 / 3.0, seconds, workers);
+                let best = best_individual(&job.dirs)?;
+                let (test, best_val) = match &best {
+                    Some((dir, f)) => {
+                        let saved = trainer::individual::load(dir, &device)?;
+                        let (net, _) = Network::new(
+                            &saved.genome,
+                            &device,
+                            Some(&saved.tensors),
+                            &Invalidated::none(),
+                            0,
+                        )?;
+                        (Some(task.test_accuracy(&net)?), Some(*f))
+                    }
+                    None => (None, None),
+                };
+                if let Some(t) = test {
+                    tests.entry(arm.clone()).or_default().push(t);
+                }
+                let mut points = vec![(0.0, 0.0)];
+                points.extend(
+                    checkpoints
+                        .iter()
+                        .zip(&curve)
+                        .filter_map(|(t, b)| b.map(|b| (t / 60.0, 100.0 * b))),
+                );
+                series.push(Series {
+                    name: format!("{arm} seed {seed}"),
+                    points,
+                    dashed: false,
+                });
+                arms.entry(arm.clone()).or_default().push(curve.clone());
+                runs_json.push(serde_json::json!({
+                    "arm": arm,
+                    "seed": seed,
+                    "nodes": job.dirs.len(),
+                    "workers": workers,
+                    "best_val": best_val,
+                    "test_accuracy": test,
+                    "best_dir": best.as_ref().map(|(d, _)| d.display().to_string()),
+                    "curve": checkpoints.iter().zip(&curve)
+                        .map(|(t, b)| serde_json::json!([t / 60.0, b])).collect::<Vec<_>>(),
+                    "whole_run": window_json(&whole),
+                    "last_third": window_json(&last_third),
+                }));
+            }
+        }
+    }
+    // The table of checkpoints.
+    let mut checkpoint_json = Vec::new();
+    println!("best validation accuracy (mean / min / max over seeds):");
+    for (i, t) in checkpoints.iter().enumerate() {
+        let mut row = format!("{:>6.1} min", t / 60.0);
+        let mut per_arm = serde_json::Map::new();
+        for (arm, curves) in &arms {
+            let values: Vec<f64> = curves.iter().filter_map(|c| c[i]).collect();
+            if let Some(s) = spread(&values) {
+                row.push_str(&format!(
+                    "  {arm}: {:.2} / {:.2} / {:.2}",
+                    100.0 * s.mean,
+                    100.0 * s.min,
+                    100.0 * s.max
+                ));
+                per_arm.insert(arm.clone(), serde_json::to_value(s)?);
+            }
+        }
+        println!("{row}");
+        checkpoint_json.push(serde_json::json!({"minute": t / 60.0, "arms": per_arm}));
+    }
+    println!("runs:");
+    for r in &runs_json {
+        println!(
+            "  {} seed {}: best val {} test {} | {} trained, {:.3e} FLOPs, {:.0}% training, \
+             last third {:.0}% training at {:.2} GFLOP/s",
+            r["arm"].as_str().unwrap_or(""),
+            r["seed"],
+            pct(r["best_val"].as_f64()),
+            pct(r["test_accuracy"].as_f64()),
+            r["whole_run"]["trained"],
+            r["whole_run"]["flops"].as_f64().unwrap_or(0.0),
+            100.0 * r["whole_run"]["training_share"].as_f64().unwrap_or(0.0),
+            100.0 * r["last_third"]["training_share"].as_f64().unwrap_or(0.0),
+            r["last_third"]["flops_per_s"].as_f64().unwrap_or(0.0) / 1e9,
+        );
+    }
+    let mut test_json = serde_json::Map::new();
+    for (arm, values) in &tests {
+        if let Some(s) = spread(values) {
+            println!(
+                "  {arm}: test accuracy of the best, mean {:.2}% min {:.2}% max {:.2}% over {} run(s)",
+                100.0 * s.mean,
+                100.0 * s.min,
+                100.0 * s.max,
+                s.n
+            );
+            test_json.insert(arm.clone(), serde_json::to_value(s)?);
+        }
+    }
+    for r in &references {
+        println!(
+            "  reference {}: {} steps in {:.0} s, val {} test {}",
+            r["net"].as_str().unwrap_or(""),
+            r["steps"],
+            r["seconds"].as_f64().unwrap_or(0.0),
+            pct(r["val_accuracy"].as_f64()),
+            pct(r["test_accuracy"].as_f64()),
+        );
+    }
+    let summary = serde_json::json!({
+        "label": label,
+        "config": args.config.display().to_string(),
+        "overrides": args.overrides,
+        "data": args.data.display().to_string(),
+        "minutes": args.minutes,
+        "threads_per_node": args.threads,
+        "checkpoints": checkpoint_json,
+        "test_accuracy": test_json,
+        "runs": runs_json,
+        "references": references,
+    });
+    let json_path = args.out.join("summary.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)?)?;
+    let plot = args.out.join("best-accuracy.svg");
+    plot_svg(
+        &plot,
+        &format!("{label}: best validation accuracy, {} min", args.minutes),
+        args.minutes,
+        &series,
+    )?;
+    println!("wrote {} and {}", json_path.display(), plot.display());
+    Ok(())
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+fn window_json(w: &Window) -> serde_json::Value {
+    serde_json::to_value(w).unwrap_or_default()
+}

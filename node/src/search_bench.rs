@@ -1,0 +1,410 @@
+//! The search benchmark's arithmetic, with no processes and no I/O beyond reading an
+//! event log and writing a plot: a run's best validation accuracy over time (from its
+//! `events.jsonl`), what its workers did in a window of time, statistics over seeds, and
+//! the plot of best accuracy against minutes. `evo bench search` (in `commands::search`)
+//! starts the runs and wires these together.
+
+use crate::state::Event;
+use serde::Serialize;
+use std::path::Path;
+use thiserror::Error;
+use trainer::train::PhaseSeconds;
+
+/// A benchmark file that could not be read or written.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The event log has no `created` event: it is not a run's log.
+    #[error("{0}: no created event: not the event log of a run")]
+    NotARun(String),
+    /// Drawing the plot failed.
+    #[error("drawing {path}: {reason}")]
+    Plot {
+        /// The plot's file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One training that finished, as its event told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// FLOPs it spent.
+    pub flops: u64,
+    /// Its whole wall time (building, training, scoring, saving), in seconds.
+    pub seconds: f64,
+    /// Where that time went, when the log has it.
+    pub phases: Option<PhaseSeconds>,
+}
+
+/// What one run's event log tells of its progress.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunTrace {
+    /// When the run was created, Unix milliseconds.
+    pub start_ms: u64,
+    /// Births (and admitted migrants): seconds since the start, validation accuracy.
+    pub births: Vec<(f64, f64)>,
+    /// Trainings finished.
+    pub finished: Vec<Finished>,
+    /// Seconds from the start to the last event.
+    pub last_s: f64,
+}
+
+/// What a run's workers did in a window of its wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Window {
+    /// Trainings that finished in the window.
+    pub trained: usize,
+    /// Their FLOPs.
+    pub flops: f64,
+    /// FLOPs per second of the window.
+    pub flops_per_s: f64,
+    /// Share of the workers' time in the window spent in SGD steps (trainings are
+    /// counted whole in the window they finish in).
+    pub training_share: f64,
+}
+
+impl RunTrace {
+    /// Reads the trace from the lines of an event log. Lines that do not parse (a torn
+    /// last line of a log still being written) are skipped.
+    pub fn parse(text: &str) -> Option<RunTrace> {
+        let events: Vec<Event> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let start_ms = events.iter().find_map(|e| match e {
+            Event::Created { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        })?;
+        let since = |at_ms: u64| at_ms.saturating_sub(start_ms) as f64 / 1000.0;
+        let mut trace = RunTrace {
+            start_ms,
+            ..RunTrace::default()
+        };
+        for e in &events {
+            trace.last_s = trace.last_s.max(since(e.at_ms()));
+            match e {
+                Event::Birth {
+                    at_ms,
+                    fitness: Some(f),
+                    ..
+                } if f.is_finite() => trace.births.push((since(*at_ms), *f)),
+                Event::Migration {
+                    at_ms,
+                    direction,
+                    fitness,
+                    ..
+                } if direction == "in" && fitness.is_finite() => {
+                    trace.births.push((since(*at_ms), *fitness))
+                }
+                Event::TrainingFinished {
+                    at_ms,
+                    flops,
+                    seconds,
+                    phases,
+                    ..
+                } => trace.finished.push(Finished {
+                    at_s: since(*at_ms),
+                    flops: *flops,
+                    seconds: *seconds,
+                    phases: *phases,
+                }),
+                _ => {}
+            }
+        }
+        Some(trace)
+    }
+
+    /// Reads the event log at `path`.
+    pub fn read(path: &Path) -> Result<RunTrace, BenchError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        RunTrace::parse(&text).ok_or_else(|| BenchError::NotARun(path.display().to_string()))
+    }
+
+    /// The best validation accuracy born by `seconds` after the start.
+    pub fn best_at(&self, seconds: f64) -> Option<f64> {
+        self.births
+            .iter()
+            .filter(|(t, _)| *t <= seconds)
+            .map(|(_, f)| *f)
+            .reduce(f64::max)
+    }
+
+    /// What `workers` workers did between `from` and `to` seconds after the start.
+    pub fn window(&self, from: f64, to: f64, workers: usize) -> Window {
+        let inside: Vec<&Finished> = self
+            .finished
+            .iter()
+            .filter(|f| f.at_s > from && f.at_s <= to)
+            .collect();
+        let span = (to - from).max(0.0);
+        let flops: f64 = inside.iter().map(|f| f.flops as f64).sum();
+        let train: f64 = inside
+            .iter()
+            .map(|f| f.phases.map_or(f.seconds, |p| p.train))
+            .sum();
+        let capacity = span * workers.max(1) as f64;
+        Window {
+            trained: inside.len(),
+            flops,
+            flops_per_s: if span > 0.0 { flops / span } else { 0.0 },
+            training_share: if capacity > 0.0 {
+                (train / capacity).min(1.0)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// This trace and `other` as one experiment (islands): births and trainings of
+    /// both, on the clock of whichever started first.
+    pub fn merge(&self, other: &RunTrace) -> RunTrace {
+        let start_ms = self.start_ms.min(other.start_ms);
+        let shift = |t: &RunTrace| (t.start_ms - start_ms) as f64 / 1000.0;
+        let mut merged = RunTrace {
+            start_ms,
+            ..RunTrace::default()
+        };
+        for t in [self, other] {
+            let d = shift(t);
+            merged
+                .births
+                .extend(t.births.iter().map(|(s, f)| (s + d, *f)));
+            merged.finished.extend(t.finished.iter().map(|f| Finished {
+                at_s: f.at_s + d,
+                ..f.clone()
+            }));
+            merged.last_s = merged.last_s.max(t.last_s + d);
+        }
+        merged
+    }
+}
+
+/// Mean, smallest and largest of some values (one per seed).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// How many values.
+    pub n: usize,
+    /// Their mean.
+    pub mean: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+/// The spread of `values` (`None` for none).
+pub fn spread(values: &[f64]) -> Option<Spread> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len();
+    Some(Spread {
+        n,
+        mean: values.iter().sum::<f64>() / n as f64,
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    })
+}
+
+/// One line of the plot: a name and (minutes, accuracy in percent) points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its name in the legend.
+    pub name: String,
+    /// Its points, in order of minutes.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a reference net's final accuracy) rather than solid.
+    pub dashed: bool,
+}
+
+/// Draws `series` (best validation accuracy in percent against minutes) as an SVG file.
+pub fn plot_svg(path: &Path, title: &str, minutes: f64, series: &[Series]) -> Result<(), BenchError> {
+    use plotters::prelude::*;
+    let fail = |e: &dyn std::fmt::Display| BenchError::Plot {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let top = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(10.0f64, f64::max);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..minutes.max(0.1), 0.0..(top + 5.0).min(100.0))
+        .map_err(|e| fail(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc("best validation accuracy (%)")
+        .draw()
+        .map_err(|e| fail(&e))?;
+    for (i, s) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let style = ShapeStyle::from(colour).stroke_width(2);
+        let drawn = if s.dashed {
+            chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(s.points.clone(), style))
+        };
+        drawn
+            .map_err(|e| fail(&e))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExperimentConfig;
+
+    fn log(lines: &[Event]) -> String {
+        lines
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect()
+    }
+
+    fn created(at_ms: u64) -> Event {
+        let quick = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/quick-cifar10.toml");
+        let settings = ExperimentConfig::load(Path::new(quick))
+            .unwrap()
+            .fitness_settings();
+        Event::Created {
+            at_ms,
+            fingerprint: settings.fingerprint(),
+            settings,
+        }
+    }
+
+    fn birth(at_ms: u64, fitness: f64) -> Event {
+        Event::Birth {
+            at_ms,
+            id: 0,
+            parent: None,
+            fitness: Some(fitness),
+        }
+    }
+
+    fn finished(at_ms: u64, flops: u64, train: f64) -> Event {
+        Event::TrainingFinished {
+            at_ms,
+            id: 0,
+            fitness: Some(0.1),
+            flops,
+            seconds: train + 1.0,
+            phases: Some(PhaseSeconds {
+                train,
+                build: 0.5,
+                validate: 0.5,
+                save: 0.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_best_so_far_follows_the_births_and_a_torn_line_is_skipped() {
+        let mut text = log(&[
+            created(1_000),
+            birth(3_000, 0.2),
+            birth(5_000, 0.4),
+            birth(7_000, 0.3),
+        ]);
+        text.push_str("{\"event\":\"birth\",\"at_");
+        let t = RunTrace::parse(&text).unwrap();
+        assert_eq!(t.best_at(1.0), None);
+        assert_eq!(t.best_at(2.0), Some(0.2));
+        assert_eq!(t.best_at(4.5), Some(0.4));
+        assert_eq!(t.best_at(100.0), Some(0.4));
+        assert_eq!(t.last_s, 6.0);
+        assert!(RunTrace::parse(&log(&[birth(1, 0.5)])).is_none());
+    }
+
+    #[test]
+    fn a_window_counts_the_trainings_that_finished_in_it() {
+        let t = RunTrace::parse(&log(&[
+            created(0),
+            finished(5_000, 100, 4.0),
+            finished(12_000, 300, 6.0),
+            finished(18_000, 500, 5.0),
+        ]))
+        .unwrap();
+        let w = t.window(10.0, 20.0, 1);
+        assert_eq!(w.trained, 2);
+        assert_eq!(w.flops, 800.0);
+        assert_eq!(w.flops_per_s, 80.0);
+        assert!((w.training_share - 1.1f64.min(1.0)).abs() < 1e-12);
+        let w = t.window(10.0, 20.0, 2);
+        assert!((w.training_share - 0.55).abs() < 1e-12);
+        assert_eq!(t.window(20.0, 20.0, 1).flops_per_s, 0.0);
+    }
+
+    #[test]
+    fn merged_islands_share_the_earlier_clock() {
+        let a = RunTrace::parse(&log(&[created(0), birth(10_000, 0.3)])).unwrap();
+        let b = RunTrace::parse(&log(&[created(2_000), birth(4_000, 0.5)])).unwrap();
+        let m = a.merge(&b);
+        assert_eq!(m.best_at(3.9), None);
+        assert_eq!(m.best_at(4.0), Some(0.5));
+        assert_eq!(m.last_s, 10.0);
+    }
+
+    #[test]
+    fn spread_gives_mean_min_and_max() {
+        assert_eq!(spread(&[]), None);
+        let s = spread(&[0.5, 0.7, 0.6]).unwrap();
+        assert_eq!((s.n, s.min, s.max), (3, 0.5, 0.7));
+        assert!((s.mean - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_plot_is_an_svg_with_every_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plot.svg");
+        let series = vec![
+            Series {
+                name: "seed 0".into(),
+                points: vec![(0.0, 10.0), (1.0, 30.0), (2.0, 42.5)],
+                dashed: false,
+            },
+            Series {
+                name: "small".into(),
+                points: vec![(0.0, 55.0), (2.0, 55.0)],
+                dashed: true,
+            },
+        ];
+        plot_svg(&path, "test", 2.0, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
+        assert!(svg.contains("seed 0") && svg.contains("small"));
+        assert!(svg.matches("<polyline").count() + svg.matches("<path").count() >= 2);
+    }
+}
