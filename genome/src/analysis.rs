@@ -325,6 +325,7 @@ mod tests {
             input: InputShape::CIFAR,
             classes: 10,
             learning_rate: 0.1,
+            augment: None,
             input_vertex: 0,
             output_vertex: 2,
             vertices: vec![

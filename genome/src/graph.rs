@@ -109,6 +109,17 @@ pub struct Edge {
     pub op: EdgeOp,
 }
 
+/// How an individual's training images are augmented, when evolution decides it (beyond
+/// the paper): ALTER-AUGMENTATION turns one of the two on or off, and the child inherits
+/// the rest, as it inherits the learning rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AugmentGene {
+    /// Random crops after padding (the padding the experiment's config gives).
+    pub crop: bool,
+    /// Random horizontal flips.
+    pub flip: bool,
+}
+
 /// The DNA of an image classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Genome {
@@ -118,6 +129,10 @@ pub struct Genome {
     pub classes: u32,
     /// SGD learning rate used to train this individual.
     pub learning_rate: f64,
+    /// How its training images are augmented, when evolution decides it (`None`, the
+    /// paper's way: as the experiment's config says).
+    #[serde(default)]
+    pub augment: Option<AugmentGene>,
     /// Id of the vertex that holds the image.
     pub input_vertex: Id,
     /// Id of the vertex that feeds the classifier head.
@@ -141,6 +156,7 @@ impl Genome {
             input,
             classes,
             learning_rate: INITIAL_LEARNING_RATE,
+            augment: None,
             input_vertex: 0,
             output_vertex: 1,
             vertices: vec![

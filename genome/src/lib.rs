@@ -15,6 +15,7 @@ pub mod cost;
 pub mod error;
 pub mod graph;
 pub mod limits;
+pub mod morphism;
 pub mod mutation;
 pub mod reference;
 pub mod render;
@@ -26,9 +27,13 @@ pub use analysis::Analysis;
 pub use codec::CodecError;
 pub use cost::{Cost, TrainingCost};
 pub use error::GenomeError;
-pub use graph::{Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
+pub use graph::{AugmentGene, Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
 pub use limits::Limits;
-pub use mutation::{apply, reproduce, Applied, Invalidated, Mutation, MutationError, Reproduction};
+pub use morphism::{MutationStyle, TensorInit};
+pub use mutation::{
+    apply, apply_with_style, reproduce, reproduce_with_style, Applied, Invalidated, Mutation,
+    MutationError, Reproduction,
+};
 pub use reference::ReferenceNet;
 pub use shape::Shape;
 pub use tensors::{TensorRole, TensorSpec};

@@ -9,7 +9,10 @@ use crate::analysis::Analysis;
 use crate::error::GenomeError;
 use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, Vertex, VertexKind};
 use crate::limits::Limits;
-use crate::tensors::{bn_tensor_names, conv_kernel_name};
+use crate::morphism::{
+    grow_layout, layout_change, non_negative, resample_head, MutationStyle, TensorInit,
+};
+use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -44,6 +47,9 @@ pub enum Mutation {
     AddSkip,
     /// Removes a skip edge.
     RemoveSkip,
+    /// Beyond the paper: turns the random crop or the random flip of the genome's
+    /// augmentation gene on or off (only for genomes that carry one).
+    AlterAugmentation,
 }
 
 impl Mutation {
@@ -62,6 +68,23 @@ impl Mutation {
         Mutation::RemoveSkip,
     ];
 
+    /// The eleven and ALTER-AUGMENTATION, drawn from for a genome that carries an
+    /// augmentation gene.
+    pub const WITH_AUGMENTATION: [Mutation; 12] = [
+        Mutation::AlterLearningRate,
+        Mutation::Identity,
+        Mutation::ResetWeights,
+        Mutation::InsertConvolution,
+        Mutation::RemoveConvolution,
+        Mutation::AlterStride,
+        Mutation::AlterNumberOfChannels,
+        Mutation::FilterSize,
+        Mutation::InsertOneToOne,
+        Mutation::AddSkip,
+        Mutation::RemoveSkip,
+        Mutation::AlterAugmentation,
+    ];
+
     /// The paper's name, e.g. `ALTER-LEARNING-RATE`.
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +99,7 @@ impl Mutation {
             Mutation::InsertOneToOne => "INSERT-ONE-TO-ONE",
             Mutation::AddSkip => "ADD-SKIP",
             Mutation::RemoveSkip => "REMOVE-SKIP",
+            Mutation::AlterAugmentation => "ALTER-AUGMENTATION",
         }
     }
 }
@@ -94,7 +118,7 @@ pub struct UnknownMutation(pub String);
 impl FromStr for Mutation {
     type Err = UnknownMutation;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mutation::ALL
+        Mutation::WITH_AUGMENTATION
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownMutation(s.to_string()))
@@ -142,6 +166,10 @@ pub struct Applied {
     pub mutation: Mutation,
     /// Tensors the child must not inherit.
     pub invalidated: Invalidated,
+    /// Tensors the trainer initializes specially so that the child computes its
+    /// parent's function (empty for the paper's style).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inits: Vec<TensorInit>,
 }
 
 /// Why a mutation could not apply.
@@ -202,22 +230,49 @@ pub fn apply(
     rng: &mut impl Rng,
     limits: &Limits,
 ) -> Result<(Genome, Analysis, Applied), MutationError> {
+    apply_with_style(parent, mutation, rng, limits, MutationStyle::Paper)
+}
+
+/// [`apply`] in the given style: with [`MutationStyle::PreserveFunction`] a mutation
+/// that has a function-preserving form takes it.
+pub fn apply_with_style(
+    parent: &Genome,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    limits: &Limits,
+    style: MutationStyle,
+) -> Result<(Genome, Analysis, Applied), MutationError> {
     let parent_analysis = parent
         .analyze(limits)
         .map_err(MutationError::ParentInvalid)?;
-    apply_analyzed(parent, &parent_analysis, mutation, rng, limits)
+    apply_analyzed(parent, &parent_analysis, mutation, rng, limits, style)
 }
 
-/// [`apply`] for a parent whose analysis is at hand.
+/// [`apply_with_style`] for a parent whose analysis is at hand.
 fn apply_analyzed(
     parent: &Genome,
     parent_analysis: &Analysis,
     mutation: Mutation,
     rng: &mut impl Rng,
     limits: &Limits,
+    style: MutationStyle,
 ) -> Result<(Genome, Analysis, Applied), MutationError> {
     let mut child = parent.clone();
-    let invalidated = mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?;
+    let (invalidated, inits) = match style {
+        MutationStyle::PreserveFunction => {
+            match preserve_in_place(&mut child, parent_analysis, mutation, rng, limits)? {
+                Some(inits) => (Invalidated::none(), inits),
+                None => (
+                    mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?,
+                    Vec::new(),
+                ),
+            }
+        }
+        MutationStyle::Paper => (
+            mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?,
+            Vec::new(),
+        ),
+    };
     let analysis = child
         .analyze(limits)
         .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
@@ -227,8 +282,222 @@ fn apply_analyzed(
         Applied {
             mutation,
             invalidated,
+            inits,
         },
     ))
+}
+
+/// The function-preserving form of `mutation`, applied to `g` in place: the
+/// initializations that keep the parent's function, or `None` if the mutation has no
+/// such form (the caller then applies the paper's).
+fn preserve_in_place(
+    g: &mut Genome,
+    analysis: &Analysis,
+    mutation: Mutation,
+    rng: &mut impl Rng,
+    limits: &Limits,
+) -> Result<Option<Vec<TensorInit>>, MutationError> {
+    match mutation {
+        Mutation::InsertConvolution => {
+            let edges = g.backbone_edges();
+            let &chosen = edges
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "the backbone has no edge"))?;
+            let old = *g.edge(chosen).expect("backbone edge exists");
+            let (u, v) = (old.from, old.to);
+            let c = analysis.vertex_shapes[&u].c;
+            let old_is_conv = old.op.conv().is_some();
+            if rng.random_bool(0.5) {
+                // Stride 2 (as often as the paper's): a pass-through that keeps every
+                // other row and column, the head resampled to the smaller output.
+                let kind = match random_kind(rng) {
+                    VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
+                    _ => VertexKind::Linear,
+                };
+                let (w, new_edge) = insert_conv(g, chosen, u, kind, 2, c);
+                let mut inits = vec![TensorInit::PassThrough {
+                    name: conv_kernel_name(new_edge),
+                    split: false,
+                }];
+                if kind == VertexKind::BnRelu {
+                    inits.push(TensorInit::PassThroughBatchNorm {
+                        prefix: bn_prefix(w),
+                    });
+                }
+                let child = g
+                    .analyze(limits)
+                    .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
+                inits.extend(resample_head(g, analysis, &child));
+                return Ok(Some(inits));
+            }
+            // What takes the new vertex's layout: the old edge's kernel, or (through an
+            // identity edge) the vertex it feeds and what that passes it on to.
+            let downstream = |split: bool| {
+                if old_is_conv {
+                    Some(Vec::new())
+                } else {
+                    layout_change(g, analysis, v, chosen, split)
+                }
+            };
+            let room = c.saturating_mul(2) <= limits.max_channels;
+            let (kind, split, mut chain) = match random_kind(rng) {
+                VertexKind::BnRelu if non_negative(g, u) => (VertexKind::BnRelu, false, None),
+                VertexKind::BnRelu if room => match downstream(true) {
+                    Some(chain) => (VertexKind::BnRelu, true, Some(chain)),
+                    None => (VertexKind::Linear, false, None),
+                },
+                _ => (VertexKind::Linear, false, None),
+            };
+            let mut channels = if split { 2 * c } else { c };
+            if !split && room && rng.random_bool(0.5) {
+                if let Some(found) = downstream(false) {
+                    channels = 2 * c;
+                    chain = Some(found);
+                }
+            }
+            let (w, new_edge) = insert_conv(g, chosen, u, kind, 1, channels);
+            let mut inits = vec![TensorInit::PassThrough {
+                name: conv_kernel_name(new_edge),
+                split,
+            }];
+            if kind == VertexKind::BnRelu {
+                inits.push(TensorInit::PassThroughBatchNorm {
+                    prefix: bn_prefix(w),
+                });
+            }
+            if channels != c {
+                let split_of = split.then_some(c);
+                if old_is_conv {
+                    inits.push(TensorInit::Grow {
+                        name: conv_kernel_name(chosen),
+                        split: split_of,
+                        feature_block: 1,
+                    });
+                } else {
+                    inits.extend(grow_layout(g, analysis, &chain.unwrap_or_default(), split_of));
+                }
+            }
+            Ok(Some(inits))
+        }
+        Mutation::InsertOneToOne => {
+            let edges = g.backbone_edges();
+            let &chosen = edges
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "the backbone has no edge"))?;
+            let u = g.edge(chosen).expect("backbone edge exists").from;
+            let kind = match random_kind(rng) {
+                VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
+                _ => VertexKind::Linear,
+            };
+            let w = g.fresh_id();
+            let new_edge = g.fresh_id();
+            g.vertices.push(Vertex { id: w, kind });
+            if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
+                e.from = w;
+            }
+            g.edges.push(Edge {
+                id: new_edge,
+                from: u,
+                to: w,
+                primary: true,
+                op: EdgeOp::Identity,
+            });
+            Ok(Some(if kind == VertexKind::BnRelu {
+                vec![TensorInit::PassThroughBatchNorm {
+                    prefix: bn_prefix(w),
+                }]
+            } else {
+                Vec::new()
+            }))
+        }
+        Mutation::AlterNumberOfChannels => {
+            // Widening by doubling, where every consumer can be grown exactly.
+            let widenable: Vec<(Id, Vec<Id>)> = g
+                .edges
+                .iter()
+                .filter(|e| e.primary)
+                .filter_map(|e| e.op.conv().map(|c| (e, c)))
+                .filter(|(_, c)| c.channels.saturating_mul(2) <= limits.max_channels)
+                .filter_map(|(e, _)| Some((e.id, layout_change(g, analysis, e.to, e.id, false)?)))
+                .collect();
+            let (id, chain) = widenable.choose(rng).cloned().ok_or_else(|| {
+                not_applicable(mutation, "no convolution can be widened exactly")
+            })?;
+            let conv = conv_mut(g, id);
+            conv.channels *= 2;
+            let mut inits = vec![TensorInit::Grow {
+                name: conv_kernel_name(id),
+                split: None,
+                feature_block: 1,
+            }];
+            inits.extend(grow_layout(g, analysis, &chain, None));
+            Ok(Some(inits))
+        }
+        Mutation::FilterSize => {
+            // Growing a filter by two keeps the old taps in the centre, the new ones zero.
+            let convs = conv_edges(g);
+            let &id = convs
+                .choose(rng)
+                .ok_or_else(|| not_applicable(mutation, "there is no convolution"))?;
+            let vertical = rng.random_bool(0.5);
+            let conv = conv_mut(g, id);
+            let size = if vertical {
+                &mut conv.filter_h
+            } else {
+                &mut conv.filter_w
+            };
+            if *size + 2 > limits.max_filter {
+                return Err(not_applicable(mutation, "the filter cannot grow"));
+            }
+            *size += 2;
+            Ok(Some(vec![TensorInit::Grow {
+                name: conv_kernel_name(id),
+                split: None,
+                feature_block: 1,
+            }]))
+        }
+        Mutation::AlterStride => {
+            // The paper's change of stride, with the head resampled to the new output.
+            mutate_in_place(g, analysis, mutation, rng, limits)?;
+            let child = g
+                .analyze(limits)
+                .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
+            Ok(Some(resample_head(g, analysis, &child).into_iter().collect()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Splits backbone edge `chosen` (from `u`) with a new vertex `w` of `kind` fed by a new
+/// 3x3 convolution of `stride` and `channels`: u->w (new) and w->v (the old edge, keeping
+/// its id). Returns `w` and the new edge's id.
+fn insert_conv(
+    g: &mut Genome,
+    chosen: Id,
+    u: Id,
+    kind: VertexKind,
+    stride: u32,
+    channels: u32,
+) -> (Id, Id) {
+    let w = g.fresh_id();
+    let new_edge = g.fresh_id();
+    g.vertices.push(Vertex { id: w, kind });
+    if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
+        e.from = w;
+    }
+    g.edges.push(Edge {
+        id: new_edge,
+        from: u,
+        to: w,
+        primary: true,
+        op: EdgeOp::Conv(Conv {
+            filter_h: 3,
+            filter_w: 3,
+            stride,
+            channels,
+        }),
+    });
+    (w, new_edge)
 }
 
 fn conv_edges(g: &Genome) -> Vec<Id> {
@@ -435,6 +704,18 @@ fn mutate_in_place(
             });
             Ok(Invalidated::none())
         }
+        Mutation::AlterAugmentation => {
+            let gene = g
+                .augment
+                .as_mut()
+                .ok_or_else(|| not_applicable(mutation, "the genome has no augmentation gene"))?;
+            if rng.random_bool(0.5) {
+                gene.crop = !gene.crop;
+            } else {
+                gene.flip = !gene.flip;
+            }
+            Ok(Invalidated::none())
+        }
         Mutation::RemoveSkip => {
             let skips: Vec<Id> = g
                 .edges
@@ -477,6 +758,13 @@ impl Reproduction {
         }
         all
     }
+
+    /// The special initializations of the applied mutations. They keep the parent's
+    /// function exactly for one mutation; with several, a tensor that a later mutation
+    /// changed again is initialized by the last directive that names it.
+    pub fn inits(&self) -> Vec<TensorInit> {
+        self.applied.iter().flat_map(|a| a.inits.clone()).collect()
+    }
 }
 
 /// Makes a child of `parent` by `mutations` mutations, each drawn uniformly among the
@@ -487,6 +775,17 @@ pub fn reproduce(
     rng: &mut impl Rng,
     limits: &Limits,
 ) -> Result<Reproduction, MutationError> {
+    reproduce_with_style(parent, mutations, rng, limits, MutationStyle::Paper)
+}
+
+/// [`reproduce`] in the given mutation style.
+pub fn reproduce_with_style(
+    parent: &Genome,
+    mutations: usize,
+    rng: &mut impl Rng,
+    limits: &Limits,
+    style: MutationStyle,
+) -> Result<Reproduction, MutationError> {
     let mut current = parent.clone();
     let mut analysis = parent
         .analyze(limits)
@@ -496,8 +795,12 @@ pub fn reproduce(
     for _ in 0..mutations {
         let mut done = false;
         for _ in 0..MAX_DRAWS {
-            let m = *Mutation::ALL.choose(rng).expect("eleven mutations");
-            match apply_analyzed(&current, &analysis, m, rng, limits) {
+            let m = if current.augment.is_some() {
+                *Mutation::WITH_AUGMENTATION.choose(rng).expect("twelve mutations")
+            } else {
+                *Mutation::ALL.choose(rng).expect("eleven mutations")
+            };
+            match apply_analyzed(&current, &analysis, m, rng, limits, style) {
                 Ok((child, child_analysis, a)) => {
                     current = child;
                     analysis = child_analysis;
@@ -710,6 +1013,33 @@ mod tests {
         assert_eq!(skip.op, EdgeOp::Identity);
         let (back, _) = run(&child, Mutation::RemoveSkip, 5).unwrap();
         assert_eq!(back.edges, parent.edges);
+    }
+
+    #[test]
+    fn alter_augmentation_toggles_the_gene_of_genomes_that_have_one() {
+        assert!(run(&initial(), Mutation::AlterAugmentation, 0).is_err());
+        let mut parent = initial();
+        parent.augment = Some(crate::graph::AugmentGene {
+            crop: true,
+            flip: true,
+        });
+        let mut seen = BTreeSet::new();
+        for seed in 0..20 {
+            let (child, a) = run(&parent, Mutation::AlterAugmentation, seed).unwrap();
+            let gene = child.augment.unwrap();
+            assert!(gene.crop != gene.flip, "exactly one of the two changes");
+            seen.insert((gene.crop, gene.flip));
+            assert_eq!(a.invalidated, Invalidated::none());
+            assert_eq!(child.edges, parent.edges);
+        }
+        assert_eq!(seen.len(), 2);
+        // Genomes without the gene never draw it (the paper's eleven).
+        let mut rng = seeded_rng(4);
+        for _ in 0..200 {
+            let r = reproduce(&initial(), 1, &mut rng, &Limits::default()).unwrap();
+            assert_ne!(r.applied[0].mutation, Mutation::AlterAugmentation);
+        }
+        assert_eq!("alter-augmentation".parse::<Mutation>().unwrap(), Mutation::AlterAugmentation);
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl ReferenceNet {
             input,
             classes,
             learning_rate: REFERENCE_LEARNING_RATE,
+            augment: None,
             input_vertex: 0,
             output_vertex: 0,
             vertices: vec![Vertex {

@@ -36,6 +36,14 @@ impl Genome {
             analysis.cost.params,
             analysis.cost.forward_flops
         );
+        if let Some(g) = self.augment {
+            let _ = writeln!(
+                s,
+                "augmentation gene: crop {}, flip {}",
+                if g.crop { "on" } else { "off" },
+                if g.flip { "on" } else { "off" }
+            );
+        }
         let _ = writeln!(s, "vertices (topological order):");
         for id in &analysis.order {
             let v = self.vertex(*id).expect("analysed vertex");

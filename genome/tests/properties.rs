@@ -122,6 +122,7 @@ fn arbitrary_genome() -> impl Strategy<Value = Genome> {
             },
             classes: 10,
             learning_rate: lr,
+            augment: None,
             input_vertex: i,
             output_vertex: o,
             vertices,

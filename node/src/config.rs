@@ -14,8 +14,9 @@
 //! decide what a fitness means, so that individuals scored under other settings (another
 //! run's state, a peer) are never compared with ours.
 
+use crate::budget::Budget;
 use crate::population::Strategy;
-use genome::Limits;
+use genome::{Limits, MutationStyle};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use thiserror::Error;
 use trainer::batch::AugmentConfig;
 use trainer::data::LabelMode;
 use trainer::optim::SgdConfig;
-use trainer::TrainConfig;
+use trainer::{Schedule, TrainConfig};
 
 /// Why a configuration could not be read, changed or accepted.
 #[derive(Debug, Error)]
@@ -254,6 +255,18 @@ pub struct TrainingSection {
     pub log_every: u64,
     /// `[training.augment]`: random crops and flips of the training images.
     pub augment: AugmentConfig,
+    /// How the learning rate moves over an individual's steps: `constant` (the paper)
+    /// or `cosine` (beyond the paper: down to zero along a half cosine).
+    pub schedule: Schedule,
+    /// `fixed` (the paper: `steps` for every individual) or `lineage` (beyond the
+    /// paper: the n-th child of a parent trains n times `steps`, at most
+    /// `budget_max_factor` times).
+    pub budget: Budget,
+    /// The cap of the `lineage` budget, in multiples of `steps`.
+    pub budget_max_factor: u32,
+    /// Beyond the paper: adaptive gradient clipping, the gradient of each kernel and
+    /// weight matrix scaled to at most this times the tensor's norm (0: off).
+    pub gradient_clip: f64,
 }
 
 impl Default for TrainingSection {
@@ -265,6 +278,10 @@ impl Default for TrainingSection {
             weight_decay: 1e-4,
             log_every: 1000,
             augment: AugmentConfig::default(),
+            schedule: Schedule::Constant,
+            budget: Budget::Fixed,
+            budget_max_factor: 4,
+            gradient_clip: 0.0,
         }
     }
 }
@@ -278,10 +295,12 @@ impl TrainingSection {
             sgd: SgdConfig {
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
+                clip: self.gradient_clip,
             },
             augment: self.augment,
             log_every: self.log_every,
             seed,
+            schedule: self.schedule,
             max_seconds: None,
         }
     }
@@ -318,6 +337,15 @@ pub struct EvolutionSection {
     pub sample_size: usize,
     /// Mutations applied to make each child (1 in the paper).
     pub mutations_per_reproduction: usize,
+    /// How mutations treat what the parent learned: `paper` (new tensors start fresh)
+    /// or `preserve-function` (beyond the paper: network morphisms, so that a child
+    /// starts with its parent's function wherever a mutation has such a form).
+    pub mutation_style: MutationStyle,
+    /// Beyond the paper: whether the initial individuals carry an augmentation gene
+    /// (crop and flip, starting as `[training.augment]` says), which
+    /// ALTER-AUGMENTATION mutates and children inherit, so that evolution decides the
+    /// augmentation by validation accuracy.
+    pub augmentation_gene: bool,
     /// `[evolution.limits]`: caps on a genome's size and cost; a mutation that would
     /// leave them is drawn again.
     pub limits: Limits,
@@ -331,6 +359,8 @@ impl Default for EvolutionSection {
             selection: Selection::Tournament,
             sample_size: 25,
             mutations_per_reproduction: 1,
+            mutation_style: MutationStyle::Paper,
+            augmentation_gene: false,
             limits: Limits::default(),
         }
     }
@@ -504,6 +534,19 @@ pub struct FitnessSettings {
     pub weight_decay: f64,
     /// `training.augment`.
     pub augment: AugmentConfig,
+    /// `training.schedule` (absent when constant, so the paper's fingerprints stay as
+    /// they were).
+    #[serde(default, skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
+    /// `training.budget` and its cap (absent when fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<(Budget, u32)>,
+    /// `training.gradient_clip` (absent when off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gradient_clip: f64,
+    /// `evolution.augmentation_gene` (absent when off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub augmentation_gene: bool,
     /// A digest of the training images and labels actually loaded
     /// (`trainer::data::Dataset::digest`), so that two copies of a data set that differ
     /// cannot pass for one under the same `data.name`. Set by a running node for its
@@ -539,6 +582,10 @@ impl FitnessSettings {
         }
         out
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// FNV-1a, 64 bits: tiny, and stable across Rust versions (unlike `DefaultHasher`).
@@ -669,6 +716,18 @@ impl ExperimentConfig {
         if t.steps == 0 {
             return invalid("training.steps", "must be at least 1".into());
         }
+        if !(t.gradient_clip.is_finite() && t.gradient_clip >= 0.0) {
+            return invalid(
+                "training.gradient_clip",
+                format!("{} is not a finite number >= 0", t.gradient_clip),
+            );
+        }
+        if t.budget_max_factor == 0 || t.budget_max_factor > 1000 {
+            return invalid(
+                "training.budget_max_factor",
+                format!("{} is not in 1..=1000", t.budget_max_factor),
+            );
+        }
         if t.batch == 0 || t.batch > 65_536 {
             return invalid("training.batch", format!("{} is not in 1..=65536", t.batch));
         }
@@ -684,11 +743,10 @@ impl ExperimentConfig {
                 format!("{} is not a finite number >= 0", t.weight_decay),
             );
         }
-        if t.augment.pad > 64 {
-            return invalid(
-                "training.augment.pad",
-                format!("{} is more than 64 pixels", t.augment.pad),
-            );
+        if let trainer::batch::Pad::Pixels(p) = t.augment.pad {
+            if p > 64 {
+                return invalid("training.augment.pad", format!("{p} is more than 64 pixels"));
+            }
         }
         let v = &self.evolution;
         if v.population_size < 2 {
@@ -817,6 +875,11 @@ impl ExperimentConfig {
             momentum: self.training.momentum,
             weight_decay: self.training.weight_decay,
             augment: self.training.augment,
+            schedule: self.training.schedule,
+            budget: (!self.training.budget.is_fixed())
+                .then_some((self.training.budget, self.training.budget_max_factor)),
+            augmentation_gene: self.evolution.augmentation_gene,
+            gradient_clip: self.training.gradient_clip,
             data_digest: None,
         }
     }
@@ -1045,6 +1108,22 @@ mod tests {
             assert_eq!(c.data.validation_images, 5000);
             assert!(c.training.augment.enabled);
             assert_eq!(c.evolution.limits, Limits::default());
+            // What goes beyond the paper is off: its operators, its fixed budget, its
+            // constant rate, its crop; and so its fitness fingerprint is what it was.
+            assert_eq!(c.evolution.mutation_style, MutationStyle::Paper);
+            assert_eq!(c.training.schedule, Schedule::Constant);
+            assert_eq!(c.training.budget, Budget::Fixed);
+            assert_eq!(c.training.gradient_clip, 0.0);
+            assert_eq!(c.training.augment.pad, trainer::batch::Pad::Pixels(4));
+            let canonical = c.fitness_settings().canonical();
+            assert!(!c.evolution.augmentation_gene);
+            assert!(
+                !canonical.contains("schedule")
+                    && !canonical.contains("budget")
+                    && !canonical.contains("augmentation_gene")
+                    && !canonical.contains("gradient_clip"),
+                "{canonical}"
+            );
         }
         let q = quick();
         assert!(q.evolution.population_size <= 50);

@@ -26,11 +26,13 @@ use crate::view::MigrationView;
 use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
 };
+use crate::budget::child_steps;
 use crate::worker::{Check, Job, Trained};
+use trainer::TrainConfig;
 use trainer::train::PhaseSeconds;
 use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
-use genome::{reproduce, Genome, InputShape, Invalidated, Limits, Mutation};
+use genome::{reproduce_with_style, Genome, InputShape, Invalidated, Limits, Mutation};
 use protocol::wire::{Announcement, Migrant, Request, Response, Summary};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -527,22 +529,24 @@ impl Shard {
     /// Starts training an initial individual (`parent` `None`) or a child of `parent`.
     fn start(&mut self, worker: usize, parent: Option<IndividualId>) -> Assignment {
         let limits = self.config.evolution.limits;
-        let (genome, mutations, invalidated, parent_tensors) = match parent {
+        let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
             None => (
-                Genome::initial(self.input, self.classes),
+                self.initial_genome(),
                 Vec::new(),
                 Invalidated::none(),
+                Vec::new(),
                 None,
             ),
             Some(p) => {
                 let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
                     return Assignment::Wait(WAIT);
                 };
-                let repro = match reproduce(
+                let repro = match reproduce_with_style(
                     &parent_genome,
                     self.config.evolution.mutations_per_reproduction,
                     &mut self.rng,
                     &limits,
+                    self.config.evolution.mutation_style,
                 ) {
                     Ok(r) => r,
                     Err(e) => {
@@ -562,8 +566,9 @@ impl Shard {
                     }
                 };
                 let invalidated = repro.invalidated();
+                let inits = repro.inits();
                 let mutations = repro.applied.iter().map(|a| a.mutation).collect();
-                (repro.child, mutations, invalidated, tensors)
+                (repro.child, mutations, invalidated, inits, tensors)
             }
         };
         let id = self.next_id;
@@ -594,8 +599,11 @@ impl Shard {
                     .join(", ")
             ),
         };
-        self.reporter
-            .started(worker, id, &what, self.config.training.steps);
+        let t = &self.config.training;
+        let earlier_children =
+            parent.map(|p| self.records.values().filter(|r| r.parent == Some(p)).count());
+        let steps = child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children);
+        self.reporter.started(worker, id, &what, steps);
         self.reporter.json(serde_json::json!({
             "event": "training_started", "worker": worker, "id": id, "parent": parent,
             "mutations": mutations,
@@ -605,7 +613,7 @@ impl Shard {
                 state: "training",
                 individual: Some(id),
                 step: 0,
-                steps: self.config.training.steps,
+                steps,
                 loss: None,
             };
         }
@@ -623,11 +631,29 @@ impl Shard {
             id,
             genome,
             invalidated,
+            inits,
             parent_tensors,
             seed,
             dir: self.state.individual_dir(id),
-            config: self.config.training.train_config(seed),
+            config: TrainConfig {
+                steps,
+                ..self.config.training.train_config(seed)
+            },
         }))
+    }
+
+    /// The paper's initial individual, with an augmentation gene that starts as the
+    /// config's augmentation when `evolution.augmentation_gene` is on.
+    fn initial_genome(&self) -> Genome {
+        let mut g = Genome::initial(self.input, self.classes);
+        if self.config.evolution.augmentation_gene {
+            let a = &self.config.training.augment;
+            g.augment = Some(genome::AugmentGene {
+                crop: a.pad != trainer::batch::Pad::Pixels(0),
+                flip: a.flip,
+            });
+        }
+        g
     }
 
     /// Kills a member chosen by selection (already marked dead in the population).

@@ -8,7 +8,7 @@
 use crate::population::IndividualId;
 use crate::shard::{Assignment, Checked, JobDone, NextJob, Progress, Shard, WorkerStopped};
 use actix::{Actor, Addr, Handler, Message, SyncContext};
-use genome::{Genome, Invalidated, TrainingCost};
+use genome::{Genome, Invalidated, TensorInit, TrainingCost};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use trainer::individual::ModelMeta;
@@ -23,6 +23,8 @@ pub struct Job {
     pub genome: Genome,
     /// The tensors its mutations invalidated: they are not inherited.
     pub invalidated: Invalidated,
+    /// How its function-preserving mutations initialize the tensors they changed.
+    pub inits: Vec<TensorInit>,
     /// The parent's trained tensors (on the CPU), `None` for an initial individual.
     pub parent_tensors: Option<HashMap<String, Tensor>>,
     /// The seed of its fresh weights, batch order and augmentation.
@@ -130,11 +132,12 @@ impl Worker {
                 *phase = (now - clock).as_secs_f64();
                 clock = now;
             };
-            let (net, inheritance) = Network::new(
+            let (net, inheritance) = Network::with_inits(
                 &job.genome,
                 &device,
                 job.parent_tensors.as_ref(),
                 &job.invalidated,
+                &job.inits,
                 job.seed,
             )?;
             lap(&mut phases.build);

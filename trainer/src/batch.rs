@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct AugmentConfig {
     /// Whether to augment at all.
     pub enabled: bool,
-    /// Padding, in pixels, before the random crop (0: no crop).
-    pub pad: u32,
+    /// Padding before the random crop: pixels (0: no crop), or `auto`, an eighth of the
+    /// shorter image side (4 pixels for 32x32, 1 for 8x8).
+    pub pad: Pad,
     /// Whether to flip horizontally at random.
     pub flip: bool,
 }
@@ -21,8 +22,67 @@ impl Default for AugmentConfig {
     fn default() -> Self {
         AugmentConfig {
             enabled: true,
-            pad: 4,
+            pad: Pad::Pixels(4),
             flip: true,
+        }
+    }
+}
+
+impl AugmentConfig {
+    /// These settings as a genome's augmentation gene says: no crop unless it crops, no
+    /// flip unless it flips (`None`: as they are).
+    pub fn with_gene(self, gene: Option<genome::AugmentGene>) -> AugmentConfig {
+        match gene {
+            None => self,
+            Some(g) => AugmentConfig {
+                pad: if g.crop { self.pad } else { Pad::Pixels(0) },
+                flip: self.flip && g.flip,
+                ..self
+            },
+        }
+    }
+
+    /// The padding in pixels for images of `h` x `w`.
+    pub fn pad_pixels(&self, h: usize, w: usize) -> u32 {
+        match self.pad {
+            Pad::Pixels(p) => p,
+            Pad::Auto => ((h.min(w) as f64 / 8.0).round() as u32).max(1),
+        }
+    }
+}
+
+/// The padding of the random crop: a number of pixels, or scaled to the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pad {
+    /// This many pixels on every side.
+    Pixels(u32),
+    /// An eighth of the shorter image side, rounded, at least 1.
+    Auto,
+}
+
+impl Serialize for Pad {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pad::Pixels(p) => s.serialize_u32(*p),
+            Pad::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pad {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Pixels(u32),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Pixels(p) => Ok(Pad::Pixels(p)),
+            Raw::Name(n) if n == "auto" => Ok(Pad::Auto),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!(
+                "expected a number of pixels or \"auto\", not {n:?}"
+            ))),
         }
     }
 }
@@ -122,12 +182,12 @@ pub struct Augmentation {
 }
 
 impl Augmentation {
-    /// Draws one image's augmentation.
-    pub fn draw(config: &AugmentConfig, rng: &mut impl rand::Rng) -> Self {
+    /// Draws one image's augmentation, with a crop padding of `pad` pixels.
+    pub fn draw(config: &AugmentConfig, pad: u32, rng: &mut impl rand::Rng) -> Self {
         if !config.enabled {
             return Augmentation::default();
         }
-        let p = config.pad as i32;
+        let p = pad as i32;
         Augmentation {
             dy: if p > 0 { rng.random_range(-p..=p) } else { 0 },
             dx: if p > 0 { rng.random_range(-p..=p) } else { 0 },
@@ -252,6 +312,31 @@ impl DeviceSplit {
 }
 
 #[cfg(test)]
+mod pad_tests {
+    use super::*;
+
+    #[test]
+    fn auto_padding_is_an_eighth_of_the_shorter_side() {
+        let auto = AugmentConfig {
+            pad: Pad::Auto,
+            ..AugmentConfig::default()
+        };
+        assert_eq!(auto.pad_pixels(32, 32), 4);
+        assert_eq!(auto.pad_pixels(8, 8), 1);
+        assert_eq!(auto.pad_pixels(28, 28), 4);
+        assert_eq!(auto.pad_pixels(96, 64), 8);
+        assert_eq!(auto.pad_pixels(4, 4), 1);
+        assert_eq!(AugmentConfig::default().pad_pixels(8, 8), 4);
+        let parsed: AugmentConfig = serde_json::from_str(r#"{"pad": "auto"}"#).unwrap();
+        assert_eq!(parsed.pad, Pad::Auto);
+        let parsed: AugmentConfig = serde_json::from_str(r#"{"pad": 2}"#).unwrap();
+        assert_eq!(parsed.pad, Pad::Pixels(2));
+        assert!(serde_json::from_str::<AugmentConfig>(r#"{"pad": "big"}"#).is_err());
+        assert_eq!(serde_json::to_string(&auto.pad).unwrap(), "\"auto\"");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -319,13 +404,13 @@ mod tests {
         let indices = [4, 1, 1, 5];
         let augs: Vec<Augmentation> = indices
             .iter()
-            .map(|_| Augmentation::draw(&config, &mut rng))
+            .map(|_| Augmentation::draw(&config, 4, &mut rng))
             .collect();
         let mut host = Vec::new();
         for augment in [None, Some(augs.as_slice())] {
             assemble(&images, dims, &indices, &norm, augment, &mut host);
             let (x, y) = split
-                .batch(&indices, &norm, augment.map(|a| (a, config.pad as usize)))
+                .batch(&indices, &norm, augment.map(|a| (a, 4)))
                 .unwrap();
             let device: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(device.len(), host.len());

@@ -92,6 +92,7 @@ pub fn bench(
     let mut sgd = Sgd::new(SgdConfig {
         momentum: 0.9,
         weight_decay: 5e-4,
+        clip: 0.0,
     });
     let lr = genome.learning_rate;
     let mut step = |rng: &mut ChaCha8Rng| -> Result<()> {

@@ -10,7 +10,8 @@ use crate::{ops, profile};
 use candle_core::{Device, Tensor, D};
 use genome::shape::nearest_source_index;
 use genome::tensors::{bn_prefix, conv_kernel_name};
-use genome::{Analysis, Genome, Invalidated, Shape, VertexKind};
+use genome::{Analysis, Genome, Invalidated, Shape, TensorInit, VertexKind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
 
 /// Batch-norm epsilon (as PyTorch).
@@ -58,6 +59,9 @@ pub struct Network {
     steps: Vec<VertexStep>,
     device: Device,
     stock_ops: bool,
+    /// Pass-through batch norms whose statistics the first training batch sets.
+    calibrate: Vec<String>,
+    calibrated: AtomicBool,
 }
 
 fn index_tensor(from: u32, to: u32, device: &Device) -> Result<Tensor> {
@@ -148,9 +152,36 @@ impl Network {
         invalidated: &Invalidated,
         seed: u64,
     ) -> Result<(Network, Inheritance)> {
+        Network::with_inits(genome, device, parent, invalidated, &[], seed)
+    }
+
+    /// [`Network::new`] for the child of a function-preserving mutation: the tensors
+    /// `inits` names are initialized as it says ([`crate::morph`]), and its pass-through
+    /// batch norms take their statistics from the first training batch
+    /// ([`Network::calibrate`]).
+    pub fn with_inits(
+        genome: &Genome,
+        device: &Device,
+        parent: Option<&HashMap<String, Tensor>>,
+        invalidated: &Invalidated,
+        inits: &[TensorInit],
+        seed: u64,
+    ) -> Result<(Network, Inheritance)> {
         let analysis = genome.validate()?;
         let specs = genome.tensors(&analysis);
-        let (weights, inheritance) = Weights::build(&specs, device, parent, invalidated, seed)?;
+        let (weights, inheritance) =
+            Weights::build_with_inits(&specs, device, parent, invalidated, inits, seed)?;
+        let calibrate = inits
+            .iter()
+            .filter_map(|i| match i {
+                TensorInit::PassThroughBatchNorm { prefix }
+                    if weights.get(&format!("{prefix}.weight")).is_ok() =>
+                {
+                    Some(prefix.clone())
+                }
+                _ => None,
+            })
+            .collect();
         let position: HashMap<u32, usize> = analysis
             .order
             .iter()
@@ -187,6 +218,8 @@ impl Network {
                 steps,
                 device: device.clone(),
                 stock_ops: false,
+                calibrate,
+                calibrated: AtomicBool::new(false),
             },
             inheritance,
         ))
@@ -223,6 +256,50 @@ impl Network {
     /// In training mode batch norm uses batch statistics and updates its running
     /// statistics; in evaluation mode it uses the running statistics.
     pub fn activations(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        Ok(self.run(x, train, &[])?.0)
+    }
+
+    /// Sets each pass-through batch norm (of a function-preserving mutation) from the
+    /// statistics of its input on the batch `x`: running mean and variance measured,
+    /// scale `sqrt(var + eps)` and shift `mean`, so that it passes its input on in
+    /// evaluation mode exactly and in training mode nearly. Only the first call does
+    /// anything.
+    pub fn calibrate(&self, x: &Tensor) -> Result<()> {
+        if self.calibrate.is_empty() || self.calibrated.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (_, inputs) = self.run(x, false, &self.calibrate)?;
+        for (prefix, input) in inputs {
+            let c = input.dim(1)?;
+            let mean = input.mean_keepdim((0, 2, 3))?;
+            let var = input
+                .broadcast_sub(&mean)?
+                .sqr()?
+                .mean_keepdim((0, 2, 3))?
+                .reshape(c)?;
+            let mean = mean.reshape(c)?;
+            self.weights
+                .get(&format!("{prefix}.running_mean"))?
+                .set(&mean)?;
+            self.weights
+                .get(&format!("{prefix}.running_var"))?
+                .set(&var)?;
+            self.weights
+                .get(&format!("{prefix}.weight"))?
+                .set(&(var + BN_EPS)?.sqrt()?)?;
+            self.weights.get(&format!("{prefix}.bias"))?.set(&mean)?;
+        }
+        Ok(())
+    }
+
+    /// Every activation, and the inputs of the batch norms whose prefixes `keep` names.
+    fn run(
+        &self,
+        x: &Tensor,
+        train: bool,
+        keep: &[String],
+    ) -> Result<(Vec<Tensor>, Vec<(String, Tensor)>)> {
+        let mut kept = Vec::new();
         let mut acts: Vec<Tensor> = Vec::with_capacity(self.steps.len() + 1);
         acts.push(x.clone());
         for step in &self.steps {
@@ -258,12 +335,15 @@ impl Network {
                 crate::error::TrainError::Mismatch("a vertex has no input".to_string())
             })?;
             if let Some(prefix) = &step.bn {
+                if keep.contains(prefix) {
+                    kept.push((prefix.clone(), y.clone()));
+                }
                 let _s = profile::scope("op: bn_relu");
                 y = self.batch_norm_relu(&y, prefix, train)?;
             }
             acts.push(y);
         }
-        Ok(acts)
+        Ok((acts, kept))
     }
 
     /// The logits `[B, classes]` for a batch `x` of shape `[B, C, H, W]`.
@@ -408,6 +488,7 @@ mod tests {
             },
             classes: 2,
             learning_rate: 0.1,
+            augment: None,
             input_vertex: 0,
             output_vertex: 1,
             vertices: vec![

@@ -1,5 +1,8 @@
 //! SGD with momentum and weight decay, as PyTorch's `torch.optim.SGD`:
-//! `g += wd * w; b = mu * b + g; w -= lr * b` (the first step's buffer is `g`).
+//! `g += wd * w; b = mu * b + g; w -= lr * b` (the first step's buffer is `g`), with
+//! optional adaptive gradient clipping (beyond the paper; Brock et al. 2021, per tensor):
+//! a weight matrix or kernel's gradient is scaled down so that its norm is at most
+//! `clip` times the tensor's norm.
 //!
 //! On the CPU each tensor is updated in place by two fused passes (no allocation); on
 //! other devices by stock tensor ops.
@@ -19,6 +22,11 @@ pub struct SgdConfig {
     pub momentum: f64,
     /// L2 weight decay.
     pub weight_decay: f64,
+    /// Adaptive gradient clipping: the gradient of a kernel or weight matrix is scaled so
+    /// that its norm is at most `clip` times the tensor's (at least 1e-3); 0: off (the
+    /// paper). Vectors (biases, batch-norm scales and shifts) are not clipped.
+    #[serde(default)]
+    pub clip: f64,
 }
 
 impl Default for SgdConfig {
@@ -26,8 +34,27 @@ impl Default for SgdConfig {
         SgdConfig {
             momentum: 0.9,
             weight_decay: 1e-4,
+            clip: 0.0,
         }
     }
+}
+
+/// The factor that scales a gradient of norm `grad_norm` for a tensor of norm
+/// `weight_norm` under adaptive clipping at `clip` (1 when off or within bounds).
+pub fn clip_factor(clip: f64, weight_norm: f64, grad_norm: f64) -> f64 {
+    if clip <= 0.0 || !grad_norm.is_finite() || grad_norm <= 0.0 {
+        return 1.0;
+    }
+    let bound = clip * weight_norm.max(1e-3);
+    if grad_norm > bound {
+        bound / grad_norm
+    } else {
+        1.0
+    }
+}
+
+fn norm(t: &Tensor) -> Result<f64> {
+    Ok((t.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?).sqrt())
 }
 
 /// SGD state: one momentum buffer per trained tensor.
@@ -37,10 +64,11 @@ pub struct Sgd {
     buffers: HashMap<String, Tensor>,
 }
 
-/// `b = mu * b + g + wd * w`, in place on `b`.
+/// `b = mu * b + s * g + wd * w`, in place on `b` (`s`: the clipping factor).
 struct MomentumUpdate {
     momentum: f32,
     weight_decay: f32,
+    grad_scale: f32,
 }
 
 /// `w -= lr * b`, in place on `w`.
@@ -82,9 +110,9 @@ impl InplaceOp3 for MomentumUpdate {
         if b.len() != g.len() || b.len() != w.len() {
             candle_core::bail!("sgd: tensor sizes differ");
         }
-        let (mu, wd) = (self.momentum, self.weight_decay);
+        let (mu, wd, s) = (self.momentum, self.weight_decay, self.grad_scale);
         for ((b, g), w) in b.iter_mut().zip(g).zip(w) {
-            *b = mu * *b + g + wd * w;
+            *b = mu * *b + s * g + wd * w;
         }
         Ok(())
     }
@@ -133,12 +161,19 @@ impl Sgd {
                 continue;
             };
             let w = param.var.as_tensor();
+            let scale = if self.config.clip > 0.0 && w.rank() > 1 {
+                clip_factor(self.config.clip, norm(w)?, norm(grad)?)
+            } else {
+                1.0
+            };
             let fused = w.device().is_cpu()
                 && w.dtype() == DType::F32
                 && grad.dtype() == DType::F32
                 && w.is_contiguous();
             if fused {
-                self.fused_step(name, w, &grad.contiguous()?, lr)?;
+                self.fused_step(name, w, &grad.contiguous()?, lr, scale)?;
+            } else if scale < 1.0 {
+                self.stock_step(name, param, &(grad * scale)?, lr)?;
             } else {
                 self.stock_step(name, param, grad, lr)?;
             }
@@ -146,7 +181,14 @@ impl Sgd {
         Ok(())
     }
 
-    fn fused_step(&mut self, name: &str, w: &Tensor, grad: &Tensor, lr: f64) -> Result<()> {
+    fn fused_step(
+        &mut self,
+        name: &str,
+        w: &Tensor,
+        grad: &Tensor,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Result<()> {
         let momentum = self.config.momentum as f32;
         let buffer = match self.buffers.get(name) {
             Some(b) => b.clone(),
@@ -162,6 +204,7 @@ impl Sgd {
             &MomentumUpdate {
                 momentum,
                 weight_decay: self.config.weight_decay as f32,
+                grad_scale: grad_scale as f32,
             },
         )?;
         w.inplace_op2(&buffer, &Descend { lr: lr as f32 })?;
@@ -195,6 +238,16 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    #[test]
+    fn clipping_bounds_the_gradient_by_the_weights_norm() {
+        assert_eq!(clip_factor(0.0, 1.0, 100.0), 1.0);
+        assert_eq!(clip_factor(0.1, 2.0, 0.1), 1.0);
+        assert!((clip_factor(0.1, 2.0, 10.0) - 0.02).abs() < 1e-12);
+        // A zero tensor still moves: its norm counts as 1e-3.
+        assert!((clip_factor(0.1, 0.0, 1.0) - 1e-4).abs() < 1e-12);
+        assert_eq!(clip_factor(0.1, 1.0, f64::NAN), 1.0);
+    }
+
     /// The fused CPU update equals PyTorch's formula computed by hand, over three steps.
     #[test]
     fn fused_update_matches_the_formula() {
@@ -213,10 +266,11 @@ mod tests {
         let mut sgd = Sgd::new(SgdConfig {
             momentum: mu as f64,
             weight_decay: wd as f64,
+            clip: 0.0,
         });
         for g in grads {
             let g = Tensor::new(&g[..], &Device::Cpu).unwrap();
-            sgd.fused_step("w", var.as_tensor(), &g, lr as f64).unwrap();
+            sgd.fused_step("w", var.as_tensor(), &g, lr as f64, 1.0).unwrap();
         }
         let got = var.as_tensor().to_vec1::<f32>().unwrap();
         for (a, b) in got.iter().zip(w) {

@@ -29,6 +29,9 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Seed of the batch order and augmentation.
     pub seed: u64,
+    /// How the learning rate moves over the steps (the paper: constant).
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
     /// Stop early once the SGD steps have taken this many seconds (`None`: run every
     /// step). A time budget, for training a fixed net for the wall time a search had.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,8 +47,37 @@ impl Default for TrainConfig {
             augment: AugmentConfig::default(),
             log_every: 100,
             seed: 0,
+            schedule: Schedule::Constant,
             max_seconds: None,
         }
+    }
+}
+
+/// How the learning rate moves over one individual's training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The genome's learning rate at every step (the paper).
+    #[default]
+    Constant,
+    /// From the genome's rate down to zero along a half cosine (beyond the paper: a
+    /// child restarts at its rate from its parent's weights, as in SGDR, and is scored at
+    /// the end of a decay rather than at a high rate's last step).
+    Cosine,
+}
+
+impl Schedule {
+    /// The factor of the learning rate at `progress` (0 at the first step, 1 at the end).
+    pub fn factor(self, progress: f64) -> f64 {
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()),
+        }
+    }
+
+    /// Whether this is the paper's constant rate.
+    pub fn is_constant(&self) -> bool {
+        *self == Schedule::Constant
     }
 }
 
@@ -186,6 +218,9 @@ pub fn train(
         ));
     }
     let dims = task.dims();
+    // A genome that carries an augmentation gene says which of the two it trains with.
+    let augment = config.augment.with_gene(net.genome().augment);
+    let pad = augment.pad_pixels(dims.h, dims.w);
     let device = net.device().clone();
     let lr = net.genome().learning_rate;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -224,14 +259,13 @@ pub fn train(
             }
             batch_idx.push(order[cursor]);
             cursor += 1;
-            augs.push(Augmentation::draw(&config.augment, &mut rng));
+            augs.push(Augmentation::draw(&augment, pad, &mut rng));
         }
         let (x, y) = match &on_device {
             Some(split) => {
-                let augment = config
-                    .augment
+                let augment = augment
                     .enabled
-                    .then_some((augs.as_slice(), config.augment.pad as usize));
+                    .then_some((augs.as_slice(), pad as usize));
                 split.batch(&batch_idx, &task.norm, augment)?
             }
             None => {
@@ -252,6 +286,9 @@ pub fn train(
                 (x, Tensor::from_vec(labels, config.batch, &device)?)
             }
         };
+        if step == 1 {
+            net.calibrate(&x)?;
+        }
         let logits = net.forward(&x, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
@@ -261,7 +298,11 @@ pub fn train(
             break;
         }
         let grads = loss.backward()?;
-        sgd.step(net.weights(), &grads, lr)?;
+        let mut progress = (step - 1) as f64 / config.steps.max(1) as f64;
+        if let Some(limit) = config.max_seconds {
+            progress = progress.max(start.elapsed().as_secs_f64() / limit.max(1e-9));
+        }
+        sgd.step(net.weights(), &grads, lr * config.schedule.factor(progress))?;
         if recent.len() == 100 {
             recent.pop_front();
         }
@@ -469,6 +510,15 @@ mod tests {
             val > 0.95 && test > 0.95,
             "before {before}, val {val}, test {test}"
         );
+    }
+
+    #[test]
+    fn the_cosine_schedule_falls_from_one_to_zero() {
+        assert_eq!(Schedule::Constant.factor(0.7), 1.0);
+        assert_eq!(Schedule::Cosine.factor(0.0), 1.0);
+        assert!((Schedule::Cosine.factor(0.5) - 0.5).abs() < 1e-12);
+        assert!(Schedule::Cosine.factor(1.0).abs() < 1e-12);
+        assert!(Schedule::Cosine.factor(0.2) > Schedule::Cosine.factor(0.3));
     }
 
     #[test]

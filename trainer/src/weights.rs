@@ -2,8 +2,9 @@
 //! shape, and the optimizer's view of which tensors train.
 
 use crate::error::Result;
+use crate::morph;
 use candle_core::{DType, Device, Tensor, Var};
-use genome::{Invalidated, TensorRole, TensorSpec};
+use genome::{Invalidated, TensorInit, TensorRole, TensorSpec};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -80,6 +81,19 @@ impl Weights {
         invalidated: &Invalidated,
         seed: u64,
     ) -> Result<(Weights, Inheritance)> {
+        Weights::build_with_inits(specs, device, parent, invalidated, &[], seed)
+    }
+
+    /// [`Weights::build`], with the special initializations of a function-preserving
+    /// mutation (`inits`) taking precedence for the tensors they name.
+    pub fn build_with_inits(
+        specs: &[TensorSpec],
+        device: &Device,
+        parent: Option<&HashMap<String, Tensor>>,
+        invalidated: &Invalidated,
+        inits: &[TensorInit],
+        seed: u64,
+    ) -> Result<(Weights, Inheritance)> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = BTreeMap::new();
         let mut report = Inheritance::default();
@@ -87,12 +101,34 @@ impl Weights {
             let inherited = parent
                 .and_then(|p| p.get(&spec.name))
                 .filter(|t| t.dims() == spec.shape.as_slice() && !invalidated.contains(&spec.name));
-            let tensor = match inherited {
-                Some(t) => {
+            let special = match (inherited, morph::init_for(&spec.name, inits)) {
+                (None, Some(init)) => {
+                    let fresh = fresh_values(spec, &mut rng);
+                    let from_parent = match parent.and_then(|p| p.get(&spec.name)) {
+                        Some(t) => Some((
+                            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+                            t.dims().to_vec(),
+                        )),
+                        None => None,
+                    };
+                    morph::initialize(spec, init, from_parent.as_ref(), fresh)
+                }
+                _ => None,
+            };
+            let tensor = match (special, inherited) {
+                (Some((values, from_parent)), _) => {
+                    if from_parent {
+                        report.inherited += 1;
+                    } else {
+                        report.fresh += 1;
+                    }
+                    Tensor::from_vec(values, spec.shape.as_slice(), device)?
+                }
+                (None, Some(t)) => {
                     report.inherited += 1;
                     t.to_dtype(DType::F32)?.to_device(device)?.copy()?
                 }
-                None => {
+                (None, None) => {
                     report.fresh += 1;
                     Tensor::from_vec(fresh_values(spec, &mut rng), spec.shape.as_slice(), device)?
                 }

@@ -48,10 +48,17 @@ pub struct SearchArgs {
     /// the same cores per run, from scratch (repeatable): what a person would pick.
     #[arg(long)]
     reference: Vec<ReferenceNet>,
+    /// The learning-rate schedule of the reference nets (constant or cosine; default:
+    /// the config's `training.schedule`). Over a time budget the cosine follows the time.
+    #[arg(long)]
+    reference_schedule: Option<String>,
     /// Also run this many islands per seed (nodes joined over loopback, each on
     /// --threads cores of its own), beside the one-node runs.
     #[arg(long, default_value_t = 0)]
     islands: usize,
+    /// Run the islands only for the first this many seeds (default: every seed).
+    #[arg(long)]
+    island_seeds: Option<u64>,
     /// Skip the one-node evolution runs (e.g. to add references to a benchmark).
     #[arg(long)]
     no_evolution: bool,
@@ -64,6 +71,10 @@ pub struct SearchArgs {
     /// The first TCP port for the runs' HTTP endpoints (each run takes the next ones).
     #[arg(long, default_value_t = 18_700)]
     port: u16,
+    /// Keep the jobs already finished in --out (a run whose log ends with its summary, a
+    /// reference whose result is written) and run only the others.
+    #[arg(long)]
+    resume: bool,
     /// Config overrides for every run, KEY=VALUE (as `evo run` takes them).
     #[arg(value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -140,20 +151,33 @@ pub fn run(args: SearchArgs) -> Result<()> {
     // Fail early on a config evo run would refuse.
     node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
-        bail!("{} exists and is not empty", args.out.display());
+    if !args.resume && args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("{} exists and is not empty (--resume keeps what finished)", args.out.display());
     }
     std::fs::create_dir_all(args.out.join("runs"))?;
-    let pin = which("taskset");
-    if !pin {
-        eprintln!("warning: taskset not found: runs are not pinned to cores");
+    // Every run reads one frozen copy, so that editing the config meanwhile changes
+    // nothing.
+    let frozen = args.out.join("config.toml");
+    if !(args.resume && frozen.exists()) {
+        std::fs::copy(&args.config, &frozen)
+            .with_context(|| format!("copying {}", args.config.display()))?;
     }
-    let evo = std::env::current_exe().context("finding the evo binary")?;
     let label = args.label.clone().unwrap_or_else(|| {
         args.config
             .file_stem()
             .map_or("config".into(), |s| s.to_string_lossy().into_owned())
     });
+    let args = SearchArgs {
+        config: frozen,
+        label: Some(label),
+        ..args
+    };
+    let pin = which("taskset");
+    if !pin {
+        eprintln!("warning: taskset not found: runs are not pinned to cores");
+    }
+    let evo = std::env::current_exe().context("finding the evo binary")?;
+    let label = args.label.clone().unwrap_or_default();
 
     let mut queue: Vec<JobKind> = Vec::new();
     let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
@@ -161,11 +185,28 @@ pub fn run(args: SearchArgs) -> Result<()> {
         if !args.no_evolution {
             queue.push(JobKind::Evolution(s));
         }
-        if args.islands >= 2 {
+        let island_seed = args
+            .island_seeds
+            .is_none_or(|k| s < args.first_seed.saturating_add(k));
+        if args.islands >= 2 && island_seed {
             queue.push(JobKind::Islands(s, args.islands));
         }
     }
     queue.extend(args.reference.iter().copied().map(JobKind::Reference));
+    let mut done: Vec<Done> = Vec::new();
+    if args.resume {
+        queue.retain(|kind| match finished_before(&args, kind) {
+            Some(dirs) => {
+                eprintln!("keeping {}, finished before", kind.name());
+                done.push(Done {
+                    kind: kind.clone(),
+                    dirs,
+                });
+                false
+            }
+            None => true,
+        });
+    }
     eprintln!(
         "search benchmark {label}: {} job(s) of {} minutes, {} core(s) per node, cores {:?}",
         queue.len(),
@@ -176,7 +217,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
 
     let mut free = cores.clone();
     let mut running: Vec<Running> = Vec::new();
-    let mut done: Vec<Done> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     let mut port = args.port;
     let mut last_report = Instant::now();
     queue.reverse();
@@ -196,21 +237,36 @@ pub fn run(args: SearchArgs) -> Result<()> {
         // Collect what ended.
         let mut i = 0;
         while i < running.len() {
-            if finished(&mut running[i])? {
-                let job = running.remove(i);
-                eprintln!(
-                    "{} ended after {:.1} minutes",
-                    job.kind.name(),
-                    job.started.elapsed().as_secs_f64() / 60.0
-                );
-                free.extend(&job.cores);
-                free.sort_unstable();
-                done.push(Done {
-                    kind: job.kind,
-                    dirs: job.dirs,
-                });
-            } else {
+            let outcome = finished(&mut running[i]);
+            if matches!(outcome, Ok(false)) {
                 i += 1;
+                continue;
+            }
+            let mut job = running.remove(i);
+            free.extend(&job.cores);
+            free.sort_unstable();
+            match outcome {
+                Ok(_) => {
+                    eprintln!(
+                        "{} ended after {:.1} minutes",
+                        job.kind.name(),
+                        job.started.elapsed().as_secs_f64() / 60.0
+                    );
+                    done.push(Done {
+                        kind: job.kind,
+                        dirs: job.dirs,
+                    });
+                }
+                Err(e) => {
+                    // One failed job costs only itself: its islands are stopped, the
+                    // other jobs go on.
+                    for c in &mut job.children {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    eprintln!("{} failed: {e:#}", job.kind.name());
+                    failed.push(job.kind.name());
+                }
             }
         }
         if last_report.elapsed().as_secs_f64() >= args.checkpoint && !running.is_empty() {
@@ -218,7 +274,39 @@ pub fn run(args: SearchArgs) -> Result<()> {
             progress(&running);
         }
     }
-    summarize(&args, &label, &done)
+    summarize(&args, &label, &done)?;
+    if !failed.is_empty() {
+        bail!("{} job(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The folders of `kind` if it finished in an earlier benchmark run in the same --out.
+fn finished_before(args: &SearchArgs, kind: &JobKind) -> Option<Vec<PathBuf>> {
+    let runs = args.out.join("runs");
+    let name = kind.name();
+    let ended = |state: &Path| {
+        std::fs::read_to_string(state.with_extension("log"))
+            .is_ok_and(|t| t.lines().any(|l| l.contains("\"event\":\"summary\"")))
+    };
+    match kind {
+        JobKind::Evolution(_) => {
+            let state = runs.join(&name);
+            ended(&state).then(|| vec![state])
+        }
+        JobKind::Islands(_, n) => {
+            let dirs: Vec<PathBuf> = (0..*n)
+                .map(|i| runs.join(&name).join(format!("node-{i}")))
+                .collect();
+            dirs.iter().all(|d| ended(d)).then_some(dirs)
+        }
+        JobKind::Reference(_) => {
+            let result = runs.join(format!("{name}.json.log"));
+            std::fs::read_to_string(&result)
+                .is_ok_and(|t| serde_json::from_str::<serde_json::Value>(t.trim()).is_ok())
+                .then(|| vec![result])
+        }
+    }
 }
 
 /// Whether `program` is on the PATH.
@@ -349,6 +437,8 @@ fn start(
                 .arg(format!("{:?}", t.momentum))
                 .arg("--weight-decay")
                 .arg(format!("{:?}", t.weight_decay))
+                .arg("--gradient-clip")
+                .arg(format!("{:?}", t.gradient_clip))
                 .arg("--validation")
                 .arg(config.data.validation_images.to_string())
                 .arg("--split-seed")
@@ -362,6 +452,14 @@ fn start(
             if !t.augment.enabled {
                 c.arg("--no-augment");
             }
+            let schedule = match &args.reference_schedule {
+                Some(s) => s.clone(),
+                None => match t.schedule {
+                    trainer::Schedule::Constant => "constant".into(),
+                    trainer::Schedule::Cosine => "cosine".into(),
+                },
+            };
+            c.arg("--schedule").arg(schedule);
             children.push(c.spawn().context("starting evo train")?);
             dirs.push(runs.join(format!("{name}.json.log")));
         }
@@ -530,6 +628,8 @@ fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result<()> {
                 });
                 references.push(serde_json::json!({
                     "net": net.name(),
+                    "schedule": args.reference_schedule.clone()
+                        .unwrap_or_else(|| format!("{:?}", config.training.schedule).to_lowercase()),
                     "steps": line["steps"],
                     "seconds": line["seconds"],
                     "val_accuracy": line["val_accuracy"],

@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// L2 weight decay.
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
+    /// Adaptive gradient clipping: each kernel's and weight matrix's gradient at most
+    /// this times its norm (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    gradient_clip: f64,
     /// Turn off augmentation (random crop and flip).
     #[arg(long)]
     no_augment: bool,
@@ -64,9 +68,21 @@ pub struct TrainArgs {
     /// Print only the final JSON line.
     #[arg(long)]
     quiet: bool,
+    /// The learning-rate schedule: constant (the paper) or cosine.
+    #[arg(long, default_value = "constant", value_parser = parse_schedule)]
+    schedule: trainer::Schedule,
     /// Threads of the CPU training pool (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+/// Parses a learning-rate schedule name.
+fn parse_schedule(s: &str) -> Result<trainer::Schedule, String> {
+    match s {
+        "constant" => Ok(trainer::Schedule::Constant),
+        "cosine" => Ok(trainer::Schedule::Cosine),
+        other => Err(format!("expected constant or cosine, not {other:?}")),
+    }
 }
 
 /// Parses a CIFAR-100 label mode.
@@ -119,6 +135,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         sgd: trainer::optim::SgdConfig {
             momentum: args.momentum,
             weight_decay: args.weight_decay,
+            clip: args.gradient_clip,
         },
         augment: trainer::batch::AugmentConfig {
             enabled: !args.no_augment,
@@ -126,6 +143,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         log_every: if args.quiet { 0 } else { args.log_every },
         seed: args.seed,
+        schedule: args.schedule,
         max_seconds: args.seconds,
     };
     let (outcome, val_accuracy, test_accuracy) = trainer::threads::run(|| {

@@ -1,0 +1,184 @@
+//! Function-preserving mutations, checked by value: for parents from random mutation
+//! walks (skips, strides, odd filters, batch norms with non-trivial statistics), a child
+//! made by a mutation's function-preserving form gives its parent's logits on a batch
+//! before any training, within float tolerance, and still does after its pass-through
+//! batch norms are calibrated on a batch.
+
+use candle_core::{Device, Tensor};
+use genome::{
+    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation,
+    MutationStyle,
+};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use trainer::Network;
+
+const PRESERVING: [Mutation; 5] = [
+    Mutation::AlterStride,
+    Mutation::InsertConvolution,
+    Mutation::InsertOneToOne,
+    Mutation::AlterNumberOfChannels,
+    Mutation::FilterSize,
+];
+
+fn limits() -> Limits {
+    Limits {
+        max_channels: 24,
+        max_vertices: 14,
+        ..Limits::default()
+    }
+}
+
+fn input() -> InputShape {
+    InputShape {
+        height: 8,
+        width: 8,
+        channels: 3,
+    }
+}
+
+fn batch(seed: u64, n: usize) -> Tensor {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let len = n * 3 * 8 * 8;
+    let values: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+    Tensor::from_vec(values, (n, 3, 8, 8), &Device::Cpu).unwrap()
+}
+
+/// A parent from a walk of the paper's mutations (and, half the time, preserving ones),
+/// with every tensor perturbed and the running statistics set by a few training-mode
+/// passes, so that nothing is at its fresh value.
+fn parent(seed: u64, steps: usize) -> (Genome, std::collections::HashMap<String, Tensor>) {
+    let mut rng = seeded_rng(seed);
+    let mut g = Genome::initial(input(), 5);
+    for i in 0..steps {
+        let style = if i % 2 == 0 {
+            MutationStyle::Paper
+        } else {
+            MutationStyle::PreserveFunction
+        };
+        g = genome::reproduce_with_style(&g, 1, &mut rng, &limits(), style)
+            .unwrap()
+            .child;
+    }
+    let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), seed).unwrap();
+    let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 77);
+    for (_, p) in net.weights().iter() {
+        if p.trains() {
+            let t = p.var.as_tensor();
+            let n = t.elem_count();
+            let delta: Vec<f32> = (0..n).map(|_| noise.random_range(-0.2..0.2)).collect();
+            let delta = Tensor::from_vec(delta, t.dims(), &Device::Cpu).unwrap();
+            p.var.set(&(t + delta).unwrap()).unwrap();
+        }
+    }
+    for k in 0..3 {
+        net.forward(&batch(seed + k, 6), true).unwrap();
+    }
+    let tensors = net.weights().snapshot().unwrap();
+    (g, tensors)
+}
+
+fn logits(net: &Network, x: &Tensor) -> Vec<f32> {
+    net.forward(x, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (p, q) in a.iter().zip(b) {
+        assert!((p - q).abs() <= 1e-4 * scale, "{what}: {p} vs {q}");
+    }
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// The mutation did not apply to this parent.
+    NotApplied,
+    /// It applied and kept the logits exactly (asserted).
+    Exact,
+    /// It applied with a resampled head (a stride change): approximate, not asserted.
+    Approximate,
+}
+
+/// Checks one preserving mutation of one parent.
+fn check(seed: u64, steps: usize, m: Mutation) -> Checked {
+    let (pg, tensors) = parent(seed, steps);
+    let mut rng = seeded_rng(seed.wrapping_mul(31) + m as u64);
+    let Ok((child, _, applied)) =
+        apply_with_style(&pg, m, &mut rng, &limits(), MutationStyle::PreserveFunction)
+    else {
+        return Checked::NotApplied;
+    };
+    let (p_net, _) =
+        Network::new(&pg, &Device::Cpu, Some(&tensors), &Invalidated::none(), 0).unwrap();
+    let (c_net, _) = Network::with_inits(
+        &child,
+        &Device::Cpu,
+        Some(&tensors),
+        &applied.invalidated,
+        &applied.inits,
+        seed + 1,
+    )
+    .unwrap();
+    if !genome::morphism::exact(&applied.inits) {
+        // Stride changes resample the head: close, not exact (unit-tested in morph).
+        return Checked::Approximate;
+    }
+    let x = batch(seed + 100, 7);
+    let what = format!("seed {seed}, {steps} steps, {m}: {:?}", applied.inits);
+    assert_close(&logits(&c_net, &x), &logits(&p_net, &x), &what);
+    c_net.calibrate(&batch(seed + 200, 20)).unwrap();
+    assert_close(
+        &logits(&c_net, &x),
+        &logits(&p_net, &x),
+        &format!("{what}, calibrated"),
+    );
+    Checked::Exact
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn preserving_mutations_keep_the_parents_logits(seed in 0u64..1_000_000, steps in 0usize..14) {
+        for m in PRESERVING {
+            check(seed, steps, m);
+        }
+    }
+}
+
+/// Each exact preserving form applies often on such parents (the property is not
+/// vacuous), and insertions into the linear start keep its function too.
+#[test]
+fn preserving_forms_apply_and_start_from_the_linear_classifier() {
+    for m in &PRESERVING[1..] {
+        let exact = (0..40).filter(|&s| check(s, 6, *m) == Checked::Exact).count();
+        assert!(exact >= 8, "{m} was checked exactly only {exact} times in 40");
+    }
+    let first: Vec<Checked> = (0..20)
+        .map(|s| check(s, 0, Mutation::InsertConvolution))
+        .collect();
+    assert!(!first.contains(&Checked::NotApplied));
+    assert!(first.iter().filter(|c| **c == Checked::Exact).count() >= 5);
+}
+
+/// The paper's style is unchanged: no special initializations.
+#[test]
+fn the_paper_style_has_no_special_initializations() {
+    let (pg, _) = parent(3, 8);
+    for m in Mutation::ALL {
+        for s in 0..5 {
+            if let Ok((_, _, a)) =
+                apply_with_style(&pg, m, &mut seeded_rng(s), &limits(), MutationStyle::Paper)
+            {
+                assert!(a.inits.is_empty(), "{m}");
+            }
+        }
+    }
+}
