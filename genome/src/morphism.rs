@@ -186,17 +186,15 @@ pub fn grow_layout(
 /// Whether every directive keeps the function exactly (only [`TensorInit::Resample`]
 /// approximates it).
 pub fn exact(inits: &[TensorInit]) -> bool {
-    !inits.iter().any(|i| matches!(i, TensorInit::Resample { .. }))
+    !inits
+        .iter()
+        .any(|i| matches!(i, TensorInit::Resample { .. }))
 }
 
 /// The head's [`TensorInit::Resample`] when the output activation's height or width
 /// changed from `parent`'s to `child`'s with the same channels (`None` otherwise: the
 /// head is inherited as it is, or starts fresh).
-pub fn resample_head(
-    g: &Genome,
-    parent: &Analysis,
-    child: &Analysis,
-) -> Option<TensorInit> {
+pub fn resample_head(g: &Genome, parent: &Analysis, child: &Analysis) -> Option<TensorInit> {
     let (a, b) = (parent.output_shape(g), child.output_shape(g));
     (a.c == b.c && (a.h, a.w) != (b.h, b.w)).then(|| TensorInit::Resample {
         name: "head.weight".into(),
@@ -268,7 +266,13 @@ mod tests {
         let names: Vec<&str> = inits.iter().map(|i| i.name()).collect();
         assert!(names.contains(&"bn.v3.weight") && names.contains(&"head.weight"));
         let head = inits.iter().find(|i| i.name() == "head.weight").unwrap();
-        assert!(matches!(head, TensorInit::Grow { feature_block: 1024, .. }));
+        assert!(matches!(
+            head,
+            TensorInit::Grow {
+                feature_block: 1024,
+                ..
+            }
+        ));
     }
 
     #[test]

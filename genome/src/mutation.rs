@@ -374,7 +374,12 @@ fn preserve_in_place(
                         feature_block: 1,
                     });
                 } else {
-                    inits.extend(grow_layout(g, analysis, &chain.unwrap_or_default(), split_of));
+                    inits.extend(grow_layout(
+                        g,
+                        analysis,
+                        &chain.unwrap_or_default(),
+                        split_of,
+                    ));
                 }
             }
             Ok(Some(inits))
@@ -420,9 +425,10 @@ fn preserve_in_place(
                 .filter(|(_, c)| c.channels.saturating_mul(2) <= limits.max_channels)
                 .filter_map(|(e, _)| Some((e.id, layout_change(g, analysis, e.to, e.id, false)?)))
                 .collect();
-            let (id, chain) = widenable.choose(rng).cloned().ok_or_else(|| {
-                not_applicable(mutation, "no convolution can be widened exactly")
-            })?;
+            let (id, chain) = widenable
+                .choose(rng)
+                .cloned()
+                .ok_or_else(|| not_applicable(mutation, "no convolution can be widened exactly"))?;
             let conv = conv_mut(g, id);
             conv.channels *= 2;
             let mut inits = vec![TensorInit::Grow {
@@ -462,7 +468,9 @@ fn preserve_in_place(
             let child = g
                 .analyze(limits)
                 .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
-            Ok(Some(resample_head(g, analysis, &child).into_iter().collect()))
+            Ok(Some(
+                resample_head(g, analysis, &child).into_iter().collect(),
+            ))
         }
         _ => Ok(None),
     }
@@ -796,7 +804,9 @@ pub fn reproduce_with_style(
         let mut done = false;
         for _ in 0..MAX_DRAWS {
             let m = if current.augment.is_some() {
-                *Mutation::WITH_AUGMENTATION.choose(rng).expect("twelve mutations")
+                *Mutation::WITH_AUGMENTATION
+                    .choose(rng)
+                    .expect("twelve mutations")
             } else {
                 *Mutation::ALL.choose(rng).expect("eleven mutations")
             };
@@ -1039,7 +1049,10 @@ mod tests {
             let r = reproduce(&initial(), 1, &mut rng, &Limits::default()).unwrap();
             assert_ne!(r.applied[0].mutation, Mutation::AlterAugmentation);
         }
-        assert_eq!("alter-augmentation".parse::<Mutation>().unwrap(), Mutation::AlterAugmentation);
+        assert_eq!(
+            "alter-augmentation".parse::<Mutation>().unwrap(),
+            Mutation::AlterAugmentation
+        );
     }
 
     #[test]

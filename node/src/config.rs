@@ -745,7 +745,10 @@ impl ExperimentConfig {
         }
         if let trainer::batch::Pad::Pixels(p) = t.augment.pad {
             if p > 64 {
-                return invalid("training.augment.pad", format!("{p} is more than 64 pixels"));
+                return invalid(
+                    "training.augment.pad",
+                    format!("{p} is more than 64 pixels"),
+                );
             }
         }
         let v = &self.evolution;

@@ -232,7 +232,12 @@ pub struct Series {
 }
 
 /// Draws `series` (best validation accuracy in percent against minutes) as an SVG file.
-pub fn plot_svg(path: &Path, title: &str, minutes: f64, series: &[Series]) -> Result<(), BenchError> {
+pub fn plot_svg(
+    path: &Path,
+    title: &str,
+    minutes: f64,
+    series: &[Series],
+) -> Result<(), BenchError> {
     use plotters::prelude::*;
     let fail = |e: &dyn std::fmt::Display| BenchError::Plot {
         path: path.display().to_string(),

@@ -15,6 +15,7 @@
 //! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
 //! whoever started it.
 
+use crate::budget::child_steps;
 use crate::config::{Admission, Destination, Emigrants, MigrationSection};
 use crate::config::{ExperimentConfig, FitnessSettings};
 use crate::network::{Command, Network};
@@ -26,10 +27,7 @@ use crate::view::MigrationView;
 use crate::view::{
     Ancestor, IndividualView, IslandBest, MemberView, PeerView, StatusView, WorkerView,
 };
-use crate::budget::child_steps;
 use crate::worker::{Check, Job, Trained};
-use trainer::TrainConfig;
-use trainer::train::PhaseSeconds;
 use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use genome::{reproduce_with_style, Genome, InputShape, Invalidated, Limits, Mutation};
@@ -43,7 +41,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
+use trainer::train::PhaseSeconds;
 use trainer::Device;
+use trainer::TrainConfig;
 
 /// How long a joining node waits before pulling again from a peer with nothing yet.
 pub const PULL_RETRY: Duration = Duration::from_secs(2);
@@ -600,8 +600,12 @@ impl Shard {
             ),
         };
         let t = &self.config.training;
-        let earlier_children =
-            parent.map(|p| self.records.values().filter(|r| r.parent == Some(p)).count());
+        let earlier_children = parent.map(|p| {
+            self.records
+                .values()
+                .filter(|r| r.parent == Some(p))
+                .count()
+        });
         let steps = child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children);
         self.reporter.started(worker, id, &what, steps);
         self.reporter.json(serde_json::json!({
@@ -1240,7 +1244,10 @@ impl Shard {
             ("validate", s.seconds_by_phase.validate),
             ("save", s.seconds_by_phase.save),
         ] {
-            let _ = writeln!(out, "evo_phase_seconds_total{{phase=\"{phase}\"}} {seconds}");
+            let _ = writeln!(
+                out,
+                "evo_phase_seconds_total{{phase=\"{phase}\"}} {seconds}"
+            );
         }
         out
     }

@@ -127,6 +127,8 @@ fn bench_search_runs_seeds_islands_and_a_reference_and_summarizes_them() {
     assert!(!stderr.contains("started "), "{stderr}");
     assert!(out.join("summary.json").is_file());
     // And without --resume a used folder is refused.
-    let refused = evo(&["bench", "search", "--config", &quick, "--data", &data_s, "--out", &out_s]);
+    let refused = evo(&[
+        "bench", "search", "--config", &quick, "--data", &data_s, "--out", &out_s,
+    ]);
     assert!(!refused.status.success());
 }

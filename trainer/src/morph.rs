@@ -255,7 +255,15 @@ mod tests {
         // Output 1 is a new channel: fresh.
         assert!(g[9..].iter().all(|&v| v == 9.0));
         // Shrinking does not grow.
-        assert!(grow(&spec(&[1, 1, 1, 1], TensorRole::ConvKernel), &[1.0; 9], &[1, 1, 3, 3], None, 1, vec![0.0]).is_none());
+        assert!(grow(
+            &spec(&[1, 1, 1, 1], TensorRole::ConvKernel),
+            &[1.0; 9],
+            &[1, 1, 3, 3],
+            None,
+            1,
+            vec![0.0]
+        )
+        .is_none());
     }
 
     #[test]
@@ -279,7 +287,15 @@ mod tests {
         let new: f32 = w.iter().zip(&blocks).map(|(a, b)| a * b).sum();
         assert!((old - new).abs() < 1e-5, "{old} vs {new}");
         // Up again: 2x2 -> 4x4 keeps the sum of the weights.
-        let up = resample_head(&spec(&[1, 16], TensorRole::HeadWeight), &w, &[1, 4], 1, (2, 2), (4, 4)).unwrap();
+        let up = resample_head(
+            &spec(&[1, 16], TensorRole::HeadWeight),
+            &w,
+            &[1, 4],
+            1,
+            (2, 2),
+            (4, 4),
+        )
+        .unwrap();
         assert!((up.iter().sum::<f32>() - w.iter().sum::<f32>()).abs() < 1e-5);
     }
 

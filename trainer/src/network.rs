@@ -11,8 +11,8 @@ use candle_core::{Device, Tensor, D};
 use genome::shape::nearest_source_index;
 use genome::tensors::{bn_prefix, conv_kernel_name};
 use genome::{Analysis, Genome, Invalidated, Shape, TensorInit, VertexKind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Batch-norm epsilon (as PyTorch).
 pub const BN_EPS: f64 = 1e-5;

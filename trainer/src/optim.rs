@@ -54,7 +54,12 @@ pub fn clip_factor(clip: f64, weight_norm: f64, grad_norm: f64) -> f64 {
 }
 
 fn norm(t: &Tensor) -> Result<f64> {
-    Ok((t.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?).sqrt())
+    Ok((t
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?)
+    .sqrt())
 }
 
 /// SGD state: one momentum buffer per trained tensor.
@@ -270,7 +275,8 @@ mod tests {
         });
         for g in grads {
             let g = Tensor::new(&g[..], &Device::Cpu).unwrap();
-            sgd.fused_step("w", var.as_tensor(), &g, lr as f64, 1.0).unwrap();
+            sgd.fused_step("w", var.as_tensor(), &g, lr as f64, 1.0)
+                .unwrap();
         }
         let got = var.as_tensor().to_vec1::<f32>().unwrap();
         for (a, b) in got.iter().zip(w) {

@@ -71,7 +71,9 @@ impl Schedule {
     pub fn factor(self, progress: f64) -> f64 {
         match self {
             Schedule::Constant => 1.0,
-            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()),
+            Schedule::Cosine => {
+                0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+            }
         }
     }
 
@@ -263,9 +265,7 @@ pub fn train(
         }
         let (x, y) = match &on_device {
             Some(split) => {
-                let augment = augment
-                    .enabled
-                    .then_some((augs.as_slice(), pad as usize));
+                let augment = augment.enabled.then_some((augs.as_slice(), pad as usize));
                 split.batch(&batch_idx, &task.norm, augment)?
             }
             None => {

@@ -6,8 +6,7 @@
 
 use candle_core::{Device, Tensor};
 use genome::{
-    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation,
-    MutationStyle,
+    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation, MutationStyle,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -158,8 +157,13 @@ proptest! {
 #[test]
 fn preserving_forms_apply_and_start_from_the_linear_classifier() {
     for m in &PRESERVING[1..] {
-        let exact = (0..40).filter(|&s| check(s, 6, *m) == Checked::Exact).count();
-        assert!(exact >= 8, "{m} was checked exactly only {exact} times in 40");
+        let exact = (0..40)
+            .filter(|&s| check(s, 6, *m) == Checked::Exact)
+            .count();
+        assert!(
+            exact >= 8,
+            "{m} was checked exactly only {exact} times in 40"
+        );
     }
     let first: Vec<Checked> = (0..20)
         .map(|s| check(s, 0, Mutation::InsertConvolution))

@@ -152,7 +152,10 @@ pub fn run(args: SearchArgs) -> Result<()> {
     node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)
         .with_context(|| format!("reading {}", args.config.display()))?;
     if !args.resume && args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
-        bail!("{} exists and is not empty (--resume keeps what finished)", args.out.display());
+        bail!(
+            "{} exists and is not empty (--resume keeps what finished)",
+            args.out.display()
+        );
     }
     std::fs::create_dir_all(args.out.join("runs"))?;
     // Every run reads one frozen copy, so that editing the config meanwhile changes
@@ -311,9 +314,8 @@ fn finished_before(args: &SearchArgs, kind: &JobKind) -> Option<Vec<PathBuf>> {
 
 /// Whether `program` is on the PATH.
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|p| p.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
 /// A command for `program`, pinned to `cores` when `pin`.
@@ -515,7 +517,10 @@ fn finished(job: &mut Running) -> Result<bool> {
     for c in &mut job.children {
         match c.try_wait()? {
             Some(status) if !status.success() => {
-                bail!("{} exited with {status}: see its .err file", job.kind.name())
+                bail!(
+                    "{} exited with {status}: see its .err file",
+                    job.kind.name()
+                )
             }
             Some(_) => {}
             None => all = false,
@@ -593,8 +598,13 @@ fn workers_of(dir: &Path) -> usize {
 fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result<()> {
     eprintln!("scoring the best individuals on the test images");
     let dataset = trainer::data::load(&args.data, &LoadOptions::default())?;
-    let config = node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)?;
-    let task = Task::new(&dataset, config.data.validation_images, config.data.split_seed)?;
+    let config =
+        node::config::ExperimentConfig::load_with_overrides(&args.config, &args.overrides)?;
+    let task = Task::new(
+        &dataset,
+        config.data.validation_images,
+        config.data.split_seed,
+    )?;
     let device = trainer::Device::Cpu;
     let seconds = args.minutes * 60.0;
     let step = args.checkpoint.max(1.0);
