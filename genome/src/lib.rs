@@ -5,9 +5,10 @@
 //! BN_RELU) and whose edges are identity connections or convolutions, plus a learning
 //! rate. This crate owns the graph ([`graph`]), its validation and shape inference
 //! ([`analysis`], [`shape`]), its costs ([`cost`]), the names of its weight tensors
-//! ([`tensors`]), the eleven mutations ([`mutation`]), serialization ([`codec`]), renderings
-//! ([`render`]), the benchmark's reference nets ([`reference`]) and long mutation walks
-//! ([`walk`]). It knows nothing of tensors libraries or networks.
+//! ([`tensors`]), the eleven mutations ([`mutation`]), their function-preserving forms
+//! ([`morphism`]) and how often each is drawn ([`weights`]), serialization ([`codec`]),
+//! renderings ([`render`]), the benchmark's reference nets ([`reference`]) and long
+//! mutation walks ([`walk`]). It knows nothing of tensors libraries or networks.
 
 pub mod analysis;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod render;
 pub mod shape;
 pub mod tensors;
 pub mod walk;
+pub mod weights;
 
 pub use analysis::Analysis;
 pub use codec::CodecError;
@@ -38,3 +40,4 @@ pub use reference::ReferenceNet;
 pub use shape::Shape;
 pub use tensors::{TensorRole, TensorSpec};
 pub use walk::{seeded_rng, walk, SeededRng, WalkReport};
+pub use weights::{MutationWeights, WeightsError};

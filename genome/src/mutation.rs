@@ -13,6 +13,7 @@ use crate::morphism::{
     grow_layout, layout_change, non_negative, resample_head, MutationStyle, TensorInit,
 };
 use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
+use crate::weights::MutationWeights;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -348,10 +349,18 @@ fn preserve_in_place(
                 },
                 _ => (VertexKind::Linear, false, None),
             };
-            let mut channels = if split { 2 * c } else { c };
-            if !split && room && rng.random_bool(0.5) {
-                if let Some(found) = downstream(false) {
-                    channels = 2 * c;
+            // As many channels as the input (twice, split), or (beyond the input's
+            // count, so that a short run reaches useful widths) twice or four times as
+            // many, the further ones fresh and unused at first.
+            let factor = *INSERT_WIDTH_FACTORS.choose(rng).expect("three factors");
+            let base = if split { 2 * c } else { c };
+            let wide = c.saturating_mul(factor);
+            let mut channels = base;
+            if wide > base && wide <= limits.max_channels {
+                if split {
+                    channels = wide;
+                } else if let Some(found) = downstream(false) {
+                    channels = wide;
                     chain = Some(found);
                 }
             }
@@ -475,6 +484,10 @@ fn preserve_in_place(
         _ => Ok(None),
     }
 }
+
+/// The multiples of its input's channels that a function-preserving insertion draws
+/// its channels from (at least twice the input's when it splits signs).
+pub const INSERT_WIDTH_FACTORS: [u32; 3] = [1, 2, 4];
 
 /// Splits backbone edge `chosen` (from `u`) with a new vertex `w` of `kind` fed by a new
 /// 3x3 convolution of `stride` and `channels`: u->w (new) and w->v (the old edge, keeping
@@ -783,16 +796,25 @@ pub fn reproduce(
     rng: &mut impl Rng,
     limits: &Limits,
 ) -> Result<Reproduction, MutationError> {
-    reproduce_with_style(parent, mutations, rng, limits, MutationStyle::Paper)
+    reproduce_with_style(
+        parent,
+        mutations,
+        rng,
+        limits,
+        MutationStyle::Paper,
+        &MutationWeights::uniform(),
+    )
 }
 
-/// [`reproduce`] in the given mutation style.
+/// [`reproduce`] in the given mutation style, each mutation drawn by `weights` (among
+/// the eleven, and ALTER-AUGMENTATION for a genome with an augmentation gene).
 pub fn reproduce_with_style(
     parent: &Genome,
     mutations: usize,
     rng: &mut impl Rng,
     limits: &Limits,
     style: MutationStyle,
+    weights: &MutationWeights,
 ) -> Result<Reproduction, MutationError> {
     let mut current = parent.clone();
     let mut analysis = parent
@@ -803,12 +825,13 @@ pub fn reproduce_with_style(
     for _ in 0..mutations {
         let mut done = false;
         for _ in 0..MAX_DRAWS {
-            let m = if current.augment.is_some() {
-                *Mutation::WITH_AUGMENTATION
-                    .choose(rng)
-                    .expect("twelve mutations")
+            let candidates: &[Mutation] = if current.augment.is_some() {
+                &Mutation::WITH_AUGMENTATION
             } else {
-                *Mutation::ALL.choose(rng).expect("eleven mutations")
+                &Mutation::ALL
+            };
+            let Some(m) = weights.draw(candidates, rng) else {
+                return Err(MutationError::Exhausted(0));
             };
             match apply_analyzed(&current, &analysis, m, rng, limits, style) {
                 Ok((child, child_analysis, a)) => {
@@ -919,6 +942,35 @@ mod tests {
         assert_eq!(strides, BTreeSet::from([1, 2]));
         // The parent is untouched.
         assert_eq!(parent, initial());
+    }
+
+    #[test]
+    fn a_preserving_insertion_takes_one_two_or_four_times_its_inputs_channels() {
+        let parent = small();
+        let limits = Limits::default();
+        let analysis = parent.analyze(&limits).unwrap();
+        let mut seen = BTreeSet::new();
+        for seed in 0..200 {
+            let (child, _, _) = apply_with_style(
+                &parent,
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                MutationStyle::PreserveFunction,
+            )
+            .unwrap();
+            let new = child
+                .edges
+                .iter()
+                .find(|e| parent.edge(e.id).is_none())
+                .expect("the inserted convolution's edge is new");
+            let channels = new.op.conv().expect("a convolution").channels;
+            let c = analysis.vertex_shapes[&new.from].c;
+            assert_eq!(channels % c, 0, "{channels} channels after {c}");
+            assert!([1, 2, 4].contains(&(channels / c)), "{channels} after {c}");
+            seen.insert(channels / c);
+        }
+        assert_eq!(seen, BTreeSet::from([1, 2, 4]));
     }
 
     #[test]

@@ -16,8 +16,9 @@
 
 use crate::budget::Budget;
 use crate::population::Strategy;
-use genome::{Limits, MutationStyle};
+use genome::{Limits, Mutation, MutationStyle, MutationWeights};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -346,6 +347,11 @@ pub struct EvolutionSection {
     /// ALTER-AUGMENTATION mutates and children inherit, so that evolution decides the
     /// augmentation by validation accuracy.
     pub augmentation_gene: bool,
+    /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
+    /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
+    /// the paper's uniform draw. Beyond the paper when set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mutation_weights: BTreeMap<String, f64>,
     /// `[evolution.limits]`: caps on a genome's size and cost; a mutation that would
     /// leave them is drawn again.
     pub limits: Limits,
@@ -361,12 +367,32 @@ impl Default for EvolutionSection {
             mutations_per_reproduction: 1,
             mutation_style: MutationStyle::Paper,
             augmentation_gene: false,
+            mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
     }
 }
 
 impl EvolutionSection {
+    /// `mutation_weights` as the genome crate draws them; the error names the key.
+    pub fn weights(&self) -> Result<MutationWeights, ConfigError> {
+        let mut pairs = Vec::with_capacity(self.mutation_weights.len());
+        for (name, &weight) in &self.mutation_weights {
+            let mutation: Mutation = name.parse().map_err(|_| ConfigError::Invalid {
+                key: format!("evolution.mutation_weights.{name}"),
+                reason: format!(
+                    "{name:?} is not a mutation (they are: {})",
+                    Mutation::WITH_AUGMENTATION.map(Mutation::name).join(", ")
+                ),
+            })?;
+            pairs.push((mutation, weight));
+        }
+        MutationWeights::from_pairs(pairs).map_err(|e| ConfigError::Invalid {
+            key: "evolution.mutation_weights".into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The selection rule for [`crate::population::Population`].
     pub fn strategy(&self) -> Strategy {
         match self.selection {
@@ -785,6 +811,7 @@ impl ExperimentConfig {
                 format!("{} is not in 1..=100", v.mutations_per_reproduction),
             );
         }
+        v.weights()?;
         validate_limits(&v.limits)?;
         let s = &self.stop;
         if s.max_individuals == Some(0) {
@@ -908,7 +935,13 @@ impl ExperimentConfig {
                 split_seed: 0,
             },
             training: TrainingSection::default(),
-            evolution: EvolutionSection::default(),
+            evolution: EvolutionSection {
+                mutation_weights: Mutation::WITH_AUGMENTATION
+                    .iter()
+                    .map(|m| (m.name().to_string(), 1.0))
+                    .collect(),
+                ..EvolutionSection::default()
+            },
             stop: StopSection {
                 max_individuals: Some(1),
                 max_total_flops: Some(1.0),
@@ -1114,6 +1147,7 @@ mod tests {
             // What goes beyond the paper is off: its operators, its fixed budget, its
             // constant rate, its crop; and so its fitness fingerprint is what it was.
             assert_eq!(c.evolution.mutation_style, MutationStyle::Paper);
+            assert!(c.evolution.weights().unwrap().is_uniform());
             assert_eq!(c.training.schedule, Schedule::Constant);
             assert_eq!(c.training.budget, Budget::Fixed);
             assert_eq!(c.training.gradient_clip, 0.0);
@@ -1135,14 +1169,22 @@ mod tests {
 
     /// Every key of the schema appears in every file, set or commented out, right
     /// after a comment line that documents it; no file mentions a key the schema lacks.
+    /// The mutation weights (a table keyed by mutation name) need only their table.
     #[test]
     fn every_key_is_documented_in_every_file() {
-        let schema: BTreeSet<String> = ExperimentConfig::keys().into_iter().collect();
+        let schema: BTreeSet<String> = ExperimentConfig::keys()
+            .into_iter()
+            .filter(|k| !k.starts_with("evolution.mutation_weights."))
+            .collect();
         assert!(schema.contains("training.augment.pad"));
         assert!(schema.contains("stop.target_accuracy"));
         assert!(schema.contains("evolution.limits.max_flops"));
         for name in FILES {
             let text = std::fs::read_to_string(configs_dir().join(name)).unwrap();
+            assert!(
+                text.contains("\n[evolution.mutation_weights]\n#"),
+                "{name}: no documented [evolution.mutation_weights]"
+            );
             let mut section = String::new();
             let mut seen = BTreeSet::new();
             let mut previous = "";
@@ -1347,6 +1389,48 @@ mod tests {
     }
 
     #[test]
+    fn mutation_weights_are_set_by_name_and_checked() {
+        let mut c = quick();
+        c.evolution.mutation_weights.clear();
+        assert!(c.evolution.weights().unwrap().is_uniform());
+        c.apply_override("evolution.mutation_weights.RESET-WEIGHTS", "0")
+            .unwrap();
+        c.apply_override("evolution.mutation_weights.INSERT-CONVOLUTION", "2.5")
+            .unwrap();
+        c.validate().unwrap();
+        let w = c.evolution.weights().unwrap();
+        assert_eq!(w.weight(Mutation::ResetWeights), 0.0);
+        assert_eq!(w.weight(Mutation::InsertConvolution), 2.5);
+        assert_eq!(w.weight(Mutation::Identity), 1.0);
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ExperimentConfig>(&text).unwrap(), c);
+
+        let err = c
+            .apply_override("evolution.mutation_weights.GROW-A-LOT", "2")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
+        c.evolution
+            .mutation_weights
+            .insert("GROW-A-LOT".into(), 1.0);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("GROW-A-LOT") && msg.contains("IDENTITY"),
+            "{msg}"
+        );
+        c.evolution.mutation_weights.remove("GROW-A-LOT");
+        c.apply_override("evolution.mutation_weights.IDENTITY", "-1")
+            .unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("evolution.mutation_weights"), "{msg}");
+        c.evolution.mutation_weights = Mutation::ALL
+            .iter()
+            .map(|m| (m.name().to_string(), 0.0))
+            .collect();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("weight 0"), "{msg}");
+    }
+
+    #[test]
     fn workers_are_a_number_or_auto() {
         let mut c = quick();
         c.apply_override("node.workers", "auto").unwrap();
@@ -1530,6 +1614,7 @@ mod tests {
     #[test]
     fn only_aging_needs_a_sample_within_the_population() {
         let mut c = quick();
+        c.evolution.selection = Selection::Tournament;
         c.evolution.sample_size = c.evolution.population_size + 1;
         c.validate().unwrap();
         c.evolution.selection = Selection::Aging;

@@ -37,7 +37,7 @@ pub enum BenchError {
 /// One training that finished, as its event told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
-    /// Seconds since the run started.
+    /// Seconds since the run started, when it finished.
     pub at_s: f64,
     /// FLOPs it spent.
     pub flops: u64,
@@ -56,6 +56,11 @@ pub struct RunTrace {
     pub births: Vec<(f64, f64)>,
     /// Trainings finished.
     pub finished: Vec<Finished>,
+    /// The spans (seconds since the start) of the trainings that never finished: those
+    /// that failed or were abandoned when the run stopped, until then, and those still
+    /// running at the end of the log, until its last event. Their workers were training,
+    /// though the work was lost.
+    pub unfinished: Vec<(f64, f64)>,
     /// Seconds from the start to the last event.
     pub last_s: f64,
 }
@@ -65,13 +70,20 @@ pub struct RunTrace {
 pub struct Window {
     /// Trainings that finished in the window.
     pub trained: usize,
-    /// Their FLOPs.
+    /// The FLOPs of the trainings done in the window: each finished training's FLOPs
+    /// shared out evenly over its wall time, the part inside the window counted.
     pub flops: f64,
     /// FLOPs per second of the window.
     pub flops_per_s: f64,
-    /// Share of the workers' time in the window spent in SGD steps (trainings are
-    /// counted whole in the window they finish in).
+    /// Share of the workers' time in the window spent in SGD steps: each finished
+    /// training's SGD seconds shared out evenly over its wall time, and the trainings
+    /// that never finished ([`RunTrace::unfinished`]) counted as training throughout.
     pub training_share: f64,
+}
+
+/// Seconds of `[start, end]` inside `[from, to]`.
+fn overlap(start: f64, end: f64, from: f64, to: f64) -> f64 {
+    (end.min(to) - start.max(from)).max(0.0)
 }
 
 impl RunTrace {
@@ -91,9 +103,24 @@ impl RunTrace {
             start_ms,
             ..RunTrace::default()
         };
+        let mut running = std::collections::BTreeMap::new();
         for e in &events {
             trace.last_s = trace.last_s.max(since(e.at_ms()));
             match e {
+                Event::TrainingStarted { at_ms, id, .. } => {
+                    running.insert(*id, since(*at_ms));
+                }
+                Event::TrainingFailed { at_ms, id, .. } => {
+                    if let Some(start) = running.remove(id) {
+                        trace.unfinished.push((start, since(*at_ms)));
+                    }
+                }
+                Event::Resumed { lost, .. } => {
+                    // Their node stopped at an unknown time: not counted.
+                    for id in lost {
+                        running.remove(id);
+                    }
+                }
                 Event::Birth {
                     at_ms,
                     fitness: Some(f),
@@ -109,19 +136,27 @@ impl RunTrace {
                 }
                 Event::TrainingFinished {
                     at_ms,
+                    id,
                     flops,
                     seconds,
                     phases,
                     ..
-                } => trace.finished.push(Finished {
-                    at_s: since(*at_ms),
-                    flops: *flops,
-                    seconds: *seconds,
-                    phases: *phases,
-                }),
+                } => {
+                    running.remove(id);
+                    trace.finished.push(Finished {
+                        at_s: since(*at_ms),
+                        flops: *flops,
+                        seconds: *seconds,
+                        phases: *phases,
+                    })
+                }
                 _ => {}
             }
         }
+        let end = trace.last_s;
+        trace
+            .unfinished
+            .extend(running.into_values().map(|start| (start, end)));
         Some(trace)
     }
 
@@ -145,20 +180,34 @@ impl RunTrace {
 
     /// What `workers` workers did between `from` and `to` seconds after the start.
     pub fn window(&self, from: f64, to: f64, workers: usize) -> Window {
-        let inside: Vec<&Finished> = self
+        let trained = self
             .finished
             .iter()
             .filter(|f| f.at_s > from && f.at_s <= to)
-            .collect();
+            .count();
         let span = (to - from).max(0.0);
-        let flops: f64 = inside.iter().map(|f| f.flops as f64).sum();
-        let train: f64 = inside
+        let (mut flops, mut train) = (0.0, 0.0);
+        for f in &self.finished {
+            let start = f.at_s - f.seconds;
+            // The share of its wall time inside the window (all of it for an instant).
+            let share = if f.seconds > 0.0 {
+                overlap(start, f.at_s, from, to) / f.seconds
+            } else if f.at_s > from && f.at_s <= to {
+                1.0
+            } else {
+                0.0
+            };
+            flops += share * f.flops as f64;
+            train += share * f.phases.map_or(f.seconds, |p| p.train);
+        }
+        train += self
+            .unfinished
             .iter()
-            .map(|f| f.phases.map_or(f.seconds, |p| p.train))
-            .sum();
+            .map(|&(start, end)| overlap(start, end, from, to))
+            .sum::<f64>();
         let capacity = span * workers.max(1) as f64;
         Window {
-            trained: inside.len(),
+            trained,
             flops,
             flops_per_s: if span > 0.0 { flops / span } else { 0.0 },
             training_share: if capacity > 0.0 {
@@ -187,6 +236,9 @@ impl RunTrace {
                 at_s: f.at_s + d,
                 ..f.clone()
             }));
+            merged
+                .unfinished
+                .extend(t.unfinished.iter().map(|(a, b)| (a + d, b + d)));
             merged.last_s = merged.last_s.max(t.last_s + d);
         }
         merged
@@ -319,10 +371,20 @@ mod tests {
         }
     }
 
-    fn finished(at_ms: u64, flops: u64, train: f64) -> Event {
+    fn started(at_ms: u64, id: u64) -> Event {
+        Event::TrainingStarted {
+            at_ms,
+            id,
+            parent: None,
+            mutations: Vec::new(),
+            node: "n".into(),
+        }
+    }
+
+    fn finished(at_ms: u64, id: u64, flops: u64, train: f64) -> Event {
         Event::TrainingFinished {
             at_ms,
-            id: 0,
+            id,
             fitness: Some(0.1),
             flops,
             seconds: train + 1.0,
@@ -354,22 +416,63 @@ mod tests {
     }
 
     #[test]
-    fn a_window_counts_the_trainings_that_finished_in_it() {
+    fn a_window_counts_the_part_of_each_training_inside_it() {
+        // Trainings of 5, 7 and 6 wall seconds (one of them SGD steps less), back to
+        // back: [0, 5], [5, 12], [12, 18].
         let t = RunTrace::parse(&log(&[
             created(0),
-            finished(5_000, 100, 4.0),
-            finished(12_000, 300, 6.0),
-            finished(18_000, 500, 5.0),
+            started(0, 1),
+            finished(5_000, 1, 100, 4.0),
+            started(5_000, 2),
+            finished(12_000, 2, 300, 6.0),
+            started(12_000, 3),
+            finished(18_000, 3, 500, 5.0),
         ]))
         .unwrap();
+        assert!(t.unfinished.is_empty());
         let w = t.window(10.0, 20.0, 1);
         assert_eq!(w.trained, 2);
-        assert_eq!(w.flops, 800.0);
-        assert_eq!(w.flops_per_s, 80.0);
-        assert!((w.training_share - 1.1f64.min(1.0)).abs() < 1e-12);
+        // 2 of the second's 7 seconds and all of the third are inside.
+        let flops = 300.0 * 2.0 / 7.0 + 500.0;
+        assert!((w.flops - flops).abs() < 1e-9, "{}", w.flops);
+        assert!((w.flops_per_s - flops / 10.0).abs() < 1e-9);
+        let train = 6.0 * 2.0 / 7.0 + 5.0;
+        assert!((w.training_share - train / 10.0).abs() < 1e-12);
         let w = t.window(10.0, 20.0, 2);
-        assert!((w.training_share - 0.55).abs() < 1e-12);
+        assert!((w.training_share - train / 20.0).abs() < 1e-12);
         assert_eq!(t.window(20.0, 20.0, 1).flops_per_s, 0.0);
+        let whole = t.window(0.0, 18.0, 1);
+        assert_eq!(whole.trained, 3);
+        assert!((whole.flops - 900.0).abs() < 1e-9);
+        assert!((whole.training_share - 15.0 / 18.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn trainings_that_never_finished_count_as_training_while_they_ran() {
+        let t = RunTrace::parse(&log(&[
+            created(0),
+            started(0, 1),
+            finished(6_000, 1, 100, 5.0),
+            started(6_000, 2),
+            started(6_000, 3),
+            Event::TrainingFailed {
+                at_ms: 7_000,
+                id: 3,
+                reason: "diverged".into(),
+            },
+            birth(10_000, 0.5),
+        ]))
+        .unwrap();
+        // Number 3 failed after a second; number 2 still runs at the last event.
+        assert_eq!(t.unfinished, vec![(6.0, 7.0), (6.0, 10.0)]);
+        // The first: 5 of its 6 seconds SGD; then two workers training.
+        let w = t.window(0.0, 10.0, 2);
+        assert_eq!(w.trained, 1);
+        assert!((w.training_share - (5.0 + 1.0 + 4.0) / 20.0).abs() < 1e-12);
+        let w = t.window(5.0, 10.0, 2);
+        assert!((w.training_share - (5.0 / 6.0 + 1.0 + 4.0) / 10.0).abs() < 1e-12);
+        let w = t.window(8.0, 10.0, 2);
+        assert!((w.training_share - 2.0 / 4.0).abs() < 1e-12);
     }
 
     #[test]

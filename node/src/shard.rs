@@ -30,7 +30,9 @@ use crate::view::{
 use crate::worker::{Check, Job, Trained};
 use actix::Addr;
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
-use genome::{reproduce_with_style, Genome, InputShape, Invalidated, Limits, Mutation};
+use genome::{
+    reproduce_with_style, Genome, InputShape, Invalidated, Limits, Mutation, MutationWeights,
+};
 use protocol::wire::{Announcement, Migrant, Request, Response, Summary};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -99,6 +101,8 @@ pub struct ShardSetup {
     /// Migrants that were still waiting to be scored when the run last stopped
     /// ([`Arrival::load`]); they are scored first.
     pub waiting: Vec<Arrival>,
+    /// How often each mutation is drawn (`evolution.mutation_weights`, checked).
+    pub mutation_weights: MutationWeights,
 }
 
 /// What a worker is doing.
@@ -174,6 +178,7 @@ pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
 pub struct Shard {
     state: StateDir,
     config: ExperimentConfig,
+    mutation_weights: MutationWeights,
     population: Population,
     records: BTreeMap<IndividualId, Record>,
     shapes: BTreeMap<IndividualId, Shape>,
@@ -311,6 +316,7 @@ impl Shard {
         };
         Shard {
             state: setup.state,
+            mutation_weights: setup.mutation_weights,
             population,
             records: setup.records.into_iter().map(|r| (r.id, r)).collect(),
             shapes,
@@ -547,6 +553,7 @@ impl Shard {
                     &mut self.rng,
                     &limits,
                     self.config.evolution.mutation_style,
+                    &self.mutation_weights,
                 ) {
                     Ok(r) => r,
                     Err(e) => {

@@ -55,7 +55,7 @@ fn parent(seed: u64, steps: usize) -> (Genome, std::collections::HashMap<String,
         } else {
             MutationStyle::PreserveFunction
         };
-        g = genome::reproduce_with_style(&g, 1, &mut rng, &limits(), style)
+        g = genome::reproduce_with_style(&g, 1, &mut rng, &limits(), style, &Default::default())
             .unwrap()
             .child;
     }

@@ -350,6 +350,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             if threads_configured { "" } else { ", node.threads came too late" },
         );
     }
+    let mutation_weights = config
+        .evolution
+        .weights()
+        .context("reading evolution.mutation_weights")?;
     let system = actix_rt::System::new();
     let end: Result<RunEnd> = system.block_on(async move {
         let (done_tx, done_rx) = futures::channel::oneshot::channel();
@@ -368,6 +372,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             reporter: Reporter::new(mode, workers),
             done: done_tx,
             waiting,
+            mutation_weights,
         })
         .start();
         let server = http::server(listener, shard.clone()).context("starting the HTTP endpoint")?;
