@@ -349,10 +349,9 @@ fn preserve_in_place(
                 },
                 _ => (VertexKind::Linear, false, None),
             };
-            // As many channels as the input (twice, split), or (beyond the input's
-            // count, so that a short run reaches useful widths) twice or four times as
-            // many, the further ones fresh and unused at first.
-            let factor = *INSERT_WIDTH_FACTORS.choose(rng).expect("three factors");
+            // As many channels as the input (twice, split), or a multiple of it
+            // (INSERT_WIDTH_FACTORS), the further ones fresh and unused at first.
+            let factor = *INSERT_WIDTH_FACTORS.choose(rng).expect("two factors");
             let base = if split { 2 * c } else { c };
             let wide = c.saturating_mul(factor);
             let mut channels = base;
@@ -486,8 +485,9 @@ fn preserve_in_place(
 }
 
 /// The multiples of its input's channels that a function-preserving insertion draws
-/// its channels from (at least twice the input's when it splits signs).
-pub const INSERT_WIDTH_FACTORS: [u32; 3] = [1, 2, 4];
+/// its channels from (at least twice the input's when it splits signs). Adding 4 was
+/// tried (issue 11): over 4 seeds of 10 minutes it did no better.
+pub const INSERT_WIDTH_FACTORS: [u32; 2] = [1, 2];
 
 /// Splits backbone edge `chosen` (from `u`) with a new vertex `w` of `kind` fed by a new
 /// 3x3 convolution of `stride` and `channels`: u->w (new) and w->v (the old edge, keeping
@@ -945,7 +945,7 @@ mod tests {
     }
 
     #[test]
-    fn a_preserving_insertion_takes_one_two_or_four_times_its_inputs_channels() {
+    fn a_preserving_insertion_takes_a_multiple_of_its_inputs_channels() {
         let parent = small();
         let limits = Limits::default();
         let analysis = parent.analyze(&limits).unwrap();
@@ -967,10 +967,13 @@ mod tests {
             let channels = new.op.conv().expect("a convolution").channels;
             let c = analysis.vertex_shapes[&new.from].c;
             assert_eq!(channels % c, 0, "{channels} channels after {c}");
-            assert!([1, 2, 4].contains(&(channels / c)), "{channels} after {c}");
+            assert!(
+                INSERT_WIDTH_FACTORS.contains(&(channels / c)),
+                "{channels} after {c}"
+            );
             seen.insert(channels / c);
         }
-        assert_eq!(seen, BTreeSet::from([1, 2, 4]));
+        assert_eq!(seen, BTreeSet::from(INSERT_WIDTH_FACTORS));
     }
 
     #[test]
