@@ -98,6 +98,7 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                 settings_json: config.fitness_settings().canonical(),
                 limits: config.evolution.limits,
             };
+            let mutation_weights = config.evolution.weights().unwrap();
             let shard = Shard::new(ShardSetup {
                 state,
                 population: Population::new(4, config.evolution.strategy()),
@@ -113,6 +114,7 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                 reporter: Reporter::new(OutputMode::Quiet, 1),
                 done,
                 waiting: Vec::new(),
+                mutation_weights,
             })
             .start();
             std::mem::forget(_ended);

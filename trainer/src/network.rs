@@ -50,6 +50,9 @@ struct VertexStep {
     bn: Option<String>,
 }
 
+/// Batch-norm inputs kept by [`Network::run`], by batch-norm prefix.
+type KeptInputs = Vec<(String, Tensor)>;
+
 /// A trainable network for one genome.
 #[derive(Debug)]
 pub struct Network {
@@ -293,12 +296,7 @@ impl Network {
     }
 
     /// Every activation, and the inputs of the batch norms whose prefixes `keep` names.
-    fn run(
-        &self,
-        x: &Tensor,
-        train: bool,
-        keep: &[String],
-    ) -> Result<(Vec<Tensor>, Vec<(String, Tensor)>)> {
+    fn run(&self, x: &Tensor, train: bool, keep: &[String]) -> Result<(Vec<Tensor>, KeptInputs)> {
         let mut kept = Vec::new();
         let mut acts: Vec<Tensor> = Vec::with_capacity(self.steps.len() + 1);
         acts.push(x.clone());
