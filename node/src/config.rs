@@ -417,6 +417,10 @@ pub struct StopSection {
     pub max_wall_minutes: Option<f64>,
     /// Stop once an individual reaches this validation accuracy (0 to 1).
     pub target_accuracy: Option<f64>,
+    /// Beyond the paper: the share of `max_wall_minutes`, at the end of the run, spent
+    /// training the best members further instead of breeding ([`crate::finale`]); 0
+    /// (the paper): none.
+    pub final_training_share: f64,
 }
 
 /// `[node]`: this machine's share of the work.
@@ -832,6 +836,20 @@ impl ExperimentConfig {
                 return invalid("stop.target_accuracy", format!("{a} is not in (0, 1]"));
             }
         }
+        let share = s.final_training_share;
+        if !(0.0..=0.9).contains(&share) {
+            return invalid(
+                "stop.final_training_share",
+                format!("{share} is not in [0, 0.9]"),
+            );
+        }
+        if share > 0.0 && s.max_wall_minutes.is_none() {
+            return invalid(
+                "stop.final_training_share",
+                "needs stop.max_wall_minutes: the final training is a share of the wall time"
+                    .into(),
+            );
+        }
         let n = &self.node;
         if let Workers::Count(w) = n.workers {
             if w == 0 || w > MAX_WORKERS {
@@ -947,6 +965,7 @@ impl ExperimentConfig {
                 max_total_flops: Some(1.0),
                 max_wall_minutes: Some(1.0),
                 target_accuracy: Some(1.0),
+                final_training_share: 0.0,
             },
             node: NodeSection {
                 state_dir: Some("x".into()),
@@ -1151,6 +1170,7 @@ mod tests {
             assert_eq!(c.training.schedule, Schedule::Constant);
             assert_eq!(c.training.budget, Budget::Fixed);
             assert_eq!(c.training.gradient_clip, 0.0);
+            assert_eq!(c.stop.final_training_share, 0.0);
             assert_eq!(c.training.augment.pad, trainer::batch::Pad::Pixels(4));
             let canonical = c.fitness_settings().canonical();
             assert!(!c.evolution.augmentation_gene);
@@ -1538,6 +1558,16 @@ mod tests {
             ("stop.max_total_flops", "-1.0", "stop.max_total_flops"),
             ("stop.max_wall_minutes", "nan", "stop.max_wall_minutes"),
             ("stop.target_accuracy", "1.5", "stop.target_accuracy"),
+            (
+                "stop.final_training_share",
+                "0.95",
+                "stop.final_training_share",
+            ),
+            (
+                "stop.final_training_share",
+                "-0.1",
+                "stop.final_training_share",
+            ),
             ("node.workers", "0", "node.workers"),
             ("node.threads", "5000", "node.threads"),
             ("node.device", "gpu", "node.device"),
@@ -1550,6 +1580,11 @@ mod tests {
             assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
             assert!(err.to_string().contains(named), "{key}={value}: {err}");
         }
+        let mut c = quick();
+        c.stop.max_wall_minutes = None;
+        c.stop.final_training_share = 0.2;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("stop.max_wall_minutes"), "{err}");
         let mut c = quick();
         for d in ["cpu", "cuda", "cuda:1"] {
             c.node.device = d.into();

@@ -236,6 +236,14 @@ impl Population {
             .max_by(|a, b| compare(a, b))
     }
 
+    /// The live trained members, best first (the order of [`Population::best`]).
+    pub fn ranked(&self) -> Vec<IndividualId> {
+        let mut candidates: Vec<&Member> =
+            self.members.values().filter(|m| m.is_candidate()).collect();
+        candidates.sort_by(|a, b| compare(b, a));
+        candidates.into_iter().map(|m| m.id).collect()
+    }
+
     /// Makes one decision (see the module documentation). A [`Decision::Kill`] is
     /// applied here: the member is already marked dead when this returns.
     pub fn select<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Decision {
@@ -482,6 +490,16 @@ mod tests {
         assert_eq!(p.kill(1), Err(PopulationError::Dead(1)));
         assert_eq!(p.best(), None);
         assert_eq!(p.training_count(), 0);
+    }
+
+    #[test]
+    fn the_ranking_puts_the_best_first_and_leaves_out_the_dead_and_the_training() {
+        let mut p = trained(10, Strategy::Tournament, &[0.3, 0.7, 0.5, 0.7, f64::NAN]);
+        p.add(5, None).unwrap();
+        p.kill(2).unwrap();
+        // Equal fitness goes to the younger (3 before 1); NaN is the worst.
+        assert_eq!(p.ranked(), vec![3, 1, 0, 4]);
+        assert_eq!(p.best().map(|m| m.id), Some(3));
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //! The run stops when a stop condition of the config is met: after a number of
 //! individuals or of FLOPs it lets the trainings in flight finish; on its wall-time
 //! limit, a target accuracy, a signal ([`Shutdown`]) or an error it stops at once and the
-//! trainings in flight are abandoned (logged as failed). Then it sends a [`RunEnd`] to
-//! whoever started it.
+//! trainings in flight are abandoned (logged as failed). With a final training
+//! ([`crate::finale`]) the last share of the wall time trains copies of the best instead
+//! of breeding, and the wall-time limit waits for them (a grace period at most). Then it
+//! sends a [`RunEnd`] to whoever started it.
 
 use crate::budget::child_steps;
 use crate::config::{Admission, Destination, Emigrants, MigrationSection};
 use crate::config::{ExperimentConfig, FitnessSettings};
+use crate::finale;
 use crate::network::{Command, Network};
 use crate::population::{Decision, IndividualId, Population};
 use crate::report::Reporter;
@@ -39,7 +42,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use trainer::individual::{write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE};
@@ -55,6 +58,9 @@ pub const MAX_PULL_ATTEMPTS: u32 = 15;
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a worker with nothing to do waits before asking again.
 pub const WAIT: Duration = Duration::from_millis(200);
+/// The step count of a final training whose parent's pace is not known: its time ends
+/// it long before.
+pub const FINAL_STEPS_UNKNOWN: u64 = 10_000_000;
 /// Failed trainings in a row after which the run stops (something is wrong with the
 /// data, the device or the machine, not with one genome).
 pub const MAX_CONSECUTIVE_FAILURES: usize = 5;
@@ -225,6 +231,14 @@ pub struct Shard {
     checking: BTreeMap<IndividualId, Arrival>,
     /// See [`ShardSetup::data_digest`].
     data_digest: Option<String>,
+    /// The final training's members: those chosen to train further and the copies it
+    /// made (see [`crate::finale`]).
+    final_taken: BTreeSet<IndividualId>,
+    /// Whether the final training has begun (it is announced once).
+    final_begun: bool,
+    /// SGD steps per second of this node's trainings, by individual, to size the final
+    /// trainings' step counts.
+    sgd_rates: BTreeMap<IndividualId, f64>,
 }
 
 /// A migrant saved in its folder under a new id, not yet in the population: it joins
@@ -358,6 +372,9 @@ impl Shard {
             arrivals: setup.waiting.into(),
             checking: BTreeMap::new(),
             data_digest: setup.data_digest,
+            final_taken: BTreeSet::new(),
+            final_begun: false,
+            sgd_rates: BTreeMap::new(),
         }
     }
 
@@ -375,11 +392,35 @@ impl Shard {
                 .count()
     }
 
-    /// A stop condition that ends the run at once.
+    /// Whether the run is in its final training (`stop.final_training_share`).
+    fn in_final_training(&self) -> bool {
+        let stop = &self.config.stop;
+        finale::is_final(
+            self.run_minutes(),
+            stop.max_wall_minutes,
+            stop.final_training_share,
+        )
+    }
+
+    /// Whether the run has a final training, which lets its wall-time limit wait for the
+    /// final trainings to finish.
+    fn has_final_training(&self) -> bool {
+        let stop = &self.config.stop;
+        finale::starts_at(stop.max_wall_minutes, stop.final_training_share).is_some()
+    }
+
+    /// A stop condition that ends the run at once. With a final training the wall-time
+    /// limit first only stops new trainings ([`Shard::budget_spent`]) and ends the run a
+    /// grace period later.
     fn immediate_stop(&self) -> Option<String> {
         let stop = &self.config.stop;
         if let Some(max) = stop.max_wall_minutes {
-            if self.run_minutes() >= max {
+            let grace = if self.has_final_training() {
+                finale::grace_minutes(max)
+            } else {
+                0.0
+            };
+            if self.run_minutes() >= max + grace {
                 return Some(format!("reached the wall-time limit of {max} minutes"));
             }
         }
@@ -398,6 +439,11 @@ impl Shard {
     /// A stop condition after which no new training starts.
     fn budget_spent(&self) -> Option<String> {
         let stop = &self.config.stop;
+        if let Some(max) = stop.max_wall_minutes {
+            if self.has_final_training() && self.run_minutes() >= max {
+                return Some(format!("reached the wall-time limit of {max} minutes"));
+            }
+        }
         if let Some(max) = stop.max_individuals {
             if (self.records.len() + self.in_flight.len()) as u64 >= max {
                 return Some(format!("trained {max} individuals"));
@@ -483,6 +529,9 @@ impl Shard {
             self.set_idle(worker, "waiting for the last trainings");
             return Assignment::Wait(WAIT);
         }
+        if self.in_final_training() {
+            return self.start_final(worker);
+        }
         if let Some(arrival) = self.arrivals.pop_front() {
             let id = arrival.id;
             if let Some(w) = self.workers.get_mut(worker) {
@@ -503,7 +552,7 @@ impl Shard {
         if self.initial_made() < self.config.evolution.initial_population
             && !self.population.is_full()
         {
-            return self.start(worker, None);
+            return self.start(worker, None, None);
         }
         // Each kill shrinks the population, so this ends within a population's worth.
         for _ in 0..=self.population.target_size() + 1 {
@@ -514,7 +563,7 @@ impl Shard {
                         return Assignment::Stop;
                     }
                 }
-                Decision::Reproduce { parent } => return self.start(worker, Some(parent)),
+                Decision::Reproduce { parent } => return self.start(worker, Some(parent), None),
                 Decision::Wait => break,
             }
         }
@@ -532,8 +581,52 @@ impl Shard {
         }
     }
 
-    /// Starts training an initial individual (`parent` `None`) or a child of `parent`.
-    fn start(&mut self, worker: usize, parent: Option<IndividualId>) -> Assignment {
+    /// Hands `worker` a final training: a copy of the best member not yet taken, trained
+    /// until shortly before the wall-time limit; or a wait when none is left or too
+    /// little time is.
+    fn start_final(&mut self, worker: usize) -> Assignment {
+        let Some(max) = self.config.stop.max_wall_minutes else {
+            return Assignment::Wait(WAIT);
+        };
+        if !self.final_begun {
+            self.final_begun = true;
+            let line = format!(
+                "final training: no more breeding; each worker trains a copy of one of the best until the limit of {max} minutes"
+            );
+            self.reporter.line(&line);
+            self.reporter.json(
+                serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}),
+            );
+        }
+        let Some(parent) = finale::next_parent(self.population.ranked(), &self.final_taken) else {
+            self.set_idle(worker, "final training: no member left to train");
+            return Assignment::Wait(WAIT);
+        };
+        let outside_sgd = self
+            .records
+            .get(&parent)
+            .and_then(|r| r.phases)
+            .map(|p| p.build + p.validate + p.save);
+        let remaining_s = (max - self.run_minutes()) * 60.0;
+        let Some(seconds) =
+            finale::training_seconds(remaining_s, finale::overhead_seconds(outside_sgd))
+        else {
+            self.set_idle(worker, "final training: too little time left");
+            return Assignment::Wait(WAIT);
+        };
+        self.final_taken.insert(parent);
+        self.start(worker, Some(parent), Some(seconds))
+    }
+
+    /// Starts training an initial individual (`parent` `None`) or a child of `parent`:
+    /// a mutated one, or with `final_seconds` an unchanged copy (IDENTITY) trained for
+    /// that long with one cosine decay (the final training).
+    fn start(
+        &mut self,
+        worker: usize,
+        parent: Option<IndividualId>,
+        final_seconds: Option<f64>,
+    ) -> Assignment {
         let limits = self.config.evolution.limits;
         let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
             None => (
@@ -543,6 +636,28 @@ impl Shard {
                 Vec::new(),
                 None,
             ),
+            Some(p) if final_seconds.is_some() => {
+                let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
+                    return Assignment::Wait(WAIT);
+                };
+                let dir = self.state.individual_dir(p);
+                let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.reporter.line(&format!(
+                            "the weights of #{p} could not be read ({e}); it is not trained further"
+                        ));
+                        return Assignment::Wait(WAIT);
+                    }
+                };
+                (
+                    parent_genome,
+                    vec![Mutation::Identity],
+                    Invalidated::none(),
+                    Vec::new(),
+                    Some(tensors),
+                )
+            }
             Some(p) => {
                 let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
                     return Assignment::Wait(WAIT);
@@ -595,9 +710,10 @@ impl Shard {
             self.fatal(e);
             return Assignment::Stop;
         }
-        let what = match parent {
-            None => "initial".to_string(),
-            Some(p) => format!(
+        let what = match (parent, final_seconds) {
+            (Some(p), Some(seconds)) => format!("final training of #{p} for {seconds:.0} s"),
+            (None, _) => "initial".to_string(),
+            (Some(p), None) => format!(
                 "from #{p} by {}",
                 mutations
                     .iter()
@@ -613,7 +729,18 @@ impl Shard {
                 .filter(|r| r.parent == Some(p))
                 .count()
         });
-        let steps = child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children);
+        let steps = match (final_seconds, parent) {
+            // Twice the steps the parent's pace would fit, so that the time ends it.
+            (Some(seconds), Some(p)) => {
+                self.sgd_rates.get(&p).map_or(FINAL_STEPS_UNKNOWN, |rate| {
+                    ((2.0 * rate * seconds).ceil() as u64).clamp(t.steps, FINAL_STEPS_UNKNOWN)
+                })
+            }
+            _ => child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children),
+        };
+        if final_seconds.is_some() {
+            self.final_taken.insert(id);
+        }
         self.reporter.started(worker, id, &what, steps);
         self.reporter.json(serde_json::json!({
             "event": "training_started", "worker": worker, "id": id, "parent": parent,
@@ -646,9 +773,17 @@ impl Shard {
             parent_tensors,
             seed,
             dir: self.state.individual_dir(id),
-            config: TrainConfig {
-                steps,
-                ..self.config.training.train_config(seed)
+            config: match final_seconds {
+                Some(seconds) => TrainConfig {
+                    steps,
+                    max_seconds: Some(seconds),
+                    schedule: trainer::train::Schedule::Cosine,
+                    ..self.config.training.train_config(seed)
+                },
+                None => TrainConfig {
+                    steps,
+                    ..self.config.training.train_config(seed)
+                },
             },
         }))
     }
@@ -769,6 +904,10 @@ impl Shard {
         }
         self.total_flops += trained.flops as f64;
         self.phase_totals.add(&trained.phases);
+        if trained.phases.train > 0.0 && trained.steps > 0 {
+            self.sgd_rates
+                .insert(id, trained.steps as f64 / trained.phases.train);
+        }
         self.shapes
             .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
         let origin = match record.parent {
@@ -786,7 +925,8 @@ impl Shard {
         self.records.insert(id, record);
         self.last_born = Some(id);
         self.announce();
-        if self.records.get(&id).is_some_and(|r| r.parent.is_some()) {
+        // The final training sends nobody: the receivers are in theirs too.
+        if self.records.get(&id).is_some_and(|r| r.parent.is_some()) && !self.final_begun {
             self.since_migration += 1;
             self.maybe_migrate();
         }

@@ -286,6 +286,52 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
 }
 
 #[test]
+fn the_final_training_trains_copies_of_the_best_until_the_wall_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    args.extend([
+        "--offline".into(),
+        "stop.max_wall_minutes=0.4".into(),
+        "stop.final_training_share=0.5".into(),
+        "stop.max_individuals=100000".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = ok(evo(&args));
+    let took = started.elapsed().as_secs_f64();
+    // It ends at its limit (24 s), not long after, and not at once.
+    assert!((20.0..60.0).contains(&took), "{took} s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("final training"), "{stderr}");
+    assert!(stderr.contains("reached the wall-time limit"), "{stderr}");
+    // The final training begins 12 s in. Its trainings last seconds where the others
+    // took a fraction of one; each is an unchanged copy of a different parent, and
+    // nothing else starts once it has begun.
+    let records = records(&state);
+    let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
+    let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 4.0).collect();
+    assert!(!finals.is_empty(), "no final training: {records:?}");
+    let mut parents = std::collections::BTreeSet::new();
+    for r in &finals {
+        assert_eq!(r["mutations"], serde_json::json!(["IDENTITY"]), "{r}");
+        assert!(parents.insert(r["parent"].as_u64().unwrap()), "{r}");
+    }
+    let first_final = finals
+        .iter()
+        .map(|r| r["born_at_ms"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    for r in records.values() {
+        if r["born_at_ms"].as_u64().unwrap() > first_final {
+            assert!(train(r) >= 4.0, "bred during the final training: {r}");
+        }
+    }
+}
+
+#[test]
 fn status_answers_within_100_ms_while_every_worker_trains() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 30);
