@@ -2,6 +2,9 @@
 //! agree with an independent reference computation; serialization round-trips; hostile
 //! inputs are rejected without a panic.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use genome::graph::Id;
 use genome::{
     reproduce, seeded_rng, Conv, Edge, EdgeOp, Genome, InputShape, Limits, Shape, Vertex,

@@ -3,9 +3,10 @@
 //! `/peers` and `/metrics` (Prometheus text). Every answer comes from the shard actor, which never
 //! trains, so the endpoint answers while every worker trains.
 
-use crate::shard::{
-    GetIndividual, GetMetrics, GetMigrations, GetPeers, GetPopulation, GetStatus, Shard,
+use crate::messages::{
+    GetIndividual, GetMetrics, GetMigrations, GetPeers, GetPopulation, GetStatus,
 };
+use crate::shard::Shard;
 use actix::Addr;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;

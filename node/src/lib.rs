@@ -1,16 +1,20 @@
 //! The evolution node: what `evo run` is made of, as a library so that its parts can be
 //! tested on their own.
 //!
-//! [`config`] reads the experiment config, [`budget`] says how long a child trains, [`finale`] when and what the final training trains, [`state`] keeps the state directory,
-//! [`population`] decides who dies and who reproduces, [`shard`] is the actor that owns
-//! this node's individuals, [`worker`] the actors that train them, [`http`] the status
-//! endpoint, [`network`] the libp2p event loop, [`view`] what it serves, [`report`] what a person watching sees, and
-//! [`search_bench`] the arithmetic of `evo bench search`.
+//! - [`config`] reads the experiment config; [`state`] keeps the state directory.
+//! - [`population`] decides who dies and who reproduces; [`budget`] how long a child
+//!   trains; [`finale`] when and what the final training trains.
+//! - [`shard`] is the actor that owns this node's individuals, [`worker`] the actors that
+//!   train them, [`messages`] what they (and the HTTP endpoint) send each other.
+//! - [`network`] is the libp2p event loop; [`http`] the status endpoint and [`view`] what
+//!   it serves; [`report`] what a person watching sees.
+//! - [`search_bench`] is the arithmetic of `evo bench search`.
 
 pub mod budget;
 pub mod config;
 pub mod finale;
 pub mod http;
+pub mod messages;
 pub mod network;
 pub mod population;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The node's libp2p side: one task owns the swarm ([`EventLoop`]), fed by a command
-//! channel ([`Network`], cloneable), and forwards what arrives to the shard actor — the
-//! shape of rust-libp2p's `file-sharing` example.
+//! channel ([`Network`], cloneable), and emits what arrives as [`NetEvent`]s on a bounded
+//! channel ([`NetEvents`]) — the shape of rust-libp2p's `file-sharing` example. It knows
+//! nothing of the shard: `evo run` hands the shard both ends.
 //!
 //! The event loop handles on its own what needs no population: it says hello to every
 //! peer it connects to and answers hellos (a peer whose fitness settings differ is told so
@@ -10,9 +11,7 @@
 //! forwarded (invalid ones are rejected, which lowers the sender's gossipsub score, and
 //! the sender is disconnected), feeds Kademlia with identified peers, and bootstraps.
 
-use crate::shard::{NetEvent, Shard};
-use actix::Addr;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -21,7 +20,7 @@ use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use protocol::behaviour::{EvoBehaviour, EvoBehaviourEvent};
 use protocol::codec::RequestFrame;
 use protocol::wire::{self, Announcement, Request, Response};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +37,54 @@ pub struct Identity {
     /// Limits every received genome must respect.
     pub limits: genome::Limits,
 }
+
+/// What the event loop tells whoever runs the node (the shard takes them as a stream).
+#[derive(Debug)]
+pub enum NetEvent {
+    /// The node listens on this full address (with `/p2p/`).
+    Listening(String),
+    /// A peer connected.
+    Connected(String),
+    /// A peer's last connection closed.
+    Disconnected(String),
+    /// A peer answered our hello: same experiment.
+    Compatible(String),
+    /// A peer has other fitness settings (JSON); `bootstrap` if we joined through it.
+    Incompatible {
+        /// The peer.
+        peer: String,
+        /// Its settings, JSON.
+        theirs: String,
+        /// Whether it is one of our bootstrap peers.
+        bootstrap: bool,
+    },
+    /// Gossip from another island (validated).
+    Announcement(Box<Announcement>),
+    /// A request to answer with [`Command::Respond`] and this id.
+    Request {
+        /// Its number.
+        id: u64,
+        /// The asking peer.
+        peer: String,
+        /// The request.
+        request: Box<Request>,
+    },
+    /// A peer sent invalid data and was disconnected.
+    Penalized {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something to tell the person watching.
+    Log(String),
+}
+
+/// The events the event loop emits, as a stream.
+pub type NetEvents = futures::channel::mpsc::Receiver<NetEvent>;
+
+/// How many events may wait to be taken before the event loop waits for its reader.
+pub const EVENT_BUFFER: usize = 256;
 
 /// A command for the event loop.
 #[derive(Debug)]
@@ -104,7 +151,9 @@ impl Network {
 pub struct EventLoop {
     swarm: Swarm<EvoBehaviour>,
     commands: mpsc::UnboundedReceiver<Command>,
-    shard: Addr<Shard>,
+    events: futures::channel::mpsc::Sender<NetEvent>,
+    /// Events waiting to be sent on `events` (handlers push, the loop sends).
+    outbox: VecDeque<NetEvent>,
     topic: IdentTopic,
     identity: Identity,
     bootstrap: BTreeSet<PeerId>,
@@ -119,14 +168,14 @@ pub struct EventLoop {
     traffic: Arc<Traffic>,
 }
 
-/// Starts listening and dialing; returns the handle and the loop to spawn.
+/// Starts listening and dialing; returns the handle, the loop to spawn and the stream of
+/// its events.
 pub fn start(
     mut swarm: Swarm<EvoBehaviour>,
-    shard: Addr<Shard>,
     identity: Identity,
     listen: &[Multiaddr],
     bootstrap: &[Multiaddr],
-) -> anyhow::Result<(Network, EventLoop)> {
+) -> anyhow::Result<(Network, EventLoop, NetEvents)> {
     let topic = protocol::behaviour::topic(&identity.experiment);
     swarm
         .behaviour_mut()
@@ -150,6 +199,7 @@ pub fn start(
         peers.insert(peer);
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let (events, events_rx) = futures::channel::mpsc::channel(EVENT_BUFFER);
     let peer_id = *swarm.local_peer_id();
     let traffic = Arc::new(Traffic::default());
     Ok((
@@ -161,7 +211,8 @@ pub fn start(
         EventLoop {
             swarm,
             commands: rx,
-            shard,
+            events,
+            outbox: VecDeque::new(),
             topic,
             identity,
             bootstrap: peers,
@@ -173,11 +224,12 @@ pub fn start(
             introduced: BTreeSet::new(),
             traffic,
         },
+        events_rx,
     ))
 }
 
 impl EventLoop {
-    /// Runs until the command channel closes.
+    /// Runs until the command channel closes or nobody reads its events.
     pub async fn run(mut self) {
         let mut bootstrap_timer = tokio::time::interval(std::time::Duration::from_secs(30));
         loop {
@@ -191,7 +243,19 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
             }
+            // The channel is bounded: a slow reader slows the loop down rather than
+            // letting events pile up without end.
+            while let Some(event) = self.outbox.pop_front() {
+                if self.events.send(event).await.is_err() {
+                    return;
+                }
+            }
         }
+    }
+
+    /// Queues an event for the reader; the loop sends it before it polls again.
+    fn emit(&mut self, event: NetEvent) {
+        self.outbox.push_back(event);
     }
 
     fn hello(&self) -> Request {
@@ -220,9 +284,7 @@ impl EventLoop {
                         self.traffic.messages_out.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(e) => self
-                    .shard
-                    .do_send(NetEvent::Log(format!("announcement not sent: {e}"))),
+                Err(e) => self.emit(NetEvent::Log(format!("announcement not sent: {e}"))),
             },
             Command::Request {
                 peer,
@@ -250,7 +312,7 @@ impl EventLoop {
     }
 
     fn penalize(&mut self, peer: PeerId, reason: &str) {
-        self.shard.do_send(NetEvent::Penalized {
+        self.emit(NetEvent::Penalized {
             peer: peer.to_string(),
             reason: reason.to_string(),
         });
@@ -263,7 +325,7 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let peer = *self.swarm.local_peer_id();
                 let full = address.clone().with_p2p(peer).unwrap_or(address);
-                self.shard.do_send(NetEvent::Listening(full.to_string()));
+                self.emit(NetEvent::Listening(full.to_string()));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -275,7 +337,7 @@ impl EventLoop {
                     .behaviour_mut()
                     .kad
                     .add_address(&peer_id, endpoint.get_remote_address().clone());
-                self.shard.do_send(NetEvent::Connected(peer_id.to_string()));
+                self.emit(NetEvent::Connected(peer_id.to_string()));
                 if self.greeted.insert(peer_id) {
                     let hello = self.hello();
                     let id = self
@@ -293,8 +355,7 @@ impl EventLoop {
             } => {
                 self.greeted.remove(&peer_id);
                 self.introduced.remove(&peer_id);
-                self.shard
-                    .do_send(NetEvent::Disconnected(peer_id.to_string()));
+                self.emit(NetEvent::Disconnected(peer_id.to_string()));
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -315,7 +376,7 @@ impl EventLoop {
                 let verdict =
                     match wire::decode::<Announcement>(&message.data, &self.identity.limits) {
                         Ok(a) if a.experiment == self.identity.experiment => {
-                            self.shard.do_send(NetEvent::Announcement(Box::new(a)));
+                            self.emit(NetEvent::Announcement(Box::new(a)));
                             MessageAcceptance::Accept
                         }
                         Ok(_) => MessageAcceptance::Ignore,
@@ -419,7 +480,7 @@ impl EventLoop {
             if compatible {
                 self.introduced.insert(peer);
             } else {
-                self.shard.do_send(NetEvent::Incompatible {
+                self.emit(NetEvent::Incompatible {
                     peer: peer.to_string(),
                     theirs: settings_json.clone(),
                     bootstrap: self.bootstrap.contains(&peer),
@@ -438,7 +499,7 @@ impl EventLoop {
                 .behaviour_mut()
                 .exchange
                 .send_response(channel, response);
-            self.shard.do_send(NetEvent::Log(format!(
+            self.emit(NetEvent::Log(format!(
                 "peer {peer} sent a request before a hello: refused"
             )));
             return;
@@ -446,7 +507,7 @@ impl EventLoop {
         let id = self.next_inbound;
         self.next_inbound += 1;
         self.inbound.insert(id, channel);
-        self.shard.do_send(NetEvent::Request {
+        self.emit(NetEvent::Request {
             id,
             peer: peer.to_string(),
             request: Box::new(request),
@@ -460,7 +521,7 @@ impl EventLoop {
                 settings_json,
                 ..
             } if fingerprint != self.identity.fingerprint => {
-                self.shard.do_send(NetEvent::Incompatible {
+                self.emit(NetEvent::Incompatible {
                     peer: peer.to_string(),
                     theirs: settings_json,
                     bootstrap: self.bootstrap.contains(&peer),
@@ -469,7 +530,7 @@ impl EventLoop {
             }
             Response::Hello { .. } => {
                 self.introduced.insert(peer);
-                self.shard.do_send(NetEvent::Compatible(peer.to_string()));
+                self.emit(NetEvent::Compatible(peer.to_string()));
             }
             other => self.penalize(peer, &format!("answered a hello with {other:?}")),
         }

@@ -117,14 +117,19 @@ pub struct Population {
 /// Orders two trained members: `Greater` when `a` is the better. Higher fitness wins;
 /// equal fitness goes to the younger; NaN is the worst.
 fn compare(a: &Member, b: &Member) -> Ordering {
-    let key = |m: &Member| match m.fitness {
+    rank(a.fitness, a.born_at, b.fitness, b.born_at).then(a.id.cmp(&b.id))
+}
+
+/// The one ranking of individuals, for selection and everything else that picks the
+/// best or the worst: `Greater` when the one of fitness `a` and age key `a_young` is the
+/// better. Higher fitness wins; a missing or NaN fitness is the worst; equal fitness
+/// goes to the younger (the larger key: a birth number, a birth time or an id).
+pub fn rank(a: Option<f64>, a_young: u64, b: Option<f64>, b_young: u64) -> Ordering {
+    let key = |f: Option<f64>| match f {
         Some(f) if !f.is_nan() => f,
         _ => f64::NEG_INFINITY,
     };
-    key(a)
-        .total_cmp(&key(b))
-        .then(a.born_at.cmp(&b.born_at))
-        .then(a.id.cmp(&b.id))
+    key(a).total_cmp(&key(b)).then(a_young.cmp(&b_young))
 }
 
 impl Population {
@@ -490,6 +495,16 @@ mod tests {
         assert_eq!(p.kill(1), Err(PopulationError::Dead(1)));
         assert_eq!(p.best(), None);
         assert_eq!(p.training_count(), 0);
+    }
+
+    #[test]
+    fn rank_orders_by_fitness_then_youth_with_nan_and_none_last() {
+        assert_eq!(rank(Some(0.5), 0, Some(0.4), 9), Ordering::Greater);
+        assert_eq!(rank(Some(0.5), 1, Some(0.5), 2), Ordering::Less);
+        assert_eq!(rank(Some(0.5), 2, Some(0.5), 2), Ordering::Equal);
+        assert_eq!(rank(Some(f64::NAN), 9, Some(0.0), 0), Ordering::Less);
+        assert_eq!(rank(None, 9, Some(-1.0), 0), Ordering::Less);
+        assert_eq!(rank(None, 1, Some(f64::NAN), 0), Ordering::Greater);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the plot of best accuracy against minutes. `evo bench search` (in `commands::search`)
 //! starts the runs and wires these together.
 
-use crate::state::Event;
+use crate::state::{Direction, Event};
 use serde::Serialize;
 use std::path::Path;
 use thiserror::Error;
@@ -128,12 +128,10 @@ impl RunTrace {
                 } if f.is_finite() => trace.births.push((since(*at_ms), *f)),
                 Event::Migration {
                     at_ms,
-                    direction,
+                    direction: Direction::In,
                     fitness,
                     ..
-                } if direction == "in" && fitness.is_finite() => {
-                    trace.births.push((since(*at_ms), *fitness))
-                }
+                } if fitness.is_finite() => trace.births.push((since(*at_ms), *fitness)),
                 Event::TrainingFinished {
                     at_ms,
                     id,

@@ -2,7 +2,7 @@
 //! individual. `evo status` reads the same types back.
 
 use crate::population::IndividualId;
-use crate::state::Record;
+use crate::state::{Direction, Record, Status};
 use genome::Mutation;
 use serde::{Deserialize, Serialize};
 use trainer::train::PhaseSeconds;
@@ -119,8 +119,8 @@ pub struct PeerView {
 pub struct WorkerView {
     /// Its index, from 0.
     pub index: usize,
-    /// `training`, `idle` or `stopped`.
-    pub state: String,
+    /// What it does now.
+    pub state: WorkerActivity,
     /// The individual it trains.
     pub individual: Option<IndividualId>,
     /// The last step reported.
@@ -136,8 +136,8 @@ pub struct WorkerView {
 pub struct MemberView {
     /// Its id.
     pub id: IndividualId,
-    /// `alive`, `dead` or `training`.
-    pub status: String,
+    /// Alive, dead or in training.
+    pub status: MemberStatus,
     /// Validation accuracy (none while training).
     pub fitness: Option<f64>,
     /// The individual it was copied from.
@@ -180,8 +180,8 @@ pub struct Ancestor {
 pub struct IndividualView {
     /// Its record (genome included), or for one in training what is known so far.
     pub record: Record,
-    /// `alive`, `dead` or `training`.
-    pub status: String,
+    /// Alive, dead or in training.
+    pub status: MemberStatus,
     /// Its ancestors, parent first, back to an initial individual (or to the first one
     /// this node does not know).
     pub lineage: Vec<Ancestor>,
@@ -198,8 +198,8 @@ pub struct IndividualView {
 pub struct MigrationView {
     /// When, Unix milliseconds.
     pub at_ms: u64,
-    /// `in` or `out`.
-    pub direction: String,
+    /// In (it joined this node) or out (this node sent it).
+    pub direction: Direction,
     /// Its id on this node.
     pub id: IndividualId,
     /// The other node.
@@ -213,4 +213,100 @@ pub struct MigrationView {
     pub claimed: Option<f64>,
     /// SHA-256 of its weights, hex.
     pub checksum: String,
+}
+
+/// What a worker is doing: `idle`, `training`, `checking` (scoring a migrant) or
+/// `stopped`, as the JSON says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerActivity {
+    /// Waiting for work.
+    Idle,
+    /// Training an individual.
+    Training,
+    /// Scoring a migrant on this node's validation images.
+    Checking,
+    /// Its loop has ended.
+    Stopped,
+}
+
+impl WorkerActivity {
+    /// The name the JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerActivity::Idle => "idle",
+            WorkerActivity::Training => "training",
+            WorkerActivity::Checking => "checking",
+            WorkerActivity::Stopped => "stopped",
+        }
+    }
+
+    /// Whether it is training or scoring.
+    pub fn is_busy(self) -> bool {
+        matches!(self, WorkerActivity::Training | WorkerActivity::Checking)
+    }
+}
+
+impl std::fmt::Display for WorkerActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a member stands: `alive`, `dead` or `training`, as the JSON says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    /// Trained and in the population.
+    Alive,
+    /// Killed by selection (its record stays, for lineage).
+    Dead,
+    /// Still in training: not yet scored.
+    Training,
+}
+
+impl From<Status> for MemberStatus {
+    fn from(status: Status) -> MemberStatus {
+        match status {
+            Status::Alive => MemberStatus::Alive,
+            Status::Dead => MemberStatus::Dead,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_serialize_as_the_strings_the_api_always_gave() {
+        for (activity, name) in [
+            (WorkerActivity::Idle, "idle"),
+            (WorkerActivity::Training, "training"),
+            (WorkerActivity::Checking, "checking"),
+            (WorkerActivity::Stopped, "stopped"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&activity).unwrap(),
+                format!("\"{name}\"")
+            );
+            assert_eq!(activity.to_string(), name);
+        }
+        for (status, name) in [
+            (MemberStatus::Alive, "alive"),
+            (MemberStatus::Dead, "dead"),
+            (MemberStatus::Training, "training"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+        for (direction, name) in [(Direction::In, "in"), (Direction::Out, "out")] {
+            assert_eq!(
+                serde_json::to_string(&direction).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+    }
 }

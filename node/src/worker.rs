@@ -5,65 +5,13 @@
 //! then asks again, until the shard says stop. It also scores migrants from other
 //! islands on this node's validation images before they may join ([`Check`]).
 
-use crate::population::IndividualId;
-use crate::shard::{Assignment, Checked, JobDone, NextJob, Progress, Shard, WorkerStopped};
+use crate::messages::{
+    Assignment, Check, Checked, Job, JobDone, NextJob, Progress, Trained, WorkerStopped,
+};
+use crate::shard::Shard;
 use actix::{Actor, Addr, Handler, Message, SyncContext};
-use genome::{Genome, Invalidated, TensorInit, TrainingCost};
-use std::collections::HashMap;
-use std::path::PathBuf;
-use trainer::individual::ModelMeta;
-use trainer::train::PhaseSeconds;
-use trainer::{Device, Network, Task, Tensor, TrainConfig};
-
-/// One individual to train.
-pub struct Job {
-    /// Its id.
-    pub id: IndividualId,
-    /// Its genome (valid).
-    pub genome: Genome,
-    /// The tensors its mutations invalidated: they are not inherited.
-    pub invalidated: Invalidated,
-    /// How its function-preserving mutations initialize the tensors they changed.
-    pub inits: Vec<TensorInit>,
-    /// The parent's trained tensors (on the CPU), `None` for an initial individual.
-    pub parent_tensors: Option<HashMap<String, Tensor>>,
-    /// The seed of its fresh weights, batch order and augmentation.
-    pub seed: u64,
-    /// Where to save the trained model.
-    pub dir: PathBuf,
-    /// How to train it.
-    pub config: TrainConfig,
-}
-
-/// A migrant saved in its folder, to score on this node's validation images: its fitness
-/// here, whatever its sender claimed.
-pub struct Check {
-    /// Its id on this node.
-    pub id: IndividualId,
-    /// Its folder (genome, weights, metadata).
-    pub dir: PathBuf,
-}
-
-/// What training one individual gave.
-#[derive(Debug, Clone)]
-pub struct Trained {
-    /// Validation accuracy (0 if training diverged).
-    pub fitness: f64,
-    /// Steps run.
-    pub steps: u64,
-    /// Wall time of building, training, scoring and saving, in seconds.
-    pub seconds: f64,
-    /// Mean loss of the last steps.
-    pub train_loss: f64,
-    /// Whether the loss became NaN or infinite (training stopped there).
-    pub diverged: bool,
-    /// FLOPs spent training and validating.
-    pub flops: u64,
-    /// Tensors inherited from the parent.
-    pub inherited: usize,
-    /// Where the wall time went.
-    pub phases: PhaseSeconds,
-}
+use trainer::individual_training::{train_individual, Start};
+use trainer::{Device, Task};
 
 /// Starts the worker's loop; it returns when the shard says stop.
 #[derive(Message)]
@@ -105,83 +53,43 @@ impl Worker {
             let device = self.device.clone();
             let task = self.task;
             trainer::threads::run(move || {
-                let saved = trainer::individual::load(&check.dir, &device)?;
-                let (net, _) = Network::new(
-                    &saved.genome,
-                    &device,
-                    Some(&saved.tensors),
-                    &Invalidated::none(),
-                    0,
-                )?;
+                let (net, _) = trainer::individual::load_network(&check.dir, &device)?;
                 Ok(task.validation_accuracy(&net)?)
             })
         })
     }
 
     fn train_inner(&self, job: &Job) -> anyhow::Result<Trained> {
-        let start = std::time::Instant::now();
         let task = self.task;
         let shard = self.shard.clone();
         let (worker, id) = (self.index, job.id);
         let device = self.device.clone();
         trainer::threads::run(move || {
-            let mut phases = PhaseSeconds::default();
-            let mut clock = std::time::Instant::now();
-            let mut lap = |phase: &mut f64| {
-                let now = std::time::Instant::now();
-                *phase = (now - clock).as_secs_f64();
-                clock = now;
+            let start = Start {
+                genome: &job.genome,
+                parent: job.parent_tensors.as_ref(),
+                invalidated: &job.invalidated,
+                inits: &job.inits,
+                seed: job.seed,
             };
-            let (net, inheritance) = Network::with_inits(
-                &job.genome,
+            let trained = train_individual(
+                &start,
                 &device,
-                job.parent_tensors.as_ref(),
-                &job.invalidated,
-                &job.inits,
-                job.seed,
+                task,
+                &job.config,
+                false,
+                Some(&job.dir),
+                |p| {
+                    shard.do_send(Progress {
+                        worker,
+                        id,
+                        step: p.step,
+                        steps: p.steps,
+                        loss: p.loss,
+                    })
+                },
             )?;
-            lap(&mut phases.build);
-            let outcome = trainer::train::train(&net, task, &job.config, |p| {
-                shard.do_send(Progress {
-                    worker,
-                    id,
-                    step: p.step,
-                    steps: p.steps,
-                    loss: p.loss,
-                })
-            })?;
-            lap(&mut phases.train);
-            let fitness = if outcome.diverged {
-                0.0
-            } else {
-                task.validation_accuracy(&net)?
-            };
-            lap(&mut phases.validate);
-            let meta = ModelMeta {
-                normalization: task.norm.clone(),
-                steps: outcome.steps,
-                val_accuracy: Some(fitness),
-                test_accuracy: None,
-                dataset: task.dataset.name.clone(),
-            };
-            trainer::individual::save(&job.dir, &job.genome, net.weights(), &meta)?;
-            lap(&mut phases.save);
-            let cost = TrainingCost::new(
-                net.analysis().cost.forward_flops,
-                job.config.batch as u64,
-                outcome.steps,
-                task.validation.len() as u64,
-            );
-            Ok(Trained {
-                fitness,
-                steps: outcome.steps,
-                seconds: start.elapsed().as_secs_f64(),
-                train_loss: outcome.train_loss,
-                diverged: outcome.diverged,
-                flops: cost.total(),
-                inherited: inheritance.inherited,
-                phases,
-            })
+            Ok(trained)
         })
     }
 }

@@ -1,5 +1,8 @@
 //! End-to-end tests of the `evo` command, run the way a user runs it.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use md5::Digest;
 use serde_json::Value;
 use std::io::{Read, Write};

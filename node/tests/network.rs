@@ -1,6 +1,9 @@
 //! End-to-end tests of islands over libp2p: several real `evo run` processes on
 //! 127.0.0.1 with a tiny config (the test's own small CIFAR-10 binary files, few steps).
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{free_port, get, poll, sha256_hex, tiny_run_args, wait_for, write_cifar10};
@@ -702,6 +705,7 @@ fn lying_migrant(dir: &Path) -> protocol::wire::Migrant {
         val_accuracy: Some(0.99),
         test_accuracy: None,
         dataset: "cifar10".into(),
+        weights_sha256: None,
     };
     trainer::individual::save(dir, &genome, net.weights(), &meta).unwrap();
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();

@@ -1,6 +1,9 @@
 //! End-to-end tests of `evo run`, `status`, `export` and `evaluate`, run as a user runs
 //! them, on a small CIFAR-10 binary release written by the test.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{
@@ -468,12 +471,26 @@ fn bad_input_gives_a_clear_error_and_touches_nothing() {
         &["cannot listen", "--http"],
     );
     drop(taken);
+    // Key files that hold no key, whatever their bytes: 64 bytes with a non-ASCII
+    // character, bytes that are not text, too short.
+    for (name, bytes) in [
+        ("accented.key", format!("{}é", "0".repeat(62)).into_bytes()),
+        ("binary.key", vec![0xff; 64]),
+        ("short.key", b"abcd\n".to_vec()),
+    ] {
+        let key = dir.path().join(name);
+        std::fs::write(&key, &bytes).unwrap();
+        fails_with(
+            &run_args(&data, &state, port, &["--key-file", key.to_str().unwrap()]),
+            &[name, "does not hold a key", "64 hex digits"],
+        );
+    }
     assert!(
         !state.exists(),
         "a failed start created the state directory"
     );
 
-    // A short run, then a corrupt record.
+    // A short run, then a config that scores differently: refused, nothing changed.
     ok(evo(&run_args(
         &data,
         &state,
@@ -483,9 +500,6 @@ fn bad_input_gives_a_clear_error_and_touches_nothing() {
     .iter()
     .map(String::as_str)
     .collect::<Vec<_>>()));
-    let record = state.join("individuals/1/record.json");
-    let original = std::fs::read(&record).unwrap();
-    std::fs::write(&record, b"{\"id\": 1, \"genome\": garbage").unwrap();
     let files = tree(&state);
     let resume = vec![
         "run".to_string(),
@@ -494,11 +508,79 @@ fn bad_input_gives_a_clear_error_and_touches_nothing() {
         "--http".into(),
         format!("127.0.0.1:{port}"),
     ];
-    fails_with(&resume, &["individuals/1/record.json"]);
-    assert!(tree(&state) == files, "a failed resume changed the state");
-    // A config that scores differently is refused too.
-    std::fs::write(&record, original).unwrap();
     let mut other = resume.clone();
     other.extend(["--config".into(), quick_config(), "training.steps=6".into()]);
     fails_with(&other, &["other fitness settings", "steps: 5 vs 6"]);
+    assert!(tree(&state) == files, "a refused resume changed the state");
+}
+
+#[test]
+fn a_resume_quarantines_what_is_damaged_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 10);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let first = run_args(
+        &data,
+        &state,
+        port,
+        &["training.steps=5", "stop.max_individuals=6", "--quiet"],
+    );
+    ok(evo(&first.iter().map(String::as_str).collect::<Vec<_>>()));
+    let before = records(&state);
+    // A garbled record, the truncated weights of a live member, a torn event log.
+    let garbled = *before.keys().next().unwrap();
+    std::fs::write(
+        state.join(format!("individuals/{garbled}/record.json")),
+        b"{\"id\": 1, \"genome\": garbage",
+    )
+    .unwrap();
+    let (&truncated, _) = before
+        .iter()
+        .find(|(id, r)| **id != garbled && r["status"] == "alive")
+        .expect("a live member");
+    let weights = state.join(format!("individuals/{truncated}/weights.safetensors"));
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let events = state.join("events.jsonl");
+    let mut log = std::fs::read(&events).unwrap();
+    log.extend_from_slice(b"{\"event\":\"bir");
+    std::fs::write(&events, &log).unwrap();
+
+    let out = ok(evo(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--http",
+        &format!("127.0.0.1:{}", free_port()),
+        "--offline",
+        "--stop.max_individuals=8",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 damaged individuals quarantined"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("#{garbled} was damaged")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("#{truncated} was damaged")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("torn last event line"), "{stderr}");
+    let q = state.join("quarantine");
+    assert!(q.join(garbled.to_string()).join("REASON").exists());
+    assert!(q
+        .join(truncated.to_string())
+        .join("weights.safetensors")
+        .exists());
+    let after = records(&state);
+    assert!(!after.contains_key(&garbled));
+    assert_eq!(after[&truncated]["status"], "dead");
+    assert!(after.len() >= 7, "the run went on: {} records", after.len());
+    let log = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(log.matches("\"event\":\"quarantined\"").count(), 2);
 }

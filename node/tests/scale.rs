@@ -6,11 +6,15 @@
 //! within a bounded time; the test prints that time and the gossip traffic per node
 //! (`cargo test -p node --test scale -- --nocapture`).
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use actix::{Actor, SyncArbiter};
 use node::config::ExperimentConfig;
+use node::messages::{AttachNetwork, GetStatus};
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
-use node::shard::{AttachNetwork, GetStatus, Shard, ShardSetup};
+use node::shard::{Shard, ShardSetup};
 use node::state::StateDir;
 use node::worker::{Run, Worker};
 use protocol::behaviour::{build_swarm, SwarmOptions};
@@ -135,10 +139,9 @@ fn thirty_islands_learn_the_experiment_wide_best() {
             } else {
                 vec![addresses[rng.random_range(0..i)].parse().unwrap()]
             };
-            let (network, event_loop) =
-                node::network::start(swarm, shard.clone(), identity, &listen, &bootstrap)
-                    .unwrap();
-            shard.do_send(AttachNetwork(network));
+            let (network, event_loop, events) =
+                node::network::start(swarm, identity, &listen, &bootstrap).unwrap();
+            shard.do_send(AttachNetwork { network, events });
             actix_rt::spawn(event_loop.run());
             addresses.push(format!("/memory/{port}/p2p/{peer_id}"));
             shards.push(shard);

@@ -3,6 +3,9 @@
 //! time, every option beyond the paper switched on; then the summary, the plot, the
 //! per-phase times in the records, and a resume that keeps what finished.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -60,21 +60,30 @@ impl Default for SwarmOptions {
     }
 }
 
-/// Everything an evo node speaks.
-#[derive(NetworkBehaviour)]
-pub struct EvoBehaviour {
-    /// Announcements of islands.
-    pub gossipsub: gossipsub::Behaviour,
-    /// Hellos and migrations.
-    pub exchange: request_response::Behaviour<ExchangeCodec>,
-    /// Discovery through bootstrap peers.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Discovery on the LAN.
-    pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Peers' listen addresses and protocols.
-    pub identify: identify::Behaviour,
-    /// Liveness.
-    pub ping: ping::Behaviour,
+pub use composed::{EvoBehaviour, EvoBehaviourEvent};
+
+/// The behaviour and the event enum its derive generates (one variant per field, named
+/// as the field's type says; the generated items carry no documentation of their own).
+mod composed {
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// Everything an evo node speaks.
+    #[derive(NetworkBehaviour)]
+    pub struct EvoBehaviour {
+        /// Announcements of islands.
+        pub gossipsub: gossipsub::Behaviour,
+        /// Hellos and migrations.
+        pub exchange: request_response::Behaviour<ExchangeCodec>,
+        /// Discovery through bootstrap peers.
+        pub kad: kad::Behaviour<kad::store::MemoryStore>,
+        /// Discovery on the LAN.
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// Peers' listen addresses and protocols.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+    }
 }
 
 /// The gossipsub topic of an experiment.

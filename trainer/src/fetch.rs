@@ -263,17 +263,12 @@ pub fn fetch(archive: Archive, dir: &Path, opts: &FetchOptions) -> Result<PathBu
     Ok(target)
 }
 
-/// Lower-case hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// MD5 of a file, lower-case hex.
 fn file_md5(path: &Path) -> Result<String, FetchError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut hasher = Md5::new();
     io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A progress bar for a download of `len` bytes (if known), or a hidden one.
@@ -366,7 +361,7 @@ fn download(url: &str, dest: &Path, expected: &str, progress: bool) -> Result<()
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    let actual = hex(&hasher.finalize());
+    let actual = hex::encode(hasher.finalize());
     if actual != expected {
         // Dropping `tmp` deletes the download.
         return Err(FetchError::Checksum {
@@ -526,7 +521,7 @@ mod tests {
     #[test]
     fn fetch_downloads_checks_unpacks_and_loads() {
         let tarball = cifar10_tar_gz(2);
-        let md5 = hex(&Md5::digest(&tarball));
+        let md5 = hex::encode(Md5::digest(&tarball));
         let (base, served) = serve("cifar-10-binary.tar.gz", tarball);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
@@ -644,7 +639,7 @@ mod tests {
     #[test]
     fn archive_without_the_data_folder_is_an_error() {
         let tarball = tar_with_raw_entry(b"something-else.txt", tar::EntryType::Regular);
-        let md5 = hex(&Md5::digest(&tarball));
+        let md5 = hex::encode(Md5::digest(&tarball));
         let (base, _) = serve("cifar-10-binary.tar.gz", tarball);
         let tmp = tempfile::tempdir().unwrap();
         let opts = FetchOptions {

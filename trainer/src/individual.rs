@@ -32,6 +32,10 @@ pub struct ModelMeta {
     pub test_accuracy: Option<f64>,
     /// The data set's name.
     pub dataset: String,
+    /// SHA-256 of the weights file, hex: [`save`] writes it and every load checks it
+    /// (absent in models saved before it was kept, which load unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// A model read back from disk.
@@ -66,9 +70,16 @@ pub fn save(dir: &Path, genome: &Genome, weights: &Weights, meta: &ModelMeta) ->
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let tensors = weights.snapshot()?;
     let bytes = safetensors_bytes(&tensors)?;
+    let meta = ModelMeta {
+        weights_sha256: Some(sha256_hex(&bytes)),
+        ..meta.clone()
+    };
     write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
     write_atomic(&dir.join(GENOME_FILE), genome.to_json().as_bytes())?;
-    let meta_json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+    let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| TrainError::Weights {
+        path: dir.join(META_FILE),
+        reason: format!("cannot write metadata: {e}"),
+    })?;
     write_atomic(&dir.join(META_FILE), &meta_json)?;
     Ok(())
 }
@@ -86,10 +97,57 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| TrainError::io(path, e))
 }
 
-/// Reads the weights file of `dir` onto `device`.
-pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Checks the weights file of `dir` against the checksum its metadata keeps (a model
+/// saved before checksums were kept passes unchecked); returns the file's bytes.
+pub fn checked_weights(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(WEIGHTS_FILE);
     let bytes = read(&path)?;
+    let meta_path = dir.join(META_FILE);
+    if meta_path.exists() {
+        let meta: ModelMeta =
+            serde_json::from_slice(&read(&meta_path)?).map_err(|e| TrainError::Weights {
+                path: meta_path.clone(),
+                reason: format!("malformed metadata: {e}"),
+            })?;
+        if let Some(expected) = &meta.weights_sha256 {
+            if sha256_hex(&bytes) != *expected {
+                return Err(TrainError::Weights {
+                    path,
+                    reason: "the weights do not match the checksum in model.json".into(),
+                });
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// Checks a saved model without loading it: its metadata reads, its weights match their
+/// checksum and form a well-formed safetensors file.
+pub fn check_saved(dir: &Path) -> Result<()> {
+    let meta_path = dir.join(META_FILE);
+    serde_json::from_slice::<ModelMeta>(&read(&meta_path)?).map_err(|e| TrainError::Weights {
+        path: meta_path.clone(),
+        reason: format!("malformed metadata: {e}"),
+    })?;
+    let bytes = checked_weights(dir)?;
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| TrainError::Weights {
+        path: dir.join(WEIGHTS_FILE),
+        reason: format!("not a safetensors file: {e}"),
+    })?;
+    Ok(())
+}
+
+/// Reads the weights file of `dir` onto `device`, checked against its checksum
+/// ([`checked_weights`]).
+pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let path = dir.join(WEIGHTS_FILE);
+    let bytes = checked_weights(dir)?;
     let weights_error = |reason: String| TrainError::Weights {
         path: path.clone(),
         reason,
@@ -157,6 +215,20 @@ pub fn load(dir: &Path, device: &Device) -> Result<SavedModel> {
     })
 }
 
+/// A saved model ([`load`]) built into a network with every tensor it saved, ready to
+/// be evaluated or trained further, with its metadata.
+pub fn load_network(dir: &Path, device: &Device) -> Result<(crate::Network, ModelMeta)> {
+    let saved = load(dir, device)?;
+    let (net, _) = crate::Network::new(
+        &saved.genome,
+        device,
+        Some(&saved.tensors),
+        &genome::Invalidated::none(),
+        0,
+    )?;
+    Ok((net, saved.meta))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +242,7 @@ mod tests {
             val_accuracy: Some(0.25),
             test_accuracy: None,
             dataset: "test".into(),
+            weights_sha256: None,
         }
     }
 
@@ -181,7 +254,16 @@ mod tests {
         save(dir.path(), &g, net.weights(), &meta()).unwrap();
         let loaded = load(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(loaded.genome, g);
-        assert_eq!(loaded.meta, meta());
+        let checksum = loaded.meta.weights_sha256.clone();
+        let bytes = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
+        assert_eq!(checksum, Some(sha256_hex(&bytes)));
+        assert_eq!(
+            ModelMeta {
+                weights_sha256: None,
+                ..loaded.meta
+            },
+            meta()
+        );
         let original = net.weights().snapshot().unwrap();
         assert_eq!(loaded.tensors.len(), original.len());
         for (name, t) in &original {
@@ -226,6 +308,19 @@ mod tests {
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
         let err = load(dir.path(), &Device::Cpu).unwrap_err();
         assert!(matches!(err, TrainError::Weights { .. }), "{err}");
+        assert!(err.to_string().contains("checksum"), "{err}");
+        // One flipped bit, still a well-formed file: only the checksum tells.
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&weights, &flipped).unwrap();
+        assert!(checked_weights(dir.path()).is_err());
+        let err = load_tensors(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(check_saved(dir.path()).is_err());
+        std::fs::write(&weights, &bytes).unwrap();
+        assert_eq!(checked_weights(dir.path()).unwrap(), bytes);
+        check_saved(dir.path()).unwrap();
         // Weights of another genome.
         let other = ReferenceNet::Mid.genome(InputShape::CIFAR, 10);
         let (other_net, _) =

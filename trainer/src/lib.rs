@@ -4,7 +4,7 @@
 //! It knows genomes (the `genome` crate) and tensors (candle), nothing of the network.
 //! [`network`] builds the model, [`weights`] holds its named tensors (initialization and
 //! inheritance), [`optim`] updates them, [`batch`] assembles augmented batches, [`train`]
-//! runs training and evaluation, [`individual`] saves and loads trained models, [`bench`]
+//! runs training and evaluation, [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model, [`bench`]
 //! measures speed, [`data`] reads data sets and [`fetch`] downloads them.
 
 pub mod batch;
@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod individual;
+pub mod individual_training;
 pub mod morph;
 pub mod network;
 pub mod ops;

@@ -2,6 +2,9 @@
 //! of a tensor is stored as is instead of being added to zeros): gradients of tensors used
 //! several times, through views, subtractions and custom ops, against hand-derived values.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use candle_core::{Device, Tensor, Var};
 
 fn values(t: &Tensor) -> Vec<f64> {

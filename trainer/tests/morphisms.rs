@@ -4,6 +4,9 @@
 //! before any training, within float tolerance, and still does after its pass-through
 //! batch norms are calibrated on a batch.
 
+// A failed unwrap is the test failing.
+#![allow(clippy::unwrap_used)]
+
 use candle_core::{Device, Tensor};
 use genome::{
     apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation, MutationStyle,

@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use genome::Limits;
+use node::population::rank;
 use node::state::{Record, Status};
 use std::path::{Path, PathBuf};
 use trainer::individual::{write_atomic, GENOME_FILE, META_FILE, WEIGHTS_FILE};
@@ -47,11 +48,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         .collect();
     // Best first; ties go to the younger, as in selection.
     alive.sort_by(|a, b| {
-        b.fitness
-            .unwrap_or(f64::NEG_INFINITY)
-            .total_cmp(&a.fitness.unwrap_or(f64::NEG_INFINITY))
-            .then(b.born_at_ms.cmp(&a.born_at_ms))
-            .then(b.id.cmp(&a.id))
+        rank(b.fitness, b.born_at_ms, a.fitness, a.born_at_ms).then(b.id.cmp(&a.id))
     });
     if alive.is_empty() {
         bail!(

@@ -12,9 +12,10 @@ use clap::Args;
 use genome::{Genome, InputShape};
 use node::config::{ExperimentConfig, FitnessSettings};
 use node::http;
+use node::messages::{AttachNetwork, Shutdown};
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
-use node::shard::{Arrival, RunEnd, Shard, ShardSetup, Shutdown};
+use node::shard::{RunEnd, Shard, ShardSetup};
 use node::state::{Event, StateDir, ARRIVAL_FILE};
 use node::worker::{Run, Worker};
 use std::net::{SocketAddr, TcpListener};
@@ -263,7 +264,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let mut waiting = Vec::new();
             for id in r.orphans.iter().chain(&r.lost) {
                 if r.state.individual_dir(*id).join(ARRIVAL_FILE).exists() {
-                    match Arrival::load(&r.state, *id) {
+                    match r.state.load_arrival(*id) {
                         Ok(a) => {
                             waiting.push(a);
                             continue;
@@ -275,6 +276,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                     .discard(*id)
                     .with_context(|| format!("removing the unfinished individual {id}"))?;
             }
+            for q in &r.quarantined {
+                eprintln!(
+                    "individual #{id} was damaged and is in quarantine ({}): {}{}",
+                    q.path.display(),
+                    q.reason,
+                    match q.damage {
+                        node::state::Damage::Record => "; it is left out",
+                        node::state::Damage::Model => "; it counts as dead",
+                    },
+                    id = q.id,
+                );
+            }
             let mut state = r.state;
             state.append(&Event::Resumed {
                 at_ms: node::state::now_ms(),
@@ -283,12 +296,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             if mode == OutputMode::Human {
                 eprintln!(
                     "resuming {}: {} individuals ({} alive), {} trainings lost in flight, \
-                     {} migrants waiting to be scored{}",
+                     {} migrants waiting to be scored, {} damaged individuals quarantined{}",
                     state_path.display(),
                     r.records.len(),
                     population.alive_count(),
                     r.lost.len(),
                     waiting.len(),
+                    r.quarantined.len(),
                     r.torn_tail
                         .as_ref()
                         .map(|t| format!(", a torn last event line ({} bytes) cut off", t.bytes))
@@ -391,14 +405,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         if let Some(plan) = network_plan {
             let swarm = protocol::behaviour::build_swarm(key, &plan.options(identity.limits))?;
-            let (network, event_loop) = node::network::start(
-                swarm,
-                shard.clone(),
-                identity,
-                &plan.listen,
-                &plan.bootstrap,
-            )?;
-            shard.do_send(node::shard::AttachNetwork(network));
+            let (network, event_loop, events) =
+                node::network::start(swarm, identity, &plan.listen, &plan.bootstrap)?;
+            shard.do_send(AttachNetwork { network, events });
             actix_rt::spawn(event_loop.run());
         }
         actix_rt::spawn(watch_signals(shard.clone()));
@@ -476,27 +485,10 @@ impl NetworkPlan {
 /// Reads a pre-shared key: 64 hex digits, alone or as the last line of a go-ipfs
 /// `swarm.key` (`/key/swarm/psk/1.0.0/`, `/base16/`, the digits).
 fn read_psk(path: &Path) -> Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the key file {}", path.display()))?;
-    let hex = text
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("");
-    let bad = || {
-        anyhow::anyhow!(
-            "{} does not hold a key: 64 hex digits expected",
-            path.display()
-        )
-    };
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(key)
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the key file {}", path.display()))?;
+    protocol::key::parse_key(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} does not hold a key: {e}", path.display()))
 }
 
 /// Turns SIGINT and SIGTERM into a [`Shutdown`]; a second signal exits at once.

@@ -8,14 +8,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use genome::{InputShape, Invalidated, ReferenceNet};
+use genome::{InputShape, ReferenceNet};
 use node::search_bench::{plot_svg, spread, RunTrace, Series, Window};
 use node::state::{Status, EVENTS_FILE};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trainer::data::LoadOptions;
-use trainer::{Network, Task};
+use trainer::Task;
 
 /// Options of `evo bench search`.
 #[derive(Args)]
@@ -663,14 +663,7 @@ fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result<()> {
                 let best = best_individual(&job.dirs)?;
                 let (test, best_val) = match &best {
                     Some((dir, f)) => {
-                        let saved = trainer::individual::load(dir, &device)?;
-                        let (net, _) = Network::new(
-                            &saved.genome,
-                            &device,
-                            Some(&saved.tensors),
-                            &Invalidated::none(),
-                            0,
-                        )?;
+                        let (net, _) = trainer::individual::load_network(dir, &device)?;
                         (Some(task.test_accuracy(&net)?), Some(*f))
                     }
                     None => (None, None),

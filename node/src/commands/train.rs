@@ -2,11 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use genome::{Invalidated, TrainingCost};
+use genome::Invalidated;
 use std::path::PathBuf;
 use trainer::data::{LabelMode, LoadOptions};
-use trainer::individual::{self, ModelMeta};
-use trainer::{Network, Task, TrainConfig};
+use trainer::individual_training::{train_individual, Start};
+use trainer::{Task, TrainConfig};
 
 /// Options of `evo train`.
 #[derive(Args)]
@@ -121,14 +121,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         None => None,
     };
-    let (net, inheritance) = Network::new(
-        &genome,
-        &device,
-        parent.as_ref(),
-        &Invalidated::none(),
-        args.seed,
-    )?;
-    task.check(&net)?;
     let config = TrainConfig {
         steps: args.steps,
         batch: args.batch,
@@ -146,47 +138,46 @@ pub fn run(args: TrainArgs) -> Result<()> {
         schedule: args.schedule,
         max_seconds: args.seconds,
     };
-    let (outcome, val_accuracy, test_accuracy) = trainer::threads::run(|| {
-        let outcome = trainer::train::train(&net, &task, &config, |p| {
-            eprintln!(
-                "step {:>6}/{} loss {:.4} {:.0} img/s",
-                p.step, p.steps, p.loss, p.images_per_s
-            );
-        })?;
-        let val = task.validation_accuracy(&net)?;
-        let test = task.test_accuracy(&net)?;
-        anyhow::Ok((outcome, val, test))
+    let start = Start {
+        genome: &genome,
+        parent: parent.as_ref(),
+        invalidated: &Invalidated::none(),
+        inits: &[],
+        seed: args.seed,
+    };
+    let trained = trainer::threads::run(|| {
+        train_individual(
+            &start,
+            &device,
+            &task,
+            &config,
+            true,
+            args.out.as_deref(),
+            |p| {
+                eprintln!(
+                    "step {:>6}/{} loss {:.4} {:.0} img/s",
+                    p.step, p.steps, p.loss, p.images_per_s
+                );
+            },
+        )
+    })
+    .with_context(|| match &args.out {
+        Some(out) => format!("training (and saving the model to {})", out.display()),
+        None => "training".to_string(),
     })?;
-    let cost = TrainingCost::new(
-        net.analysis().cost.forward_flops,
-        args.batch as u64,
-        outcome.steps,
-        task.validation.len() as u64,
-    );
-    if let Some(out) = &args.out {
-        let meta = ModelMeta {
-            normalization: task.norm.clone(),
-            steps: outcome.steps,
-            val_accuracy: Some(val_accuracy),
-            test_accuracy: Some(test_accuracy),
-            dataset: dataset.name.clone(),
-        };
-        individual::save(out, &genome, net.weights(), &meta)
-            .with_context(|| format!("saving the model to {}", out.display()))?;
-    }
     let line = serde_json::json!({
-        "steps": outcome.steps,
-        "seconds": outcome.seconds,
-        "train_loss": outcome.train_loss,
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
-        "inherited": inheritance.inherited,
-        "fresh": inheritance.fresh,
-        "flops": cost.total(),
-        "params": net.analysis().cost.params,
+        "steps": trained.steps,
+        "seconds": trained.phases.train,
+        "train_loss": trained.train_loss,
+        "val_accuracy": trained.fitness,
+        "test_accuracy": trained.test_accuracy,
+        "inherited": trained.inherited,
+        "fresh": trained.fresh,
+        "flops": trained.flops,
+        "params": trained.params,
         "learning_rate": genome.learning_rate,
-        "images_per_s": outcome.images_per_s,
-        "diverged": outcome.diverged,
+        "images_per_s": trained.images_per_s,
+        "diverged": trained.diverged,
         "device": trainer::device::describe(&device),
     });
     println!("{line}");

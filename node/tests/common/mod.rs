@@ -88,11 +88,7 @@ pub fn tiny_run_args(data: &Path, state: &Path, port: u16) -> Vec<String> {
 
 /// SHA-256 of `bytes`, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    trainer::individual::sha256_hex(bytes)
 }
 
 /// A port nobody listens on now.

@@ -78,8 +78,7 @@ fn cache_dir_from(
 /// The cache file for the source folder `source` (a canonical path) in `dir`.
 pub(crate) fn cache_file(dir: &Path, source: &Path) -> PathBuf {
     let digest = Md5::digest(source.as_os_str().as_encoded_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("imagefolder-{hex}.bin"))
+    dir.join(format!("imagefolder-{}.bin", hex::encode(digest)))
 }
 
 /// Reads the cache file at `path` if it is a valid cache of a source with `fingerprint`;

@@ -88,7 +88,7 @@ impl Dataset {
             h.update(label.to_le_bytes());
         }
         h.update(&self.train.images);
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.finalize())
     }
 
     /// Bytes per image: channels x height x width.

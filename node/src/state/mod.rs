@@ -11,6 +11,7 @@
 //!     genome.json             \
 //!     weights.safetensors      } the trained model (`trainer::individual::save`);
 //!     model.json              /  a dead individual's weights are deleted
+//!   quarantine/<id>/          what resume found damaged, moved aside, with REASON
 //! ```
 //!
 //! Records are the truth: [`StateDir::open`] rebuilds the population from them. The
@@ -24,19 +25,34 @@
 //!
 //! A lock (`flock` on `LOCK`, released by the kernel when its holder dies, so a stale
 //! `LOCK` left by a dead node is simply taken over) keeps two nodes out of one directory.
-//! A corrupt or inconsistent file is a typed error naming it, raised before anything is
-//! written.
+//! A damaged individual does not stop a resume: a folder whose record is corrupt, or a
+//! live member whose model fails its checks (metadata, the weights' checksum, the
+//! safetensors format), is moved to `quarantine/` with the reason, logged
+//! (`quarantined`), and reported in [`Resumed::quarantined`]; such a live member's record
+//! stays, rewritten dead, so that its lineage holds. Any other corrupt or inconsistent
+//! file is a typed error naming it, raised before anything is written.
 
-use crate::config::{ConfigError, ExperimentConfig, FitnessSettings};
+mod events;
+mod migrants;
+mod quarantine;
+mod records;
+
+pub use events::{Event, TornTail};
+pub use migrants::{Arrival, ModelFiles};
+pub use quarantine::{Damage, Quarantined};
+pub use records::{Direction, Origin, Record, Status};
+
+use crate::config::{ConfigError, ExperimentConfig};
 use crate::population::{IndividualId, Member, Population, PopulationError, Strategy};
-use genome::{Genome, Mutation};
-use serde::{Deserialize, Serialize};
+use events::{append_event, read_events, wall_ms, Repair};
+use genome::Genome;
+use quarantine::quarantine;
+use records::read_records;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use trainer::individual::{write_atomic, ModelMeta, WEIGHTS_FILE};
-use trainer::train::PhaseSeconds;
 use trainer::weights::Weights;
 use trainer::TrainError;
 
@@ -52,6 +68,10 @@ pub const NODE_KEY_FILE: &str = "node.key";
 pub const INDIVIDUALS_DIR: &str = "individuals";
 /// An individual's record, in its folder.
 pub const RECORD_FILE: &str = "record.json";
+/// Where resume moves what it found damaged.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// The file of a quarantined folder that says why it is there.
+pub const REASON_FILE: &str = "REASON";
 /// A migrant's arrival note, in its folder while it waits to be scored (peer, claimed
 /// summary, checksum): a folder with one and no record is a migrant still waiting.
 pub const ARRIVAL_FILE: &str = "arrival.json";
@@ -137,6 +157,14 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
+    /// A migrant's folder does not hold a whole, sound migrant.
+    #[error("the migrant waiting as #{id}: {reason}")]
+    BadArrival {
+        /// Its id here.
+        id: IndividualId,
+        /// What is wrong.
+        reason: String,
+    },
     /// Saving a trained model failed.
     #[error("saving the model of individual {id}: {source}")]
     Model {
@@ -180,209 +208,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether an individual is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// In the population.
-    Alive,
-    /// Killed by selection; its weights are deleted, its record and genome kept.
-    Dead,
-}
-
-/// What the run knows of one trained individual: `individuals/<id>/record.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Record {
-    /// Its id, also the name of its folder.
-    pub id: IndividualId,
-    /// Its genome.
-    pub genome: Genome,
-    /// Validation accuracy after training (`None` if it could not be measured).
-    pub fitness: Option<f64>,
-    /// Test accuracy after training, reported but never used by evolution.
-    pub test_accuracy: Option<f64>,
-    /// Alive or dead.
-    pub status: Status,
-    /// The individual it was copied from (`None` for an initial individual).
-    pub parent: Option<IndividualId>,
-    /// The mutations that made it from its parent, in order (empty for an initial one).
-    pub mutations: Vec<Mutation>,
-    /// When it was born (its training started), Unix milliseconds.
-    pub born_at_ms: u64,
-    /// When it died, Unix milliseconds (`None` while alive).
-    pub died_at_ms: Option<u64>,
-    /// FLOPs spent training and validating it.
-    pub flops: u64,
-    /// The node that trained it.
-    pub node: String,
-    /// Where it came from, if it immigrated (its `parent` and `mutations` are then those
-    /// on its home island, not ids of this node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<Origin>,
-    /// Where the wall time of making it went on the node that trained it (absent for an
-    /// immigrant and in records written before it was kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phases: Option<PhaseSeconds>,
-}
-
-/// The home of an immigrant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Origin {
-    /// The island (node id) it came from.
-    pub island: String,
-    /// Its id there.
-    pub id: IndividualId,
-}
-
-/// One line of `events.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// The state directory was created.
-    Created {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// The configuration's fitness fingerprint.
-        fingerprint: String,
-        /// The settings it was computed from.
-        settings: FitnessSettings,
-    },
-    /// A node opened the directory to resume the run.
-    Resumed {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Individuals whose training was lost (in flight when the run stopped).
-        lost: Vec<IndividualId>,
-    },
-    /// A child (or an initial individual) began training.
-    TrainingStarted {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Its id.
-        id: IndividualId,
-        /// Its parent.
-        parent: Option<IndividualId>,
-        /// The mutations that made it.
-        mutations: Vec<Mutation>,
-        /// The node training it.
-        node: String,
-    },
-    /// Training finished and the individual was scored.
-    TrainingFinished {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Its id.
-        id: IndividualId,
-        /// Its validation accuracy.
-        fitness: Option<f64>,
-        /// FLOPs spent.
-        flops: u64,
-        /// Wall time of training and scoring, in seconds.
-        seconds: f64,
-        /// Where that time went (absent in logs written before it was kept).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        phases: Option<PhaseSeconds>,
-    },
-    /// Training failed; the individual never joined the population.
-    TrainingFailed {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Its id.
-        id: IndividualId,
-        /// Why.
-        reason: String,
-    },
-    /// A trained individual joined the population.
-    Birth {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Its id.
-        id: IndividualId,
-        /// Its parent.
-        parent: Option<IndividualId>,
-        /// Its fitness.
-        fitness: Option<f64>,
-    },
-    /// An individual died.
-    Death {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Its id.
-        id: IndividualId,
-    },
-    /// A trained individual moved between islands (a copy: the sender keeps its own).
-    Migration {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// `in` (it joined this node) or `out` (this node sent it).
-        direction: String,
-        /// Its id on this node.
-        id: IndividualId,
-        /// The other node.
-        peer: String,
-        /// Its id on the other node (for `in`, on its home island).
-        remote_id: IndividualId,
-        /// Its validation accuracy: for `in`, as this node measured it on arrival.
-        fitness: f64,
-        /// For `in`: the validation accuracy the sender claimed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        claimed: Option<f64>,
-        /// SHA-256 of its weights, hex.
-        checksum: String,
-    },
-    /// The node stopped the run on its own (a stop condition, a signal, an error).
-    Stopped {
-        /// When, Unix milliseconds.
-        at_ms: u64,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Event {
-    /// The individual the event is about, if any.
-    pub fn id(&self) -> Option<IndividualId> {
-        match self {
-            Event::Created { .. } | Event::Resumed { .. } | Event::Stopped { .. } => None,
-            Event::TrainingStarted { id, .. }
-            | Event::TrainingFinished { id, .. }
-            | Event::TrainingFailed { id, .. }
-            | Event::Birth { id, .. }
-            | Event::Death { id, .. } => Some(*id),
-            Event::Migration { direction, id, .. } if direction == "in" => Some(*id),
-            Event::Migration { .. } => None,
-        }
-    }
-
-    /// When it happened, Unix milliseconds.
-    pub fn at_ms(&self) -> u64 {
-        match self {
-            Event::Created { at_ms, .. }
-            | Event::Resumed { at_ms, .. }
-            | Event::TrainingStarted { at_ms, .. }
-            | Event::TrainingFinished { at_ms, .. }
-            | Event::TrainingFailed { at_ms, .. }
-            | Event::Birth { at_ms, .. }
-            | Event::Death { at_ms, .. }
-            | Event::Migration { at_ms, .. }
-            | Event::Stopped { at_ms, .. } => *at_ms,
-        }
-    }
-}
-
-/// A torn last line of the event log, found and cut off by [`StateDir::open`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TornTail {
-    /// Its line number (from 1).
-    pub line: usize,
-    /// Its length in bytes.
-    pub bytes: usize,
-    /// Why it could not be read.
-    pub reason: String,
-}
-
 /// An open, locked state directory.
 #[derive(Debug)]
 pub struct StateDir {
@@ -416,6 +241,8 @@ pub struct Resumed {
     /// Weights files of dead individuals that were still there (a crash between the
     /// death and the deletion) and were deleted.
     pub weights_deleted: usize,
+    /// Individuals found damaged and moved to `quarantine/`.
+    pub quarantined: Vec<Quarantined>,
     /// Wall time of the earlier sessions of the run, in milliseconds: from each session's
     /// start (its `created` or `resumed` event) to its last event.
     pub wall_ms: u64,
@@ -542,7 +369,7 @@ impl StateDir {
                 });
             }
         }
-        let records = read_records(&path.join(INDIVIDUALS_DIR), &config)?;
+        let mut records = read_records(&path.join(INDIVIDUALS_DIR), &config)?;
 
         let recorded: std::collections::BTreeSet<IndividualId> =
             records.records.iter().map(|r| r.id).collect();
@@ -552,6 +379,7 @@ impl StateDir {
             .map(|r| r.id)
             .chain(log.events.iter().filter_map(Event::id))
             .chain(records.orphans.iter().copied())
+            .chain(records.damaged.iter().map(|d| d.0))
             .max();
         let next_id = max_id.map_or(0, |m| m.saturating_add(1));
         let mut lost: Vec<IndividualId> = Vec::new();
@@ -563,7 +391,9 @@ impl StateDir {
         }
         for e in &log.events {
             if let Event::TrainingStarted { id, .. } = e {
-                if !recorded.contains(id) && !failed.contains(id) && !lost.contains(id) {
+                let damaged = records.damaged.iter().any(|d| d.0 == *id);
+                if !recorded.contains(id) && !failed.contains(id) && !lost.contains(id) && !damaged
+                {
                     lost.push(*id);
                 }
             }
@@ -585,6 +415,7 @@ impl StateDir {
                 events.sync_all().map_err(io(&events_path))?;
             }
         }
+        let quarantined = quarantine(path, &mut records, &mut events, &events_path)?;
         let mut weights_deleted = 0;
         for r in records.records.iter().filter(|r| r.status == Status::Dead) {
             let w = path
@@ -610,6 +441,7 @@ impl StateDir {
             lost,
             orphans: records.orphans,
             weights_deleted,
+            quarantined,
             wall_ms: wall_ms(&log.events),
         })
     }
@@ -663,14 +495,8 @@ impl StateDir {
 
     /// Appends one event to the log and syncs it.
     pub fn append(&mut self, event: &Event) -> Result<(), StateError> {
-        let mut line = serde_json::to_string(event).map_err(|e| StateError::Encode {
-            what: "an event".into(),
-            reason: e.to_string(),
-        })?;
-        line.push('\n');
         let path = self.root.join(EVENTS_FILE);
-        self.events.write_all(line.as_bytes()).map_err(io(&path))?;
-        self.events.sync_data().map_err(io(&path))
+        append_event(&mut self.events, &path, event)
     }
 
     /// Saves a trained model (genome, weights, metadata) into the individual's folder;
@@ -816,28 +642,6 @@ fn take_lock(root: &Path) -> Result<File, StateError> {
     Ok(file)
 }
 
-/// Wall time of the sessions in an event log: each runs from its `created` or `resumed`
-/// event to the last event before the next session.
-fn wall_ms(events: &[Event]) -> u64 {
-    let mut total = 0u64;
-    let mut session: Option<(u64, u64)> = None;
-    for e in events {
-        let at = e.at_ms();
-        if matches!(e, Event::Created { .. } | Event::Resumed { .. }) {
-            if let Some((start, last)) = session {
-                total += last.saturating_sub(start);
-            }
-            session = Some((at, at));
-        } else if let Some((_, last)) = &mut session {
-            *last = (*last).max(at);
-        }
-    }
-    if let Some((start, last)) = session {
-        total += last.saturating_sub(start);
-    }
-    total
-}
-
 /// What a state directory holds, read without locking it or writing anything (for
 /// `evo export` while a node runs in it).
 #[derive(Debug)]
@@ -863,178 +667,12 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, StateError> {
     Ok(Snapshot { config, records })
 }
 
-/// How to repair the event log after a crash.
-#[derive(Debug)]
-enum Repair {
-    /// Nothing to do.
-    None,
-    /// Cut the file to this length (dropping a torn last line).
-    Truncate(usize),
-    /// The last line is whole but lacks its newline.
-    AddNewline,
-}
-
-struct EventLog {
-    events: Vec<Event>,
-    torn: Option<TornTail>,
-    repair: Repair,
-}
-
-fn read_events(path: &Path) -> Result<EventLog, StateError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        // An interrupted create never reaches experiment.toml, so a missing log in a
-        // complete state directory was deleted by hand: an error, not an empty history.
-        Err(e) => return Err(io(path)(e)),
-    };
-    let mut events = Vec::new();
-    let mut lines: Vec<(usize, &[u8])> = Vec::new();
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'\n' {
-            lines.push((start, &bytes[start..i]));
-            start = i + 1;
-        }
-    }
-    let tail = &bytes[start..];
-    let complete = lines.len();
-    for (n, (offset, line)) in lines.iter().enumerate() {
-        match parse_event(line) {
-            Ok(e) => events.push(e),
-            Err(reason) => {
-                let is_last = n + 1 == complete && tail.is_empty();
-                if is_last {
-                    return Ok(EventLog {
-                        events,
-                        torn: Some(TornTail {
-                            line: n + 1,
-                            bytes: line.len(),
-                            reason,
-                        }),
-                        repair: Repair::Truncate(*offset),
-                    });
-                }
-                return Err(StateError::CorruptEvents {
-                    path: path.to_path_buf(),
-                    line: n + 1,
-                    reason,
-                });
-            }
-        }
-    }
-    if tail.is_empty() {
-        return Ok(EventLog {
-            events,
-            torn: None,
-            repair: Repair::None,
-        });
-    }
-    match parse_event(tail) {
-        Ok(e) => {
-            events.push(e);
-            Ok(EventLog {
-                events,
-                torn: None,
-                repair: Repair::AddNewline,
-            })
-        }
-        Err(reason) => Ok(EventLog {
-            events,
-            torn: Some(TornTail {
-                line: complete + 1,
-                bytes: tail.len(),
-                reason,
-            }),
-            repair: Repair::Truncate(start),
-        }),
-    }
-}
-
-fn parse_event(line: &[u8]) -> Result<Event, String> {
-    if line.is_empty() {
-        return Err("empty line".into());
-    }
-    serde_json::from_slice(line).map_err(|e| e.to_string())
-}
-
-struct RecordScan {
-    records: Vec<Record>,
-    orphans: Vec<IndividualId>,
-}
-
-/// Reads every `individuals/<id>/record.json`, by increasing id. Folders whose name is
-/// not an id are ignored; folders without a record are orphans.
-fn read_records(dir: &Path, config: &ExperimentConfig) -> Result<RecordScan, StateError> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<IndividualId>().ok())
-        else {
-            continue;
-        };
-        if entry.path().is_dir() {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    let mut records = Vec::new();
-    let mut orphans = Vec::new();
-    for id in ids {
-        let path = dir.join(id.to_string()).join(RECORD_FILE);
-        if !path.exists() {
-            orphans.push(id);
-            continue;
-        }
-        records.push(read_record(&path, id, config)?);
-    }
-    Ok(RecordScan { records, orphans })
-}
-
-fn read_record(
-    path: &Path,
-    id: IndividualId,
-    config: &ExperimentConfig,
-) -> Result<Record, StateError> {
-    let corrupt = |reason: String| StateError::CorruptRecord {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let len = std::fs::metadata(path).map_err(io(path))?.len();
-    if len > MAX_RECORD_BYTES {
-        return Err(corrupt(format!(
-            "{len} bytes is more than the {MAX_RECORD_BYTES} a record may hold"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let record: Record =
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a record: {e}")))?;
-    if record.id != id {
-        return Err(corrupt(format!(
-            "it says it is individual {} but lies in the folder of {id}",
-            record.id
-        )));
-    }
-    match (record.status, record.died_at_ms) {
-        (Status::Alive, Some(_)) => return Err(corrupt("alive but has a death time".into())),
-        (Status::Dead, None) => return Err(corrupt("dead but has no death time".into())),
-        _ => {}
-    }
-    record
-        .genome
-        .analyze(&config.evolution.limits)
-        .map_err(|e| corrupt(format!("invalid genome: {e}")))?;
-    Ok(record)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use genome::{InputShape, Invalidated};
+    use genome::{InputShape, Invalidated, Mutation};
     use trainer::batch::Normalization;
+    use trainer::train::PhaseSeconds;
     use trainer::Network;
 
     fn config() -> ExperimentConfig {
@@ -1071,6 +709,7 @@ mod tests {
             val_accuracy: Some(0.2),
             test_accuracy: None,
             dataset: "test".into(),
+            weights_sha256: None,
         }
     }
 
@@ -1095,10 +734,8 @@ mod tests {
                 node: r.node.clone(),
             })
             .unwrap();
-            if r.id < 2 {
-                s.save_model(r.id, &r.genome, net.weights(), &meta())
-                    .unwrap();
-            }
+            s.save_model(r.id, &r.genome, net.weights(), &meta())
+                .unwrap();
             s.add(r).unwrap();
         }
         s.kill(&mut records[1], 5000).unwrap();
@@ -1249,56 +886,95 @@ mod tests {
     }
 
     #[test]
-    fn a_garbage_record_is_an_error_naming_it_and_changes_nothing() {
+    fn a_damaged_record_is_quarantined_and_the_rest_resumes() {
+        let garbage = |good: &[u8]| {
+            let text = String::from_utf8(good.to_vec()).unwrap();
+            vec![
+                b"\x00\x01 not json".to_vec(),
+                b"{\"id\": 2}".to_vec(),
+                text.replacen("\"id\": 2", "\"id\": 3", 1).into_bytes(),
+                text.replacen("\"status\": \"alive\"", "\"status\": \"dead\"", 1)
+                    .into_bytes(),
+                {
+                    // An invalid genome.
+                    let mut r: Record = serde_json::from_slice(good).unwrap();
+                    r.genome.edges[0].to = 99;
+                    serde_json::to_vec(&r).unwrap()
+                },
+            ]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        populated(&probe);
+        let good = std::fs::read(probe.join("individuals/2").join(RECORD_FILE)).unwrap();
+        for (n, bytes) in garbage(&good).into_iter().enumerate() {
+            let root = dir.path().join(format!("state-{n}"));
+            populated(&root);
+            // A torn event tail and the weights of a dead individual left by a crash
+            // too: both repaired as ever.
+            let events = root.join(EVENTS_FILE);
+            let mut log = std::fs::read(&events).unwrap();
+            log.extend_from_slice(b"{\"event\":\"bir");
+            std::fs::write(&events, &log).unwrap();
+            let dead_weights = root.join("individuals/1").join(WEIGHTS_FILE);
+            std::fs::write(&dead_weights, b"left by a crash").unwrap();
+            let bad = root.join("individuals/2").join(RECORD_FILE);
+            std::fs::write(&bad, &bytes).unwrap();
+
+            let r = StateDir::open(&root).unwrap();
+            assert_eq!(r.quarantined.len(), 1, "case {n}");
+            let q = &r.quarantined[0];
+            assert_eq!((q.id, q.damage), (2, Damage::Record), "case {n}");
+            assert!(q.reason.contains(RECORD_FILE), "case {n}: {}", q.reason);
+            assert_eq!(q.path, root.join(QUARANTINE_DIR).join("2"));
+            // Moved whole, with the reason beside it; the rest resumes.
+            assert!(!root.join("individuals/2").exists());
+            assert_eq!(std::fs::read(q.path.join(RECORD_FILE)).unwrap(), bytes);
+            let reason = std::fs::read_to_string(q.path.join(REASON_FILE)).unwrap();
+            assert!(reason.contains(RECORD_FILE), "{reason}");
+            assert_eq!(
+                r.records.iter().map(|r| r.id).collect::<Vec<_>>(),
+                vec![0, 1]
+            );
+            assert_eq!(r.next_id, 5);
+            assert!(!r.lost.contains(&2));
+            assert!(r.torn_tail.is_some());
+            assert_eq!(r.weights_deleted, 1);
+            let log = std::fs::read_to_string(&events).unwrap();
+            assert!(log.contains("\"event\":\"quarantined\""), "{log}");
+            drop(r);
+            // Opened again, nothing more is found.
+            assert!(StateDir::open(&root).unwrap().quarantined.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_live_member_with_a_damaged_model_is_quarantined_and_counts_as_dead() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("state");
         populated(&root);
-        // A torn event tail too: it must not be repaired when the open fails.
-        let events = root.join(EVENTS_FILE);
-        let mut log = std::fs::read(&events).unwrap();
-        log.extend_from_slice(b"{\"event\":\"bir");
-        std::fs::write(&events, &log).unwrap();
-        let bad = root.join("individuals/2").join(RECORD_FILE);
-        let good = std::fs::read(&bad).unwrap();
-        let dead_weights = root.join("individuals/1").join(WEIGHTS_FILE);
-        std::fs::write(&dead_weights, b"left by a crash").unwrap();
-        for garbage in [
-            b"\x00\x01 not json".to_vec(),
-            b"{\"id\": 2}".to_vec(),
-            String::from_utf8(good.clone())
-                .unwrap()
-                .replacen("\"id\": 2", "\"id\": 3", 1)
-                .into_bytes(),
-            String::from_utf8(good.clone())
-                .unwrap()
-                .replacen("\"status\": \"alive\"", "\"status\": \"dead\"", 1)
-                .into_bytes(),
-        ] {
-            std::fs::write(&bad, &garbage).unwrap();
-            let err = StateDir::open(&root).unwrap_err();
-            assert!(matches!(err, StateError::CorruptRecord { .. }), "{err}");
-            assert!(
-                err.to_string().contains(&bad.display().to_string()),
-                "{err}"
-            );
-            assert_eq!(std::fs::read(&events).unwrap(), log, "log untouched");
-            assert!(dead_weights.exists(), "nothing deleted");
-            assert_eq!(std::fs::read(&bad).unwrap(), garbage);
-        }
-        // An invalid genome is corrupt too.
-        let mut r: Record = serde_json::from_slice(&good).unwrap();
-        r.genome.edges[0].to = 99;
-        std::fs::write(&bad, serde_json::to_vec(&r).unwrap()).unwrap();
-        assert!(matches!(
-            StateDir::open(&root).unwrap_err(),
-            StateError::CorruptRecord { .. }
-        ));
-        // Repaired, the directory opens; then the crash leftovers are cleaned.
-        std::fs::write(&bad, &good).unwrap();
+        let weights = root.join("individuals/2").join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() - 7]).unwrap();
         let r = StateDir::open(&root).unwrap();
-        assert_eq!(r.weights_deleted, 1);
-        assert!(!dead_weights.exists());
-        assert!(r.torn_tail.is_some());
+        assert_eq!(r.quarantined.len(), 1);
+        let q = &r.quarantined[0];
+        assert_eq!((q.id, q.damage), (2, Damage::Model));
+        assert!(q.reason.contains("checksum"), "{}", q.reason);
+        // The record stays, dead, for lineage; the damaged model is aside.
+        let two = r.records.iter().find(|r| r.id == 2).unwrap();
+        assert_eq!(two.status, Status::Dead);
+        assert!(two.died_at_ms.is_some());
+        assert!(!weights.exists());
+        assert!(q.path.join(WEIGHTS_FILE).exists());
+        let pop = r.population(10, Strategy::Tournament).unwrap();
+        assert!(!pop.get(2).unwrap().alive);
+        assert_eq!(pop.alive_count(), 1);
+        drop(r);
+        let again = StateDir::open(&root).unwrap();
+        assert!(again.quarantined.is_empty());
+        let reread = again.records.iter().find(|r| r.id == 2).unwrap();
+        assert_eq!(reread.status, Status::Dead);
     }
 
     #[test]

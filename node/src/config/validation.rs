@@ -1,0 +1,417 @@
+//! Range checks of every key ([`ExperimentConfig::validate`]): an error names the key
+//! and says what it accepts.
+
+use super::*;
+use genome::Limits;
+
+impl ExperimentConfig {
+    /// Checks ranges and consistency; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        let e = &self.experiment;
+        if e.name.trim().is_empty() {
+            return invalid("experiment.name", "must not be empty".into());
+        }
+        if e.name.contains(['/', '\\']) || e.name.chars().any(char::is_control) {
+            return invalid(
+                "experiment.name",
+                format!("{:?} must not hold slashes or control characters", e.name),
+            );
+        }
+        let d = &self.data;
+        if d.name.trim().is_empty() {
+            return invalid("data.name", "must not be empty".into());
+        }
+        if d.path.as_os_str().is_empty() {
+            return invalid("data.path", "must not be empty".into());
+        }
+        if d.validation_images == 0 {
+            return invalid(
+                "data.validation_images",
+                "must be at least 1 (the fitness is validation accuracy)".into(),
+            );
+        }
+        let t = &self.training;
+        if t.steps == 0 {
+            return invalid("training.steps", "must be at least 1".into());
+        }
+        if !(t.gradient_clip.is_finite() && t.gradient_clip >= 0.0) {
+            return invalid(
+                "training.gradient_clip",
+                format!("{} is not a finite number >= 0", t.gradient_clip),
+            );
+        }
+        if t.budget_max_factor == 0 || t.budget_max_factor > 1000 {
+            return invalid(
+                "training.budget_max_factor",
+                format!("{} is not in 1..=1000", t.budget_max_factor),
+            );
+        }
+        if t.batch == 0 || t.batch > 65_536 {
+            return invalid("training.batch", format!("{} is not in 1..=65536", t.batch));
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return invalid(
+                "training.momentum",
+                format!("{} is not in [0, 1)", t.momentum),
+            );
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return invalid(
+                "training.weight_decay",
+                format!("{} is not a finite number >= 0", t.weight_decay),
+            );
+        }
+        if let trainer::batch::Pad::Pixels(p) = t.augment.pad {
+            if p > 64 {
+                return invalid(
+                    "training.augment.pad",
+                    format!("{p} is more than 64 pixels"),
+                );
+            }
+        }
+        let v = &self.evolution;
+        if v.population_size < 2 {
+            return invalid(
+                "evolution.population_size",
+                format!("{} is less than 2", v.population_size),
+            );
+        }
+        if v.initial_population < 2 || v.initial_population > v.population_size {
+            return invalid(
+                "evolution.initial_population",
+                format!(
+                    "{} is not in 2..={} (evolution.population_size)",
+                    v.initial_population, v.population_size
+                ),
+            );
+        }
+        // Only aging samples; tournament ignores the key.
+        if v.sample_size == 0
+            || (v.selection == Selection::Aging && v.sample_size > v.population_size)
+        {
+            return invalid(
+                "evolution.sample_size",
+                format!(
+                    "{} is not in 1..={} (evolution.population_size)",
+                    v.sample_size, v.population_size
+                ),
+            );
+        }
+        if v.mutations_per_reproduction == 0 || v.mutations_per_reproduction > 100 {
+            return invalid(
+                "evolution.mutations_per_reproduction",
+                format!("{} is not in 1..=100", v.mutations_per_reproduction),
+            );
+        }
+        v.weights()?;
+        validate_limits(&v.limits)?;
+        let s = &self.stop;
+        if s.max_individuals == Some(0) {
+            return invalid("stop.max_individuals", "must be at least 1".into());
+        }
+        for (key, value) in [
+            ("stop.max_total_flops", s.max_total_flops),
+            ("stop.max_wall_minutes", s.max_wall_minutes),
+        ] {
+            if let Some(x) = value {
+                if !(x > 0.0 && x.is_finite()) {
+                    return invalid(key, format!("{x} is not a finite number > 0"));
+                }
+            }
+        }
+        if let Some(a) = s.target_accuracy {
+            if !(a > 0.0 && a <= 1.0) {
+                return invalid("stop.target_accuracy", format!("{a} is not in (0, 1]"));
+            }
+        }
+        let share = s.final_training_share;
+        if !(0.0..=0.9).contains(&share) {
+            return invalid(
+                "stop.final_training_share",
+                format!("{share} is not in [0, 0.9]"),
+            );
+        }
+        if share > 0.0 && s.max_wall_minutes.is_none() {
+            return invalid(
+                "stop.final_training_share",
+                "needs stop.max_wall_minutes: the final training is a share of the wall time"
+                    .into(),
+            );
+        }
+        let n = &self.node;
+        if let Workers::Count(w) = n.workers {
+            if w == 0 || w > MAX_WORKERS {
+                return invalid(
+                    "node.workers",
+                    format!("{w} is not auto or in 1..={MAX_WORKERS}"),
+                );
+            }
+        }
+        if n.threads > 4096 {
+            return invalid("node.threads", format!("{} is not in 0..=4096", n.threads));
+        }
+        if !is_device_name(&n.device) {
+            return invalid(
+                "node.device",
+                format!("{:?} is not cpu, cuda or cuda:N", n.device),
+            );
+        }
+        if n.state_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return invalid("node.state_dir", "must not be empty".into());
+        }
+        let m = &self.migration;
+        if !(0.0..=1.0).contains(&m.probability) {
+            return invalid(
+                "migration.probability",
+                format!("{} is not in 0..=1", m.probability),
+            );
+        }
+        if m.probability > 0.0 && m.every > 0 {
+            return invalid(
+                "migration.probability",
+                format!(
+                    "{} is set, and so is migration.every ({}): set one of them to 0",
+                    m.probability, m.every
+                ),
+            );
+        }
+        if m.emigrants == 0 || m.emigrants > protocol::wire::MAX_MIGRANTS {
+            return invalid(
+                "migration.emigrants",
+                format!(
+                    "{} is not in 1..={}",
+                    m.emigrants,
+                    protocol::wire::MAX_MIGRANTS
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn validate_limits(l: &Limits) -> Result<(), ConfigError> {
+    let invalid = |key: &str, reason: String| {
+        Err(ConfigError::Invalid {
+            key: format!("evolution.limits.{key}"),
+            reason,
+        })
+    };
+    let too_small = [
+        ("max_vertices", l.max_vertices as u64, 2),
+        ("max_edges", l.max_edges as u64, 1),
+        ("max_channels", u64::from(l.max_channels), 1),
+        ("max_filter", u64::from(l.max_filter), 1),
+        ("max_stride", u64::from(l.max_stride), 1),
+        ("max_image_side", u64::from(l.max_image_side), 1),
+        ("max_input_channels", u64::from(l.max_input_channels), 1),
+        ("max_classes", u64::from(l.max_classes), 2),
+        ("max_flops", l.max_flops, 1),
+        ("max_params", l.max_params, 1),
+    ]
+    .into_iter()
+    .find(|(_, value, min)| value < min);
+    if let Some((key, _, min)) = too_small {
+        return invalid(key, format!("must be at least {min}"));
+    }
+    let lr = genome::graph::INITIAL_LEARNING_RATE;
+    if !(l.min_learning_rate > 0.0 && l.min_learning_rate.is_finite()) {
+        return invalid(
+            "min_learning_rate",
+            format!("{} is not a finite number > 0", l.min_learning_rate),
+        );
+    }
+    if !(l.max_learning_rate.is_finite() && l.min_learning_rate <= lr && lr <= l.max_learning_rate)
+    {
+        return invalid(
+            "max_learning_rate",
+            format!(
+                "[{}, {}] must hold the initial learning rate {lr}",
+                l.min_learning_rate, l.max_learning_rate
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn is_device_name(name: &str) -> bool {
+    let name = name.trim();
+    name.eq_ignore_ascii_case("cpu")
+        || name == "cuda"
+        || name
+            .strip_prefix("cuda:")
+            .is_some_and(|n| !n.is_empty() && n.parse::<usize>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::*;
+    use genome::Mutation;
+
+    #[test]
+    fn migration_is_on_a_schedule_or_by_chance_not_both() {
+        let mut c = quick();
+        c.apply_override("migration.every", "0").unwrap();
+        c.apply_override("migration.probability", "0.25").unwrap();
+        c.validate().unwrap();
+        for p in ["-0.1", "1.5", "nan"] {
+            c.apply_override("migration.probability", p).unwrap();
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains("migration.probability"), "{p}: {msg}");
+        }
+        c.apply_override("migration.probability", "0.25").unwrap();
+        c.apply_override("migration.every", "10").unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("migration.probability") && msg.contains("migration.every"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn mutation_weights_are_set_by_name_and_checked() {
+        let mut c = quick();
+        c.evolution.mutation_weights.clear();
+        assert!(c.evolution.weights().unwrap().is_uniform());
+        c.apply_override("evolution.mutation_weights.RESET-WEIGHTS", "0")
+            .unwrap();
+        c.apply_override("evolution.mutation_weights.INSERT-CONVOLUTION", "2.5")
+            .unwrap();
+        c.validate().unwrap();
+        let w = c.evolution.weights().unwrap();
+        assert_eq!(w.weight(Mutation::ResetWeights), 0.0);
+        assert_eq!(w.weight(Mutation::InsertConvolution), 2.5);
+        assert_eq!(w.weight(Mutation::Identity), 1.0);
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<ExperimentConfig>(&text).unwrap(), c);
+
+        let err = c
+            .apply_override("evolution.mutation_weights.GROW-A-LOT", "2")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
+        c.evolution
+            .mutation_weights
+            .insert("GROW-A-LOT".into(), 1.0);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("GROW-A-LOT") && msg.contains("IDENTITY"),
+            "{msg}"
+        );
+        c.evolution.mutation_weights.remove("GROW-A-LOT");
+        c.apply_override("evolution.mutation_weights.IDENTITY", "-1")
+            .unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("evolution.mutation_weights"), "{msg}");
+        c.evolution.mutation_weights = Mutation::ALL
+            .iter()
+            .map(|m| (m.name().to_string(), 0.0))
+            .collect();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("weight 0"), "{msg}");
+    }
+
+    #[test]
+    fn validation_names_the_offending_key() {
+        let cases: Vec<(&str, &str, &str)> = vec![
+            (
+                "evolution.population_size",
+                "1",
+                "evolution.population_size",
+            ),
+            (
+                "evolution.initial_population",
+                "1",
+                "evolution.initial_population",
+            ),
+            (
+                "evolution.initial_population",
+                "100000",
+                "evolution.initial_population",
+            ),
+            ("evolution.sample_size", "0", "evolution.sample_size"),
+            (
+                "evolution.mutations_per_reproduction",
+                "0",
+                "evolution.mutations_per_reproduction",
+            ),
+            (
+                "evolution.limits.max_learning_rate",
+                "0.01",
+                "evolution.limits.max_learning_rate",
+            ),
+            (
+                "evolution.limits.min_learning_rate",
+                "0",
+                "evolution.limits.min_learning_rate",
+            ),
+            (
+                "evolution.limits.max_vertices",
+                "1",
+                "evolution.limits.max_vertices",
+            ),
+            ("training.batch", "0", "training.batch"),
+            ("training.steps", "0", "training.steps"),
+            ("training.momentum", "1.0", "training.momentum"),
+            ("training.weight_decay", "-1", "training.weight_decay"),
+            ("training.augment.pad", "100", "training.augment.pad"),
+            ("data.validation_images", "0", "data.validation_images"),
+            ("data.name", "\"\"", "data.name"),
+            ("experiment.name", "a/b", "experiment.name"),
+            ("stop.max_individuals", "0", "stop.max_individuals"),
+            ("stop.max_total_flops", "-1.0", "stop.max_total_flops"),
+            ("stop.max_wall_minutes", "nan", "stop.max_wall_minutes"),
+            ("stop.target_accuracy", "1.5", "stop.target_accuracy"),
+            (
+                "stop.final_training_share",
+                "0.95",
+                "stop.final_training_share",
+            ),
+            (
+                "stop.final_training_share",
+                "-0.1",
+                "stop.final_training_share",
+            ),
+            ("node.workers", "0", "node.workers"),
+            ("node.threads", "5000", "node.threads"),
+            ("node.device", "gpu", "node.device"),
+        ];
+        for (key, value, named) in cases {
+            let mut c = quick();
+            c.apply_override(key, value)
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            let err = c.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
+        let mut c = quick();
+        c.stop.max_wall_minutes = None;
+        c.stop.final_training_share = 0.2;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("stop.max_wall_minutes"), "{err}");
+        let mut c = quick();
+        for d in ["cpu", "cuda", "cuda:1"] {
+            c.node.device = d.into();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn only_aging_needs_a_sample_within_the_population() {
+        let mut c = quick();
+        c.evolution.selection = Selection::Tournament;
+        c.evolution.sample_size = c.evolution.population_size + 1;
+        c.validate().unwrap();
+        c.evolution.selection = Selection::Aging;
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("evolution.sample_size"), "{err}");
+    }
+}

@@ -1,0 +1,455 @@
+//! Breeding: what a worker that asks for work gets (a migrant to score, an initial
+//! individual, a child of a tournament's winner, or in the final training a copy of one
+//! of the best), and what becomes of what it trained (a birth, or a failure).
+
+use super::{
+    individual_seed, node_seed, percent, shape_of, InFlight, Shard, WorkerState,
+    FINAL_STEPS_UNKNOWN, MAX_CONSECUTIVE_FAILURES, WAIT,
+};
+use crate::budget::child_steps;
+use crate::finale;
+use crate::messages::{Assignment, Check, Job, Trained};
+use crate::population::{Decision, IndividualId};
+use crate::state::{now_ms, Event, Record, StateError, Status};
+use crate::view::WorkerActivity;
+use genome::{reproduce_with_style, Genome, Invalidated, Mutation};
+use trainer::TrainConfig;
+
+impl Shard {
+    pub(super) fn next_job(&mut self, worker: usize) -> Assignment {
+        if self.stopping.is_some() || self.leaving.is_some() {
+            return Assignment::Stop;
+        }
+        self.check_stop();
+        if self.stopping.is_some() {
+            return Assignment::Stop;
+        }
+        if self.budget_spent().is_some() {
+            self.set_idle(worker, "waiting for the last trainings");
+            return Assignment::Wait(WAIT);
+        }
+        if self.in_final_training() {
+            return self.start_final(worker);
+        }
+        if let Some(arrival) = self.arrivals.pop_front() {
+            let id = arrival.id;
+            if let Some(w) = self.workers.get_mut(worker) {
+                *w = WorkerState {
+                    state: WorkerActivity::Checking,
+                    individual: Some(id),
+                    step: 0,
+                    steps: 0,
+                    loss: None,
+                };
+            }
+            self.checking.insert(id, arrival);
+            return Assignment::Check(Check {
+                id,
+                dir: self.state.individual_dir(id),
+            });
+        }
+        if self.initial_made() < self.config.evolution.initial_population
+            && !self.population.is_full()
+        {
+            return self.start(worker, None, None);
+        }
+        // Each kill shrinks the population, so this ends within a population's worth.
+        for _ in 0..=self.population.target_size() + 1 {
+            match self.population.select(&mut self.rng) {
+                Decision::Kill(id) => {
+                    if let Err(e) = self.kill(id) {
+                        self.fatal(e);
+                        return Assignment::Stop;
+                    }
+                }
+                Decision::Reproduce { parent } => return self.start(worker, Some(parent), None),
+                Decision::Wait => break,
+            }
+        }
+        self.set_idle(worker, "waiting for trained individuals");
+        Assignment::Wait(WAIT)
+    }
+
+    pub(super) fn set_idle(&mut self, worker: usize, why: &str) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            if w.state != WorkerActivity::Idle {
+                self.reporter.idle(worker, why);
+            }
+            w.state = WorkerActivity::Idle;
+            w.individual = None;
+        }
+    }
+
+    /// Hands `worker` a final training: a copy of the best member not yet taken, trained
+    /// until shortly before the wall-time limit; or a wait when none is left or too
+    /// little time is.
+    pub(super) fn start_final(&mut self, worker: usize) -> Assignment {
+        let Some(max) = self.config.stop.max_wall_minutes else {
+            return Assignment::Wait(WAIT);
+        };
+        if !self.final_begun {
+            self.final_begun = true;
+            let line = format!(
+                "final training: no more breeding; each worker trains a copy of one of the best until the limit of {max} minutes"
+            );
+            self.reporter.line(&line);
+            self.reporter.json(
+                serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}),
+            );
+        }
+        let Some(parent) = finale::next_parent(self.population.ranked(), &self.final_taken) else {
+            self.set_idle(worker, "final training: no member left to train");
+            return Assignment::Wait(WAIT);
+        };
+        let outside_sgd = self
+            .records
+            .get(&parent)
+            .and_then(|r| r.phases)
+            .map(|p| p.build + p.validate + p.save);
+        let remaining_s = (max - self.run_minutes()) * 60.0;
+        let Some(seconds) =
+            finale::training_seconds(remaining_s, finale::overhead_seconds(outside_sgd))
+        else {
+            self.set_idle(worker, "final training: too little time left");
+            return Assignment::Wait(WAIT);
+        };
+        self.final_taken.insert(parent);
+        self.start(worker, Some(parent), Some(seconds))
+    }
+
+    /// Starts training an initial individual (`parent` `None`) or a child of `parent`:
+    /// a mutated one, or with `final_seconds` an unchanged copy (IDENTITY) trained for
+    /// that long with one cosine decay (the final training).
+    pub(super) fn start(
+        &mut self,
+        worker: usize,
+        parent: Option<IndividualId>,
+        final_seconds: Option<f64>,
+    ) -> Assignment {
+        let limits = self.config.evolution.limits;
+        let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
+            None => (
+                self.initial_genome(),
+                Vec::new(),
+                Invalidated::none(),
+                Vec::new(),
+                None,
+            ),
+            Some(p) if final_seconds.is_some() => {
+                let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
+                    return Assignment::Wait(WAIT);
+                };
+                let dir = self.state.individual_dir(p);
+                let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.reporter.line(&format!(
+                            "the weights of #{p} could not be read ({e}); it is not trained further"
+                        ));
+                        return Assignment::Wait(WAIT);
+                    }
+                };
+                (
+                    parent_genome,
+                    vec![Mutation::Identity],
+                    Invalidated::none(),
+                    Vec::new(),
+                    Some(tensors),
+                )
+            }
+            Some(p) => {
+                let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
+                    return Assignment::Wait(WAIT);
+                };
+                let repro = match reproduce_with_style(
+                    &parent_genome,
+                    self.config.evolution.mutations_per_reproduction,
+                    &mut self.rng,
+                    &limits,
+                    self.config.evolution.mutation_style,
+                    &self.mutation_weights,
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.reporter
+                            .line(&format!("could not mutate #{p}: {e}; drawing again"));
+                        return Assignment::Wait(WAIT);
+                    }
+                };
+                let dir = self.state.individual_dir(p);
+                let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.reporter.line(&format!(
+                            "the weights of #{p} could not be read ({e}); its child starts from fresh weights"
+                        ));
+                        None
+                    }
+                };
+                let invalidated = repro.invalidated();
+                let inits = repro.inits();
+                let mutations = repro.applied.iter().map(|a| a.mutation).collect();
+                (repro.child, mutations, invalidated, inits, tensors)
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let born_at_ms = now_ms();
+        if let Err(e) = self.population.add(id, None) {
+            self.finish("the population is inconsistent".into(), Some(e.to_string()));
+            return Assignment::Stop;
+        }
+        if let Err(e) = self.state.append(&Event::TrainingStarted {
+            at_ms: born_at_ms,
+            id,
+            parent,
+            mutations: mutations.clone(),
+            node: self.node_id.clone(),
+        }) {
+            self.fatal(e);
+            return Assignment::Stop;
+        }
+        let what = match (parent, final_seconds) {
+            (Some(p), Some(seconds)) => format!("final training of #{p} for {seconds:.0} s"),
+            (None, _) => "initial".to_string(),
+            (Some(p), None) => format!(
+                "from #{p} by {}",
+                mutations
+                    .iter()
+                    .map(|m: &Mutation| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let t = &self.config.training;
+        let earlier_children = parent.map(|p| {
+            self.records
+                .values()
+                .filter(|r| r.parent == Some(p))
+                .count()
+        });
+        let steps = match (final_seconds, parent) {
+            // Twice the steps the parent's pace would fit, so that the time ends it.
+            (Some(seconds), Some(p)) => {
+                self.sgd_rates.get(&p).map_or(FINAL_STEPS_UNKNOWN, |rate| {
+                    ((2.0 * rate * seconds).ceil() as u64).clamp(t.steps, FINAL_STEPS_UNKNOWN)
+                })
+            }
+            _ => child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children),
+        };
+        if final_seconds.is_some() {
+            self.final_taken.insert(id);
+        }
+        self.reporter.started(worker, id, &what, steps);
+        self.reporter.json(serde_json::json!({
+            "event": "training_started", "worker": worker, "id": id, "parent": parent,
+            "mutations": mutations,
+        }));
+        if let Some(w) = self.workers.get_mut(worker) {
+            *w = WorkerState {
+                state: WorkerActivity::Training,
+                individual: Some(id),
+                step: 0,
+                steps,
+                loss: None,
+            };
+        }
+        self.in_flight.insert(
+            id,
+            InFlight {
+                genome: genome.clone(),
+                parent,
+                mutations,
+                born_at_ms,
+            },
+        );
+        let seed = individual_seed(node_seed(self.config.experiment.seed, &self.node_id), id);
+        Assignment::Train(Box::new(Job {
+            id,
+            genome,
+            invalidated,
+            inits,
+            parent_tensors,
+            seed,
+            dir: self.state.individual_dir(id),
+            config: match final_seconds {
+                Some(seconds) => TrainConfig {
+                    steps,
+                    max_seconds: Some(seconds),
+                    schedule: trainer::train::Schedule::Cosine,
+                    ..self.config.training.train_config(seed)
+                },
+                None => TrainConfig {
+                    steps,
+                    ..self.config.training.train_config(seed)
+                },
+            },
+        }))
+    }
+
+    /// The paper's initial individual, with an augmentation gene that starts as the
+    /// config's augmentation when `evolution.augmentation_gene` is on.
+    pub(super) fn initial_genome(&self) -> Genome {
+        let mut g = Genome::initial(self.input, self.classes);
+        if self.config.evolution.augmentation_gene {
+            let a = &self.config.training.augment;
+            g.augment = Some(genome::AugmentGene {
+                crop: a.pad != trainer::batch::Pad::Pixels(0),
+                flip: a.flip,
+            });
+        }
+        g
+    }
+
+    /// Kills a member chosen by selection (already marked dead in the population).
+    pub(super) fn kill(&mut self, id: IndividualId) -> Result<(), StateError> {
+        let Some(record) = self.records.get_mut(&id) else {
+            return Ok(());
+        };
+        let fitness = record.fitness;
+        self.state.kill(record, now_ms())?;
+        self.deaths += 1;
+        self.reporter.line(&format!(
+            "death #{id} (val {})",
+            percent(fitness.filter(|f| f.is_finite()))
+        ));
+        self.reporter
+            .json(serde_json::json!({"event": "death", "id": id, "fitness": fitness}));
+        Ok(())
+    }
+
+    pub(super) fn job_done(
+        &mut self,
+        worker: usize,
+        id: IndividualId,
+        result: Result<Trained, String>,
+    ) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            // Abandoned when the run stopped: what it saved is not part of the run.
+            self.discard(id);
+            return;
+        };
+        self.set_idle(worker, "idle");
+        match result {
+            Ok(trained) => {
+                if let Err(e) = self.born(id, flight, &trained) {
+                    self.fatal(e);
+                    return;
+                }
+                self.consecutive_failures = 0;
+            }
+            Err(reason) => {
+                self.failures += 1;
+                self.consecutive_failures += 1;
+                let _ = self.population.kill(id);
+                let logged = self.state.append(&Event::TrainingFailed {
+                    at_ms: now_ms(),
+                    id,
+                    reason: reason.clone(),
+                });
+                self.discard(id);
+                self.reporter
+                    .line(&format!("training of #{id} failed: {reason}"));
+                self.reporter.json(
+                    serde_json::json!({"event": "training_failed", "id": id, "reason": reason}),
+                );
+                if let Err(e) = logged {
+                    self.fatal(e);
+                    return;
+                }
+                if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                    self.finish(
+                        format!("{MAX_CONSECUTIVE_FAILURES} trainings in a row failed"),
+                        Some(reason),
+                    );
+                    return;
+                }
+            }
+        }
+        self.check_stop();
+    }
+
+    /// A trained individual joins the population: event, record, birth.
+    pub(super) fn born(
+        &mut self,
+        id: IndividualId,
+        flight: InFlight,
+        trained: &Trained,
+    ) -> Result<(), StateError> {
+        self.state.append(&Event::TrainingFinished {
+            at_ms: now_ms(),
+            id,
+            fitness: Some(trained.fitness),
+            flops: trained.flops,
+            seconds: trained.seconds,
+            phases: Some(trained.phases),
+        })?;
+        let record = Record {
+            id,
+            genome: flight.genome,
+            fitness: Some(trained.fitness),
+            test_accuracy: None,
+            status: Status::Alive,
+            parent: flight.parent,
+            mutations: flight.mutations,
+            born_at_ms: flight.born_at_ms,
+            died_at_ms: None,
+            flops: trained.flops,
+            node: self.node_id.clone(),
+            origin: None,
+            phases: Some(trained.phases),
+        };
+        self.state.add(&record)?;
+        if let Err(e) = self.population.set_fitness(id, trained.fitness) {
+            return Err(StateError::Conflict {
+                id,
+                reason: e.to_string(),
+            });
+        }
+        self.total_flops += trained.flops as f64;
+        self.phase_totals.add(&trained.phases);
+        if trained.phases.train > 0.0 && trained.steps > 0 {
+            self.sgd_rates
+                .insert(id, trained.steps as f64 / trained.phases.train);
+        }
+        self.shapes
+            .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
+        let origin = match record.parent {
+            None => "initial".to_string(),
+            Some(p) => format!(
+                "from #{p} by {}",
+                record
+                    .mutations
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.records.insert(id, record);
+        self.last_born = Some(id);
+        self.announce();
+        // The final training sends nobody: the receivers are in theirs too.
+        if self.records.get(&id).is_some_and(|r| r.parent.is_some()) && !self.final_begun {
+            self.since_migration += 1;
+            self.maybe_migrate();
+        }
+        let best = self.population.best().map(|m| (m.id, m.fitness));
+        self.reporter.line(&format!(
+            "birth #{id} ({origin}) val {} in {:.1} s{}; best #{} {}; {} trained",
+            percent(Some(trained.fitness)),
+            trained.seconds,
+            if trained.diverged { ", diverged" } else { "" },
+            best.map_or("-".to_string(), |b| b.0.to_string()),
+            percent(best.and_then(|b| b.1)),
+            self.records.len(),
+        ));
+        self.reporter.json(serde_json::json!({
+            "event": "birth", "id": id, "fitness": trained.fitness,
+            "seconds": trained.seconds, "flops": trained.flops, "steps": trained.steps,
+            "train_loss": trained.train_loss, "diverged": trained.diverged,
+            "inherited": trained.inherited,
+        }));
+        Ok(())
+    }
+}

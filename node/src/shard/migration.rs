@@ -1,0 +1,523 @@
+//! Sending individuals to other islands: when a migration is due ([`migration_due`]),
+//! whom to send ([`choose_emigrants`]) and where ([`destination`]), pulls by nodes that
+//! join, and the hand-off of the best when this node leaves. The decisions are plain
+//! functions; the shard's methods gather what they look at and act on what they say.
+
+use super::{percent, Shard, HANDOFF_TIMEOUT, MAX_PULL_ATTEMPTS, PULL_RETRY};
+use crate::config::{Destination, Emigrants, MigrationSection};
+use crate::messages::{MigrationAnswer, PullAnswer, RetryPull};
+use crate::network::Command;
+use crate::population::{rank, IndividualId};
+use crate::state::{now_ms, Direction, Event, Record, Status};
+use crate::view::MigrationView;
+use actix::{AsyncContext, Context};
+use protocol::wire::{Migrant, Request, Response};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// Up to `k` of `candidates` (id, fitness), chosen as `how` says: the best (ties to the
+/// younger, the larger id), at random, or each the better of two drawn at random.
+pub fn choose_emigrants(
+    mut candidates: Vec<(IndividualId, f64)>,
+    k: usize,
+    how: Emigrants,
+    rng: &mut impl Rng,
+) -> Vec<IndividualId> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    match how {
+        Emigrants::Best => {
+            candidates.sort_by(|a, b| rank(Some(b.1), b.0, Some(a.1), a.0));
+            candidates.truncate(k);
+            candidates.into_iter().map(|c| c.0).collect()
+        }
+        Emigrants::Random => {
+            candidates.shuffle(rng);
+            candidates.truncate(k);
+            candidates.into_iter().map(|c| c.0).collect()
+        }
+        Emigrants::Tournament => {
+            let mut out = Vec::new();
+            for _ in 0..k.min(candidates.len()) * 4 {
+                let a = candidates[rng.random_range(0..candidates.len())];
+                let b = candidates[rng.random_range(0..candidates.len())];
+                let winner = if a.1 >= b.1 { a.0 } else { b.0 };
+                if !out.contains(&winner) {
+                    out.push(winner);
+                }
+                if out.len() == k {
+                    break;
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The peer emigrants go to, of `peers` (sorted, as peer ids): one at random, or for a
+/// ring the first after `me` in that order (the first of all after the last); `None`
+/// when there is no peer.
+pub fn destination(
+    policy: Destination,
+    peers: &[String],
+    me: &str,
+    rng: &mut impl Rng,
+) -> Option<String> {
+    if peers.is_empty() {
+        return None;
+    }
+    Some(match policy {
+        Destination::Random => peers[rng.random_range(0..peers.len())].clone(),
+        Destination::Ring => peers
+            .iter()
+            .find(|p| p.as_str() > me)
+            .unwrap_or(&peers[0])
+            .clone(),
+    })
+}
+
+/// Whether a migration is due `since` reproductions after the last one: on schedule
+/// (`every`), or by a draw of `probability` (one draw per call).
+pub fn migration_due(m: &MigrationSection, since: u64, rng: &mut impl Rng) -> bool {
+    if m.probability > 0.0 {
+        rng.random_bool(m.probability.min(1.0))
+    } else {
+        m.every > 0 && since >= m.every
+    }
+}
+
+impl Shard {
+    /// The connected peers that have shown this experiment's settings, in peer-id order.
+    fn peers_of_experiment(&self) -> Vec<String> {
+        self.compatible
+            .iter()
+            .filter(|p| self.connected.contains(*p))
+            .cloned()
+            .collect()
+    }
+
+    /// After a reproduction: sends emigrants to a peer of the experiment if one is due
+    /// (`migration.every` reproductions since the last, or a draw of `probability`).
+    pub(super) fn maybe_migrate(&mut self) {
+        if self.migrating {
+            return;
+        }
+        let m = &self.config.migration;
+        let (k, how) = (m.emigrants, m.choose);
+        if migration_due(m, self.since_migration, &mut self.rng) {
+            self.migrate(k, how);
+        }
+    }
+
+    /// Sends `k` emigrants chosen as `how` says to a peer chosen as `migration.destination`
+    /// says, unless there is none to send or nobody to send them to.
+    pub(super) fn migrate(&mut self, k: usize, how: Emigrants) {
+        let m = self.config.migration.clone();
+        let Some(network) = self.network.clone() else {
+            return;
+        };
+        let peers = self.peers_of_experiment();
+        if peers.is_empty() {
+            return;
+        }
+        let Some(peer) = destination(m.destination, &peers, &self.node_id, &mut self.rng) else {
+            return;
+        };
+        let Ok(peer_id) = peer.parse::<libp2p::PeerId>() else {
+            return;
+        };
+        let mut migrants = Vec::new();
+        let mut sent = Vec::new();
+        for id in self.emigrants(k, how, Some(&peer)) {
+            match self.migrant(id) {
+                Ok(migrant) => {
+                    sent.push((id, migrant.summary.fitness, hex::encode(migrant.checksum)));
+                    migrants.push(migrant);
+                }
+                Err(e) => self
+                    .reporter
+                    .line(&format!("individual #{id} cannot emigrate: {e}")),
+            }
+        }
+        if migrants.is_empty() {
+            return;
+        }
+        self.since_migration = 0;
+        self.migrating = true;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        network.send(Command::Request {
+            peer: peer_id,
+            request: Box::new(Request::Migrate {
+                island: self.node_id.clone(),
+                migrants,
+            }),
+            reply,
+        });
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let result = match answer.await {
+                Ok(r) => r,
+                Err(_) => Err("the network stopped".to_string()),
+            };
+            if let Some(me) = me {
+                me.do_send(MigrationAnswer { peer, sent, result });
+            }
+        });
+    }
+
+    /// Up to `k` live, trained individuals, chosen as `how` says ([`choose_emigrants`]).
+    /// For a destination `to`, those that came from it or were sent to it already are
+    /// left out: it has them.
+    pub(super) fn emigrants(
+        &mut self,
+        k: usize,
+        how: Emigrants,
+        to: Option<&str>,
+    ) -> Vec<IndividualId> {
+        let has_it = |r: &Record| {
+            to.is_some_and(|peer| {
+                r.origin.as_ref().is_some_and(|o| o.island == peer)
+                    || self
+                        .migrations
+                        .iter()
+                        .any(|m| m.direction == Direction::Out && m.id == r.id && m.peer == peer)
+            })
+        };
+        let candidates: Vec<(IndividualId, f64)> = self
+            .records
+            .values()
+            .filter(|r| r.status == Status::Alive && !has_it(r))
+            .filter_map(|r| Some((r.id, r.fitness.filter(|f| (0.0..=1.0).contains(f))?)))
+            .collect();
+        choose_emigrants(candidates, k, how, &mut self.rng)
+    }
+
+    /// One of our individuals with its weights and metadata, ready to travel.
+    pub(super) fn migrant(&self, id: IndividualId) -> Result<Migrant, String> {
+        let summary = self.summary(id).ok_or("no fitness")?;
+        let files = self.state.read_model(id).map_err(|e| e.to_string())?;
+        Ok(Migrant::new(summary, files.meta_json, files.weights))
+    }
+
+    /// A new node asks its first peer for migrants, so that it contributes at once.
+    pub(super) fn pull(&mut self, peer: String) {
+        let (Some(network), Ok(peer_id)) = (self.network.clone(), peer.parse::<libp2p::PeerId>())
+        else {
+            return;
+        };
+        self.pulled = true;
+        self.pull_attempts += 1;
+        let count = self
+            .config
+            .evolution
+            .initial_population
+            .clamp(1, protocol::wire::MAX_MIGRANTS) as u32;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        network.send(Command::Request {
+            peer: peer_id,
+            request: Box::new(Request::Pull {
+                island: self.node_id.clone(),
+                count,
+            }),
+            reply,
+        });
+        self.reporter
+            .line(&format!("asking {peer} for {count} migrants to start from"));
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let result = match answer.await {
+                Ok(r) => r,
+                Err(_) => Err("the network stopped".to_string()),
+            };
+            if let Some(me) = me {
+                me.do_send(PullAnswer { peer, result });
+            }
+        });
+    }
+
+    /// Answers a joining node's pull with up to `count` of our best (copies).
+    pub(super) fn answer_pull(&mut self, peer: &str, count: usize) -> Response {
+        if self.stopping.is_some() {
+            return Response::Refused {
+                reason: "this node is stopping".into(),
+            };
+        }
+        let count = count.min(protocol::wire::MAX_MIGRANTS);
+        let mut migrants = Vec::new();
+        for id in self.emigrants(count, Emigrants::Best, Some(peer)) {
+            if let Ok(m) = self.migrant(id) {
+                let event = Event::Migration {
+                    at_ms: now_ms(),
+                    direction: Direction::Out,
+                    id,
+                    peer: peer.to_string(),
+                    remote_id: id,
+                    fitness: m.summary.fitness,
+                    claimed: None,
+                    checksum: hex::encode(m.checksum),
+                };
+                if let Err(e) = self.state.append(&event) {
+                    self.fatal(e);
+                    return Response::Refused {
+                        reason: "this node is stopping".into(),
+                    };
+                }
+                self.record_migration(&event);
+                migrants.push(m);
+            }
+        }
+        self.reporter.line(&format!(
+            "migration: {} individuals sent to {peer}, which joined",
+            migrants.len()
+        ));
+        Response::Migrants { migrants }
+    }
+
+    pub(super) fn on_pull_answer(&mut self, peer: String, result: Result<Response, String>) {
+        match result {
+            Ok(Response::Migrants { migrants }) if !migrants.is_empty() => {
+                let n = migrants.len();
+                if let Response::Admitted { ids } = self.admit_migrants(&peer, migrants) {
+                    self.reporter.line(&format!(
+                        "joining with {} of {n} migrants from {peer}, once scored",
+                        ids.len()
+                    ));
+                }
+            }
+            Ok(Response::Migrants { .. }) => {
+                // The peer has trained nothing yet: ask again a little later.
+                if self.pull_attempts < MAX_PULL_ATTEMPTS {
+                    let me = self.self_addr.clone();
+                    actix::spawn(async move {
+                        actix_rt::time::sleep(PULL_RETRY).await;
+                        if let Some(me) = me {
+                            me.do_send(RetryPull(peer));
+                        }
+                    });
+                }
+            }
+            Ok(Response::Refused { reason }) => self
+                .reporter
+                .line(&format!("peer {peer} sent no migrants: {reason}")),
+            Ok(other) => self
+                .reporter
+                .line(&format!("peer {peer} answered a pull with {other:?}")),
+            Err(e) => self.reporter.line(&format!("pull from {peer} failed: {e}")),
+        }
+    }
+
+    /// Leaving on a signal: stop taking work, hand the best individuals to a peer, then
+    /// stop (at once if there is no peer; after `HANDOFF_TIMEOUT` at the latest).
+    pub(super) fn leave(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.stopping.is_some() || self.leaving.is_some() {
+            return;
+        }
+        let peers = self.peers_of_experiment();
+        if self.network.is_none() || peers.is_empty() {
+            self.finish(reason, None);
+            return;
+        }
+        self.leaving = Some(reason);
+        self.reporter
+            .line("leaving: handing the best individuals to a peer");
+        // Hand off now, whatever the migration schedule says.
+        self.migrating = false;
+        let k = self.config.migration.emigrants.max(3);
+        self.migrate(k, Emigrants::Best);
+        if !self.migrating {
+            let reason = self.leaving.take().unwrap_or_default();
+            self.finish(reason, None);
+            return;
+        }
+        ctx.run_later(HANDOFF_TIMEOUT, |shard, _| {
+            if let Some(reason) = shard.leaving.take() {
+                shard.finish(format!("{reason} (the hand-off got no answer)"), None);
+            }
+        });
+    }
+
+    pub(super) fn on_migration_answer(
+        &mut self,
+        peer: String,
+        sent: Vec<(IndividualId, f64, String)>,
+        result: Result<Response, String>,
+    ) {
+        self.migrating = false;
+        let leaving = self.leaving.take();
+        self.on_migration_result(peer, sent, result);
+        if let Some(reason) = leaving {
+            self.finish(reason, None);
+        }
+    }
+
+    pub(super) fn on_migration_result(
+        &mut self,
+        peer: String,
+        sent: Vec<(IndividualId, f64, String)>,
+        result: Result<Response, String>,
+    ) {
+        match result {
+            Ok(Response::Admitted { ids }) => {
+                for (id, fitness, checksum) in sent {
+                    if !ids.contains(&id) {
+                        self.reporter
+                            .line(&format!("peer {peer} did not admit #{id}"));
+                        continue;
+                    }
+                    let event = Event::Migration {
+                        at_ms: now_ms(),
+                        direction: Direction::Out,
+                        id,
+                        peer: peer.clone(),
+                        remote_id: id,
+                        fitness,
+                        claimed: None,
+                        checksum: checksum.clone(),
+                    };
+                    if let Err(e) = self.state.append(&event) {
+                        self.fatal(e);
+                        return;
+                    }
+                    self.record_migration(&event);
+                    self.reporter.line(&format!(
+                        "migration: #{id} (val {}) sent to {peer}",
+                        percent(Some(fitness))
+                    ));
+                }
+            }
+            Ok(Response::Refused { reason }) => self
+                .reporter
+                .line(&format!("peer {peer} refused our emigrants: {reason}")),
+            Ok(other) => self
+                .reporter
+                .line(&format!("peer {peer} answered a migration with {other:?}")),
+            Err(e) => self
+                .reporter
+                .line(&format!("migration to {peer} failed: {e}")),
+        }
+    }
+
+    pub(super) fn record_migration(&mut self, event: &Event) {
+        if let Event::Migration {
+            at_ms,
+            direction,
+            id,
+            peer,
+            remote_id,
+            fitness,
+            claimed,
+            checksum,
+        } = event
+        {
+            self.migrations.push(MigrationView {
+                at_ms: *at_ms,
+                direction: *direction,
+                id: *id,
+                peer: peer.clone(),
+                remote_id: *remote_id,
+                fitness: *fitness,
+                claimed: *claimed,
+                checksum: checksum.clone(),
+            });
+            self.reporter.json(serde_json::json!({
+                "event": "migration", "direction": direction, "id": id, "peer": peer,
+                "remote_id": remote_id, "fitness": fitness, "claimed": claimed,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn migrations_fall_due_on_schedule_or_by_chance() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let scheduled = MigrationSection {
+            every: 3,
+            ..Default::default()
+        };
+        let due: Vec<bool> = (0..5)
+            .map(|since| migration_due(&scheduled, since, &mut rng))
+            .collect();
+        assert_eq!(due, [false, false, false, true, true]);
+        let never = MigrationSection {
+            every: 0,
+            ..Default::default()
+        };
+        assert!(!(0..100).any(|since| migration_due(&never, since, &mut rng)));
+        let by_chance = |p: f64| MigrationSection {
+            every: 0,
+            probability: p,
+            ..Default::default()
+        };
+        // The count of reproductions since the last migration does not matter.
+        assert!((0..100).all(|_| migration_due(&by_chance(1.0), 0, &mut rng)));
+        let hits = (0..10_000)
+            .filter(|_| migration_due(&by_chance(0.1), u64::MAX, &mut rng))
+            .count();
+        assert!((800..1200).contains(&hits), "{hits} of 10,000 at p = 0.1");
+    }
+
+    #[test]
+    fn the_best_emigrate_first_ties_going_to_the_younger() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let candidates = vec![(1, 0.5), (2, 0.9), (3, 0.7), (4, 0.9)];
+        assert_eq!(
+            choose_emigrants(candidates.clone(), 3, Emigrants::Best, &mut rng),
+            vec![4, 2, 3]
+        );
+        assert_eq!(
+            choose_emigrants(candidates.clone(), 9, Emigrants::Best, &mut rng).len(),
+            4
+        );
+        assert!(choose_emigrants(Vec::new(), 3, Emigrants::Best, &mut rng).is_empty());
+        assert!(choose_emigrants(candidates, 0, Emigrants::Best, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn random_and_tournament_emigrants_are_distinct_members() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let candidates: Vec<(IndividualId, f64)> = (0..10).map(|i| (i, i as f64 / 10.0)).collect();
+        for how in [Emigrants::Random, Emigrants::Tournament] {
+            for _ in 0..50 {
+                let mut got = choose_emigrants(candidates.clone(), 3, how, &mut rng);
+                assert!(!got.is_empty() && got.len() <= 3, "{how:?}: {got:?}");
+                got.sort_unstable();
+                got.dedup();
+                assert!(got.iter().all(|id| *id < 10));
+            }
+        }
+        // A tournament never sends the worst of all when it can send another: the worst
+        // only wins against itself.
+        let mut worst = 0;
+        for _ in 0..1000 {
+            if choose_emigrants(candidates.clone(), 1, Emigrants::Tournament, &mut rng) == vec![0] {
+                worst += 1;
+            }
+        }
+        assert!(worst < 30, "the worst won {worst} of 1,000 tournaments");
+    }
+
+    #[test]
+    fn a_ring_sends_to_the_next_peer_after_this_node() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let peers: Vec<String> = ["b", "d", "f"].iter().map(|s| s.to_string()).collect();
+        let ring = |me: &str, rng: &mut ChaCha8Rng| destination(Destination::Ring, &peers, me, rng);
+        assert_eq!(ring("a", &mut rng).as_deref(), Some("b"));
+        assert_eq!(ring("c", &mut rng).as_deref(), Some("d"));
+        assert_eq!(ring("e", &mut rng).as_deref(), Some("f"));
+        assert_eq!(ring("g", &mut rng).as_deref(), Some("b"));
+        assert_eq!(destination(Destination::Ring, &[], "a", &mut rng), None);
+        assert_eq!(destination(Destination::Random, &[], "a", &mut rng), None);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            seen.insert(destination(Destination::Random, &peers, "a", &mut rng).unwrap());
+        }
+        assert_eq!(seen.len(), 3);
+    }
+}
