@@ -145,6 +145,25 @@ impl Network {
     pub fn send(&self, command: Command) {
         let _ = self.commands.send(command);
     }
+
+    /// Sends `request` to `peer`; the future gives its answer, or why there is none.
+    pub fn request(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<Response, String>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Request {
+            peer,
+            request: Box::new(request),
+            reply,
+        });
+        async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the network stopped".to_string()))
+        }
+    }
 }
 
 /// The task that owns the swarm.

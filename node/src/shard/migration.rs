@@ -6,7 +6,6 @@
 use super::{percent, Shard, HANDOFF_TIMEOUT, MAX_PULL_ATTEMPTS, PULL_RETRY};
 use crate::config::{Destination, Emigrants, MigrationSection};
 use crate::messages::{MigrationAnswer, PullAnswer, RetryPull};
-use crate::network::Command;
 use crate::population::{rank, IndividualId};
 use crate::state::{now_ms, Direction, Event, Record, Status};
 use crate::view::MigrationView;
@@ -145,21 +144,16 @@ impl Shard {
         }
         self.since_migration = 0;
         self.migrating = true;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        network.send(Command::Request {
-            peer: peer_id,
-            request: Box::new(Request::Migrate {
+        let answer = network.request(
+            peer_id,
+            Request::Migrate {
                 island: self.node_id.clone(),
                 migrants,
-            }),
-            reply,
-        });
+            },
+        );
         let me = self.self_addr.clone();
         actix::spawn(async move {
-            let result = match answer.await {
-                Ok(r) => r,
-                Err(_) => Err("the network stopped".to_string()),
-            };
+            let result = answer.await;
             if let Some(me) = me {
                 me.do_send(MigrationAnswer { peer, sent, result });
             }
@@ -213,23 +207,18 @@ impl Shard {
             .evolution
             .initial_population
             .clamp(1, protocol::wire::MAX_MIGRANTS) as u32;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        network.send(Command::Request {
-            peer: peer_id,
-            request: Box::new(Request::Pull {
+        let answer = network.request(
+            peer_id,
+            Request::Pull {
                 island: self.node_id.clone(),
                 count,
-            }),
-            reply,
-        });
+            },
+        );
         self.reporter
             .line(&format!("asking {peer} for {count} migrants to start from"));
         let me = self.self_addr.clone();
         actix::spawn(async move {
-            let result = match answer.await {
-                Ok(r) => r,
-                Err(_) => Err("the network stopped".to_string()),
-            };
+            let result = answer.await;
             if let Some(me) = me {
                 me.do_send(PullAnswer { peer, result });
             }
