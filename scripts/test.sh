@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test, on the CPU. Needs only a Rust toolchain
-# (rustup's stable; cargo fetches the crates). Ends with one summary line.
+# (rustup's stable; cargo fetches the crates) and, for the dashboard tests, Chromium,
+# which it installs with apt-get when it can. Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# The dashboard tests drive a headless Chromium (Debian's chromium package).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+   && [ -z "${EVO_BROWSER:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium for the dashboard tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: no chromium: the dashboard tests will fail (apt-get install chromium)" >&2
+  fi
+fi
 cargo build --workspace --all-targets --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -74,6 +74,18 @@ pub struct Conv {
     pub channels: u32,
 }
 
+impl Conv {
+    /// A 3x3 convolution (the paper's insertion) of `stride` and `channels`.
+    pub fn three_by_three(stride: u32, channels: u32) -> Conv {
+        Conv {
+            filter_h: 3,
+            filter_w: 3,
+            stride,
+            channels,
+        }
+    }
+}
+
 /// What an edge does to its source activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EdgeOp {
@@ -185,6 +197,36 @@ impl Genome {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+
+    /// Adds a vertex of `kind` fed by a new primary edge with `op` from `from`; returns
+    /// the vertex's id and the edge's. Nothing consumes the vertex yet.
+    pub(crate) fn grow_from(&mut self, from: Id, kind: VertexKind, op: EdgeOp) -> (Id, Id) {
+        let w = self.fresh_id();
+        let edge = self.fresh_id();
+        self.vertices.push(Vertex { id: w, kind });
+        self.edges.push(Edge {
+            id: edge,
+            from,
+            to: w,
+            primary: true,
+            op,
+        });
+        (w, edge)
+    }
+
+    /// Splits edge `chosen` (u->v) with a new vertex w of `kind`: u->w is a new primary
+    /// edge with `op`, and w->v is the old edge, keeping its id (and so its weights).
+    /// Returns w and the new edge's id.
+    pub(crate) fn split_edge(&mut self, chosen: Id, kind: VertexKind, op: EdgeOp) -> (Id, Id) {
+        let Some(from) = self.edge(chosen).map(|e| e.from) else {
+            unreachable!("edge {chosen} was chosen among the edges");
+        };
+        let (w, edge) = self.grow_from(from, kind, op);
+        if let Some(e) = self.edges.iter_mut().find(|e| e.id == chosen) {
+            e.from = w;
+        }
+        (w, edge)
     }
 
     /// The vertex with this id.

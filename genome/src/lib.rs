@@ -7,12 +7,13 @@
 //! ([`analysis`], [`shape`]), its costs ([`cost`]), the names of its weight tensors
 //! ([`tensors`]), the eleven mutations ([`mutation`]), their function-preserving forms
 //! ([`morphism`]) and how often each is drawn ([`weights`]), serialization ([`codec`]),
-//! renderings ([`render`]), the benchmark's reference nets ([`reference`]) and long
+//! renderings ([`render`], and SVG pictures in [`draw`]), the benchmark's reference nets ([`reference`]) and long
 //! mutation walks ([`walk`]). It knows nothing of tensors libraries or networks.
 
 pub mod analysis;
 pub mod codec;
 pub mod cost;
+pub mod draw;
 pub mod error;
 pub mod graph;
 pub mod limits;
@@ -31,7 +32,7 @@ pub use cost::{Cost, TrainingCost};
 pub use error::GenomeError;
 pub use graph::{AugmentGene, Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
 pub use limits::Limits;
-pub use morphism::{MutationStyle, TensorInit};
+pub use morphism::{MutationOptions, MutationStyle, TensorInit};
 pub use mutation::{
     apply, apply_with_style, reproduce, reproduce_with_style, Applied, Invalidated, Mutation,
     MutationError, Reproduction,

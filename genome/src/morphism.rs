@@ -27,6 +27,28 @@ pub enum MutationStyle {
     PreserveFunction,
 }
 
+/// How mutations are carried out: their style, and (beyond the paper, in the
+/// function-preserving style only) the fewest channels an inserted convolution gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MutationOptions {
+    /// The paper's mutations or their function-preserving forms.
+    pub style: MutationStyle,
+    /// With [`MutationStyle::PreserveFunction`]: an inserted convolution has at least
+    /// this many channels where the insertion can widen exactly (its first channels pass
+    /// the input on, the others start fresh and unused). 0: no floor, the width follows
+    /// the input's channels alone.
+    pub min_insert_channels: u32,
+}
+
+impl From<MutationStyle> for MutationOptions {
+    fn from(style: MutationStyle) -> Self {
+        MutationOptions {
+            style,
+            min_insert_channels: 0,
+        }
+    }
+}
+
 /// A special initialization of one of the child's tensors, carried out by the trainer
 /// from the parent's tensors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +74,12 @@ pub enum TensorInit {
     /// stride altered or inserted upstream): each new position gets the sum of the
     /// weights of the old positions that map to it by nearest-neighbour resampling, so
     /// that the logits stay nearly the same where neighbouring activations are alike.
-    /// Approximate, unlike the others.
+    /// Approximate, unlike the others. Channels the output activation gained (a widened
+    /// stride-2 insertion) get zero weights.
     Resample {
         /// The tensor's name (`head.weight`).
         name: String,
-        /// Channels of the output activation (unchanged).
+        /// Channels of the parent's output activation (the child's has as many or more).
         channels: u32,
         /// Its old height and width.
         from: (u32, u32),
@@ -174,7 +197,7 @@ pub fn grow_layout(
         if x == g.output_vertex {
             let s = analysis.vertex_shapes[&x];
             inits.push(TensorInit::Grow {
-                name: "head.weight".into(),
+                name: HEAD_WEIGHT.into(),
                 split,
                 feature_block: s.h * s.w,
             });
@@ -191,13 +214,16 @@ pub fn exact(inits: &[TensorInit]) -> bool {
         .any(|i| matches!(i, TensorInit::Resample { .. }))
 }
 
+/// The name of the head's weight matrix.
+pub const HEAD_WEIGHT: &str = "head.weight";
+
 /// The head's [`TensorInit::Resample`] when the output activation's height or width
-/// changed from `parent`'s to `child`'s with the same channels (`None` otherwise: the
-/// head is inherited as it is, or starts fresh).
+/// changed from `parent`'s to `child`'s, with the same channels or more (the new ones
+/// start unused) (`None` otherwise: the head is inherited as it is, or starts fresh).
 pub fn resample_head(g: &Genome, parent: &Analysis, child: &Analysis) -> Option<TensorInit> {
     let (a, b) = (parent.output_shape(g), child.output_shape(g));
-    (a.c == b.c && (a.h, a.w) != (b.h, b.w)).then(|| TensorInit::Resample {
-        name: "head.weight".into(),
+    (a.c <= b.c && (a.h, a.w) != (b.h, b.w)).then(|| TensorInit::Resample {
+        name: HEAD_WEIGHT.into(),
         channels: a.c,
         from: (a.h, a.w),
         to: (b.h, b.w),

@@ -7,10 +7,11 @@
 
 use crate::analysis::Analysis;
 use crate::error::GenomeError;
-use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, Vertex, VertexKind};
+use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, VertexKind};
 use crate::limits::Limits;
 use crate::morphism::{
-    grow_layout, layout_change, non_negative, resample_head, MutationStyle, TensorInit,
+    grow_layout, layout_change, non_negative, resample_head, MutationOptions, MutationStyle,
+    TensorInit, HEAD_WEIGHT,
 };
 use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
 use crate::weights::MutationWeights;
@@ -71,20 +72,15 @@ impl Mutation {
 
     /// The eleven and ALTER-AUGMENTATION, drawn from for a genome that carries an
     /// augmentation gene.
-    pub const WITH_AUGMENTATION: [Mutation; 12] = [
-        Mutation::AlterLearningRate,
-        Mutation::Identity,
-        Mutation::ResetWeights,
-        Mutation::InsertConvolution,
-        Mutation::RemoveConvolution,
-        Mutation::AlterStride,
-        Mutation::AlterNumberOfChannels,
-        Mutation::FilterSize,
-        Mutation::InsertOneToOne,
-        Mutation::AddSkip,
-        Mutation::RemoveSkip,
-        Mutation::AlterAugmentation,
-    ];
+    pub const WITH_AUGMENTATION: [Mutation; 12] = {
+        let mut all = [Mutation::AlterAugmentation; 12];
+        let mut i = 0;
+        while i < Mutation::ALL.len() {
+            all[i] = Mutation::ALL[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The paper's name, e.g. `ALTER-LEARNING-RATE`.
     pub fn name(self) -> &'static str {
@@ -241,12 +237,19 @@ pub fn apply_with_style(
     mutation: Mutation,
     rng: &mut impl Rng,
     limits: &Limits,
-    style: MutationStyle,
+    options: impl Into<MutationOptions>,
 ) -> Result<(Genome, Analysis, Applied), MutationError> {
     let parent_analysis = parent
         .analyze(limits)
         .map_err(MutationError::ParentInvalid)?;
-    apply_analyzed(parent, &parent_analysis, mutation, rng, limits, style)
+    apply_analyzed(
+        parent,
+        &parent_analysis,
+        mutation,
+        rng,
+        limits,
+        options.into(),
+    )
 }
 
 /// [`apply_with_style`] for a parent whose analysis is at hand.
@@ -256,12 +259,13 @@ fn apply_analyzed(
     mutation: Mutation,
     rng: &mut impl Rng,
     limits: &Limits,
-    style: MutationStyle,
+    options: MutationOptions,
 ) -> Result<(Genome, Analysis, Applied), MutationError> {
     let mut child = parent.clone();
-    let (invalidated, inits) = match style {
+    let (invalidated, inits) = match options.style {
         MutationStyle::PreserveFunction => {
-            match preserve_in_place(&mut child, parent_analysis, mutation, rng, limits)? {
+            let floor = options.min_insert_channels;
+            match preserve_in_place(&mut child, parent_analysis, mutation, rng, limits, floor)? {
                 Some(inits) => (Invalidated::none(), inits),
                 None => (
                     mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?,
@@ -290,13 +294,15 @@ fn apply_analyzed(
 
 /// The function-preserving form of `mutation`, applied to `g` in place: the
 /// initializations that keep the parent's function, or `None` if the mutation has no
-/// such form (the caller then applies the paper's).
+/// such form (the caller then applies the paper's). An inserted convolution gets at
+/// least `min_insert_channels` channels where it can widen exactly.
 fn preserve_in_place(
     g: &mut Genome,
     analysis: &Analysis,
     mutation: Mutation,
     rng: &mut impl Rng,
     limits: &Limits,
+    min_insert_channels: u32,
 ) -> Result<Option<Vec<TensorInit>>, MutationError> {
     match mutation {
         Mutation::InsertConvolution => {
@@ -315,7 +321,26 @@ fn preserve_in_place(
                     VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
                     _ => VertexKind::Linear,
                 };
-                let (w, new_edge) = insert_conv(g, chosen, u, kind, 2, c);
+                // Widened to the floor where the layout change is exact: in front of a
+                // convolution (its kernel grown), or through identity edges (the
+                // vertices and kernels that carry the layout grown, the head resampled
+                // with zero weights on the new channels).
+                let chain = if old_is_conv {
+                    Some(Vec::new())
+                } else {
+                    layout_change(g, analysis, v, chosen, false)
+                };
+                let channels = match &chain {
+                    Some(_) if min_insert_channels <= limits.max_channels => {
+                        c.max(min_insert_channels)
+                    }
+                    _ => c,
+                };
+                let (w, new_edge) = g.split_edge(
+                    chosen,
+                    kind,
+                    EdgeOp::Conv(Conv::three_by_three(2, channels)),
+                );
                 let mut inits = vec![TensorInit::PassThrough {
                     name: conv_kernel_name(new_edge),
                     split: false,
@@ -328,7 +353,27 @@ fn preserve_in_place(
                 let child = g
                     .analyze(limits)
                     .map_err(|source| MutationError::ChildInvalid { mutation, source })?;
-                inits.extend(resample_head(g, analysis, &child));
+                let resample = resample_head(g, analysis, &child);
+                if channels != c {
+                    if old_is_conv {
+                        inits.push(TensorInit::Grow {
+                            name: conv_kernel_name(chosen),
+                            split: None,
+                            feature_block: 1,
+                        });
+                    } else {
+                        // The head is resampled (its new channels zero) rather than grown
+                        // where its input's height and width change.
+                        let grown = grow_layout(g, analysis, &chain.unwrap_or_default(), None);
+                        let head_grown = |i: &TensorInit| matches!(i, TensorInit::Grow { name, .. } if name == HEAD_WEIGHT);
+                        inits.extend(
+                            grown
+                                .into_iter()
+                                .filter(|i| resample.is_none() || !head_grown(i)),
+                        );
+                    }
+                }
+                inits.extend(resample);
                 return Ok(Some(inits));
             }
             // What takes the new vertex's layout: the old edge's kernel, or (through an
@@ -350,10 +395,11 @@ fn preserve_in_place(
                 _ => (VertexKind::Linear, false, None),
             };
             // As many channels as the input (twice, split), or a multiple of it
-            // (INSERT_WIDTH_FACTORS), the further ones fresh and unused at first.
+            // (INSERT_WIDTH_FACTORS), and at least the floor, the further ones fresh and
+            // unused at first.
             let factor = *INSERT_WIDTH_FACTORS.choose(rng).expect("two factors");
             let base = if split { 2 * c } else { c };
-            let wide = c.saturating_mul(factor);
+            let wide = c.saturating_mul(factor).max(min_insert_channels);
             let mut channels = base;
             if wide > base && wide <= limits.max_channels {
                 if split {
@@ -363,7 +409,11 @@ fn preserve_in_place(
                     chain = Some(found);
                 }
             }
-            let (w, new_edge) = insert_conv(g, chosen, u, kind, 1, channels);
+            let (w, new_edge) = g.split_edge(
+                chosen,
+                kind,
+                EdgeOp::Conv(Conv::three_by_three(1, channels)),
+            );
             let mut inits = vec![TensorInit::PassThrough {
                 name: conv_kernel_name(new_edge),
                 split,
@@ -402,19 +452,7 @@ fn preserve_in_place(
                 VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
                 _ => VertexKind::Linear,
             };
-            let w = g.fresh_id();
-            let new_edge = g.fresh_id();
-            g.vertices.push(Vertex { id: w, kind });
-            if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
-                e.from = w;
-            }
-            g.edges.push(Edge {
-                id: new_edge,
-                from: u,
-                to: w,
-                primary: true,
-                op: EdgeOp::Identity,
-            });
+            let (w, _) = g.split_edge(chosen, kind, EdgeOp::Identity);
             Ok(Some(if kind == VertexKind::BnRelu {
                 vec![TensorInit::PassThroughBatchNorm {
                     prefix: bn_prefix(w),
@@ -489,38 +527,6 @@ fn preserve_in_place(
 /// tried (issue 11): over 4 seeds of 10 minutes it did no better.
 pub const INSERT_WIDTH_FACTORS: [u32; 2] = [1, 2];
 
-/// Splits backbone edge `chosen` (from `u`) with a new vertex `w` of `kind` fed by a new
-/// 3x3 convolution of `stride` and `channels`: u->w (new) and w->v (the old edge, keeping
-/// its id). Returns `w` and the new edge's id.
-fn insert_conv(
-    g: &mut Genome,
-    chosen: Id,
-    u: Id,
-    kind: VertexKind,
-    stride: u32,
-    channels: u32,
-) -> (Id, Id) {
-    let w = g.fresh_id();
-    let new_edge = g.fresh_id();
-    g.vertices.push(Vertex { id: w, kind });
-    if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
-        e.from = w;
-    }
-    g.edges.push(Edge {
-        id: new_edge,
-        from: u,
-        to: w,
-        primary: true,
-        op: EdgeOp::Conv(Conv {
-            filter_h: 3,
-            filter_w: 3,
-            stride,
-            channels,
-        }),
-    });
-    (w, new_edge)
-}
-
 fn conv_edges(g: &Genome) -> Vec<Id> {
     g.edges
         .iter()
@@ -542,7 +548,7 @@ fn split_backbone_edge(
     g: &mut Genome,
     mutation: Mutation,
     rng: &mut impl Rng,
-    op: impl FnOnce(&mut Genome, Id) -> EdgeOp,
+    op: impl FnOnce(Id) -> EdgeOp,
 ) -> Result<(), MutationError> {
     let edges = g.backbone_edges();
     let &chosen = edges
@@ -552,21 +558,9 @@ fn split_backbone_edge(
         .edge(chosen)
         .map(|e| e.from)
         .expect("backbone edge exists");
-    let w = g.fresh_id();
     let kind = random_kind(rng);
-    let new_edge = g.fresh_id();
-    let op = op(g, from);
-    g.vertices.push(Vertex { id: w, kind });
-    if let Some(e) = g.edges.iter_mut().find(|e| e.id == chosen) {
-        e.from = w;
-    }
-    g.edges.push(Edge {
-        id: new_edge,
-        from,
-        to: w,
-        primary: true,
-        op,
-    });
+    let op = op(from);
+    g.split_edge(chosen, kind, op);
     Ok(())
 }
 
@@ -594,18 +588,16 @@ fn mutate_in_place(
         Mutation::ResetWeights => Ok(Invalidated::All),
         Mutation::InsertConvolution => {
             let stride = if rng.random_bool(0.5) { 1 } else { 2 };
-            split_backbone_edge(g, mutation, rng, |_, from| {
-                EdgeOp::Conv(Conv {
-                    filter_h: 3,
-                    filter_w: 3,
+            split_backbone_edge(g, mutation, rng, |from| {
+                EdgeOp::Conv(Conv::three_by_three(
                     stride,
-                    channels: analysis.vertex_shapes[&from].c,
-                })
+                    analysis.vertex_shapes[&from].c,
+                ))
             })?;
             Ok(Invalidated::none())
         }
         Mutation::InsertOneToOne => {
-            split_backbone_edge(g, mutation, rng, |_, _| EdgeOp::Identity)?;
+            split_backbone_edge(g, mutation, rng, |_| EdgeOp::Identity)?;
             Ok(Invalidated::none())
         }
         Mutation::RemoveConvolution => {
@@ -813,9 +805,10 @@ pub fn reproduce_with_style(
     mutations: usize,
     rng: &mut impl Rng,
     limits: &Limits,
-    style: MutationStyle,
+    options: impl Into<MutationOptions>,
     weights: &MutationWeights,
 ) -> Result<Reproduction, MutationError> {
+    let options = options.into();
     let mut current = parent.clone();
     let mut analysis = parent
         .analyze(limits)
@@ -833,7 +826,7 @@ pub fn reproduce_with_style(
             let Some(m) = weights.draw(candidates, rng) else {
                 return Err(MutationError::Exhausted(0));
             };
-            match apply_analyzed(&current, &analysis, m, rng, limits, style) {
+            match apply_analyzed(&current, &analysis, m, rng, limits, options) {
                 Ok((child, child_analysis, a)) => {
                     current = child;
                     analysis = child_analysis;
@@ -974,6 +967,79 @@ mod tests {
             seen.insert(channels / c);
         }
         assert_eq!(seen, BTreeSet::from(INSERT_WIDTH_FACTORS));
+    }
+
+    #[test]
+    fn a_floor_widens_insertions_at_either_stride() {
+        let options = MutationOptions {
+            style: MutationStyle::PreserveFunction,
+            min_insert_channels: 16,
+        };
+        let limits = Limits::default();
+        // From the linear classifier, an insertion is 16 wide, at either stride (at
+        // stride 2 the head is resampled, its new channels zero).
+        let mut widths = BTreeSet::new();
+        for seed in 0..40 {
+            let (child, _, applied) = apply_with_style(
+                &initial(),
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                options,
+            )
+            .unwrap();
+            let conv = convs(&child)[0];
+            widths.insert((conv.stride, conv.channels));
+            if conv.stride == 1 {
+                assert!(crate::morphism::exact(&applied.inits), "{applied:?}");
+            }
+        }
+        assert_eq!(widths, BTreeSet::from([(1, 16), (2, 16)]));
+        // In front of a convolution a stride-2 insertion is widened too, its consumer's
+        // kernel grown.
+        let parent = small();
+        let mut grown = 0;
+        for seed in 0..200 {
+            let (child, _, applied) = apply_with_style(
+                &parent,
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                options,
+            )
+            .unwrap();
+            let new = child
+                .edges
+                .iter()
+                .find(|e| parent.edge(e.id).is_none())
+                .expect("a new edge");
+            let channels = new.op.conv().expect("a convolution").channels;
+            assert!(channels >= 16, "{channels}");
+            if applied
+                .inits
+                .iter()
+                .any(|i| matches!(i, TensorInit::Grow { .. }))
+            {
+                grown += 1;
+            }
+        }
+        assert!(grown > 20, "{grown}");
+        // The paper's style ignores the floor.
+        let paper = MutationOptions {
+            style: MutationStyle::Paper,
+            min_insert_channels: 16,
+        };
+        for seed in 0..20 {
+            let (child, _, _) = apply_with_style(
+                &initial(),
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                paper,
+            )
+            .unwrap();
+            assert_eq!(convs(&child)[0].channels, 3);
+        }
     }
 
     #[test]

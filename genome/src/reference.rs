@@ -2,7 +2,7 @@
 //! genomes: a chain of 3x3 convolutions, each followed by batch norm and ReLU, then the
 //! fully connected head.
 
-use crate::graph::{Conv, Edge, EdgeOp, Genome, InputShape, Vertex, VertexKind};
+use crate::graph::{Conv, EdgeOp, Genome, InputShape, Vertex, VertexKind};
 use std::str::FromStr;
 use thiserror::Error;
 
@@ -95,25 +95,8 @@ impl ReferenceNet {
         };
         let mut prev = 0;
         for &(channels, stride) in layers {
-            let v = g.fresh_id();
-            let e = g.fresh_id();
-            g.vertices.push(Vertex {
-                id: v,
-                kind: VertexKind::BnRelu,
-            });
-            g.edges.push(Edge {
-                id: e,
-                from: prev,
-                to: v,
-                primary: true,
-                op: EdgeOp::Conv(Conv {
-                    filter_h: 3,
-                    filter_w: 3,
-                    stride,
-                    channels,
-                }),
-            });
-            prev = v;
+            let op = EdgeOp::Conv(Conv::three_by_three(stride, channels));
+            (prev, _) = g.grow_from(prev, VertexKind::BnRelu, op);
         }
         g.output_vertex = prev;
         g

@@ -49,6 +49,12 @@ pub fn next_parent(
     ranked.into_iter().find(|id| !taken.contains(id))
 }
 
+/// Whether another final training may start when `started` have: at most `members`
+/// of them (`stop.final_training_members`), or with 0 as many as workers ask for.
+pub fn another_member(members: usize, started: usize) -> bool {
+    members == 0 || started < members
+}
+
 /// The time a parent's training spent outside SGD (building, validating, saving), with a
 /// margin: twice that and two seconds more, or [`DEFAULT_OVERHEAD_SECONDS`] if unknown.
 pub fn overhead_seconds(outside_sgd: Option<f64>) -> f64 {
@@ -97,6 +103,17 @@ mod tests {
         taken.extend([3, 9]);
         assert_eq!(next_parent([7, 3, 9], &taken), None);
         assert_eq!(next_parent([], &BTreeSet::new()), None);
+    }
+
+    #[test]
+    fn the_final_training_trains_as_many_members_as_set() {
+        assert!(another_member(1, 0));
+        assert!(!another_member(1, 1));
+        assert!(another_member(2, 1));
+        assert!(!another_member(2, 2));
+        // 0: one per worker that asks.
+        assert!(another_member(0, 0));
+        assert!(another_member(0, 7));
     }
 
     #[test]

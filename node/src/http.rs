@@ -1,10 +1,13 @@
-//! The node's HTTP endpoint (actix-web, on its own worker thread): `GET /status`,
-//! `/population` (`?all=true` adds the dead), `/individuals/{id}`, `/individuals/{id}/dot`,
-//! `/peers` and `/metrics` (Prometheus text). Every answer comes from the shard actor, which never
+//! The node's HTTP endpoint (actix-web, on its own worker thread): the dashboard at
+//! `GET /` (and its chart library under `/assets/`), `/status`, `/population`
+//! (`?all=true` adds the dead), `/history` (`?since=MS`), `/individuals/{id}` with
+//! `/lineage`, `/graph.svg` and `/dot`, `/peers`, `/migrations` and `/metrics`
+//! (Prometheus text); `/api` lists them. Every answer comes from the shard actor, which never
 //! trains, so the endpoint answers while every worker trains.
 
 use crate::messages::{
-    GetIndividual, GetMetrics, GetMigrations, GetPeers, GetPopulation, GetStatus,
+    GetHistory, GetIndividual, GetLineage, GetMetrics, GetMigrations, GetPeers, GetPopulation,
+    GetStatus,
 };
 use crate::shard::Shard;
 use actix::Addr;
@@ -20,17 +23,48 @@ fn unavailable() -> HttpResponse {
         .body("the node is stopping\n")
 }
 
+/// The dashboard: one page, its scripts and styles inline or served from the binary.
+const DASHBOARD: &str = include_str!("../assets/dashboard.html");
+/// uPlot, the chart library the dashboard draws with (MIT; `assets/uplot/LICENSE`).
+const UPLOT_JS: &str = include_str!("../assets/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../assets/uplot/uPlot.min.css");
+
+/// What the endpoint serves, for a person or a script that asks `GET /api`.
+const API: &str = "evo node\n\
+     GET /                          the dashboard (a page that refreshes itself)\n\
+     GET /status                    the node at a glance (JSON)\n\
+     GET /population[?all=true]     live individuals and those in training (JSON)\n\
+     GET /history[?since=MS]        every individual as a compact row, the islands' curves (JSON)\n\
+     GET /individuals/{id}          genome, lineage and DOT (JSON)\n\
+     GET /individuals/{id}/lineage  the individual and its ancestors (JSON)\n\
+     GET /individuals/{id}/graph.svg  the architecture drawn (SVG)\n\
+     GET /individuals/{id}/dot      the genome in Graphviz DOT\n\
+     GET /peers                     peers and the islands gossip told of (JSON)\n\
+     GET /migrations                individuals sent and received (JSON)\n\
+     GET /metrics                   Prometheus metrics\n";
+
 async fn index() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body(
-        "evo node\n\
-         GET /status               the node at a glance (JSON)\n\
-         GET /population[?all=true] live individuals and those in training (JSON)\n\
-         GET /individuals/{id}     genome, lineage and DOT (JSON)\n\
-         GET /individuals/{id}/dot the genome in Graphviz DOT\n\
-         GET /peers                peers and the islands gossip told of (JSON)\n\
-         GET /migrations           individuals sent and received (JSON)\n\
-         GET /metrics              Prometheus metrics\n",
-    )
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(DASHBOARD)
+}
+
+async fn api() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body(API)
+}
+
+async fn uplot_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "max-age=86400"))
+        .body(UPLOT_JS)
+}
+
+async fn uplot_css() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "max-age=86400"))
+        .body(UPLOT_CSS)
 }
 
 async fn status(shard: ShardData) -> HttpResponse {
@@ -90,6 +124,61 @@ async fn individual_dot(shard: ShardData, path: web::Path<String>) -> HttpRespon
     }
 }
 
+async fn individual_svg(shard: ShardData, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = path.parse::<u64>() else {
+        return bad_id(&path);
+    };
+    match shard.send(GetIndividual(id)).await {
+        Ok(Some(v)) => {
+            // Drawn here, on the endpoint's thread, not on the shard's; a layout that
+            // fails is an error for this request alone.
+            let genome = v.record.genome;
+            let analysis = genome.analyze(&genome::Limits::default()).ok();
+            let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                genome.to_svg(analysis.as_ref())
+            }));
+            match drawn {
+                Ok(svg) => HttpResponse::Ok().content_type("image/svg+xml").body(svg),
+                Err(_) => HttpResponse::InternalServerError()
+                    .content_type("text/plain")
+                    .body(format!("individual {id} could not be drawn\n")),
+            }
+        }
+        Ok(None) => not_found(id),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn lineage(shard: ShardData, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = path.parse::<u64>() else {
+        return bad_id(&path);
+    };
+    match shard.send(GetLineage(id)).await {
+        Ok(Some(v)) => HttpResponse::Ok().json(v),
+        Ok(None) => not_found(id),
+        Err(_) => unavailable(),
+    }
+}
+
+/// Query of `GET /history`.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn history(shard: ShardData, query: web::Query<HistoryQuery>) -> HttpResponse {
+    match shard
+        .send(GetHistory {
+            since_ms: query.since,
+        })
+        .await
+    {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn migrations(shard: ShardData) -> HttpResponse {
     match shard.send(GetMigrations).await {
         Ok(v) => HttpResponse::Ok().json(v),
@@ -124,9 +213,15 @@ pub fn server(
         App::new()
             .app_data(data.clone())
             .route("/", web::get().to(index))
+            .route("/api", web::get().to(api))
+            .route("/assets/uplot.js", web::get().to(uplot_js))
+            .route("/assets/uplot.css", web::get().to(uplot_css))
             .route("/status", web::get().to(status))
             .route("/population", web::get().to(population))
+            .route("/history", web::get().to(history))
             .route("/individuals/{id}", web::get().to(individual))
+            .route("/individuals/{id}/lineage", web::get().to(lineage))
+            .route("/individuals/{id}/graph.svg", web::get().to(individual_svg))
             .route("/individuals/{id}/dot", web::get().to(individual_dot))
             .route("/metrics", web::get().to(metrics))
             .route("/peers", web::get().to(peers))

@@ -8,14 +8,19 @@
 //!   train them, [`messages`] what they (and the HTTP endpoint) send each other.
 //! - [`network`] is the libp2p event loop; [`http`] the status endpoint and [`view`] what
 //!   it serves; [`report`] what a person watching sees.
-//! - [`search_bench`] is the arithmetic of `evo bench search`.
+//! - [`launch`] starts a node from its parts and gives a handle on it.
+//! - [`search_bench`] is the arithmetic of `evo bench search`, [`experiment_report`] that
+//!   of `evo report`; [`plots`] draws their charts.
 
 pub mod budget;
 pub mod config;
+pub mod experiment_report;
 pub mod finale;
 pub mod http;
+pub mod launch;
 pub mod messages;
 pub mod network;
+pub mod plots;
 pub mod population;
 pub mod report;
 pub mod search_bench;

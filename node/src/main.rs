@@ -41,6 +41,9 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Test accuracy of an exported model, or of an ensemble of the top K.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Plots, the best architecture and a summary of an experiment, from its state
+    /// directory.
+    Report(commands::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => commands::export::run(args).map(|()| ExitCode::SUCCESS),
         Command::Evaluate(args) => commands::evaluate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => commands::report::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

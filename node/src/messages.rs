@@ -1,17 +1,20 @@
 //! The messages between the node's actors, in one place: what workers ask of the shard
 //! and tell it ([`NextJob`], [`Progress`], [`JobDone`], [`Checked`], [`WorkerStopped`]),
 //! what the shard hands them ([`Assignment`]: a [`Job`] or a [`Check`]), what the HTTP
-//! endpoint asks ([`GetStatus`], [`GetPopulation`], [`GetIndividual`], [`GetMetrics`],
-//! [`GetMigrations`], [`GetPeers`]), how `evo run` stops it ([`Shutdown`]) and attaches
-//! the network ([`AttachNetwork`]), and the answers the shard sends itself from the
-//! network's replies ([`MigrationAnswer`], [`PullAnswer`], [`RetryPull`]).
+//! endpoint asks ([`GetStatus`], [`GetPopulation`], [`GetIndividual`], [`GetLineage`],
+//! [`GetHistory`], [`GetMetrics`], [`GetMigrations`], [`GetPeers`]), how `evo run` stops it ([`Shutdown`]) and attaches
+//! the network ([`AttachNetwork`]), and what the shard sends itself when work it handed
+//! off is done: the network's replies ([`MigrationAnswer`], [`PullAnswer`],
+//! [`RetryPull`]) and file work run off its thread ([`ArrivalSaved`], [`PullAnswered`]).
 //!
 //! Defining them apart from the actors that handle them keeps the modules free of
 //! cycles: `shard` and `worker` both import this module, neither the other's insides.
 
 use crate::network::{NetEvents, Network};
 use crate::population::IndividualId;
-use crate::view::{IndividualView, MemberView, MigrationView, PeerView, StatusView};
+use crate::view::{
+    HistoryView, IndividualView, LineageView, MemberView, MigrationView, PeerView, StatusView,
+};
 use actix::Message;
 use genome::{Genome, Invalidated, TensorInit};
 use protocol::wire::Response;
@@ -146,6 +149,19 @@ pub struct GetPopulation {
 #[rtype(result = "Option<IndividualView>")]
 pub struct GetIndividual(pub IndividualId);
 
+/// Asks for an individual and its ancestors.
+#[derive(Message)]
+#[rtype(result = "Option<LineageView>")]
+pub struct GetLineage(pub IndividualId);
+
+/// Asks for the history the dashboard draws: rows changed after `since_ms` (0: all).
+#[derive(Message)]
+#[rtype(result = "HistoryView")]
+pub struct GetHistory {
+    /// Unix milliseconds; 0 for everything.
+    pub since_ms: u64,
+}
+
 /// Asks for the Prometheus metrics text.
 #[derive(Message)]
 #[rtype(result = "String")]
@@ -169,8 +185,32 @@ pub struct MigrationAnswer {
     pub peer: String,
     /// What was sent: id, fitness, weights checksum.
     pub sent: Vec<(IndividualId, f64, String)>,
+    /// Emigrants that could not be read, and why.
+    pub unreadable: Vec<(IndividualId, String)>,
     /// Its response, or why there is none.
     pub result: Result<Response, String>,
+}
+
+/// A migrant's files were saved off the shard's thread (or could not be).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ArrivalSaved {
+    /// The id it was given here.
+    pub id: IndividualId,
+    /// The arrival, saved, or why it was not.
+    pub result: Result<crate::state::Arrival, String>,
+}
+
+/// Our emigrants were read off the shard's thread and sent; what was sent, for the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PullAnswered {
+    /// The joining peer that asked.
+    pub peer: String,
+    /// What was sent: id, fitness, weights checksum.
+    pub sent: Vec<(IndividualId, f64, String)>,
+    /// Individuals that could not be read, and why.
+    pub unreadable: Vec<(IndividualId, String)>,
 }
 
 /// The answer to a pull this shard sent when it joined.

@@ -216,6 +216,35 @@ impl RunTrace {
         }
     }
 
+    /// Share of `[from, to]` in which at least one training of this node was running
+    /// (its whole job: build, SGD, validation, save). The workers share one pool of
+    /// training threads, so a lone training (the final training with one member, say)
+    /// keeps the pool busy though the other workers wait. For one node's trace; average
+    /// it over the nodes of islands.
+    pub fn busy_share(&self, from: f64, to: f64) -> f64 {
+        let span = to - from;
+        if span <= 0.0 {
+            return 0.0;
+        }
+        let mut spans: Vec<(f64, f64)> = self
+            .finished
+            .iter()
+            .map(|f| (f.at_s - f.seconds, f.at_s))
+            .chain(self.unfinished.iter().copied())
+            .map(|(a, b)| (a.max(from), b.min(to)))
+            .filter(|(a, b)| b > a)
+            .collect();
+        spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let (mut busy, mut reach) = (0.0, from);
+        for (a, b) in spans {
+            if b > reach {
+                busy += b - a.max(reach);
+                reach = b;
+            }
+        }
+        (busy / span).min(1.0)
+    }
+
     /// This trace and `other` as one experiment (islands): births and trainings of
     /// both, on the clock of whichever started first.
     pub fn merge(&self, other: &RunTrace) -> RunTrace {
@@ -271,69 +300,30 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
 }
 
 /// One line of the plot: a name and (minutes, accuracy in percent) points.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// Its name in the legend.
-    pub name: String,
-    /// Its points, in order of minutes.
-    pub points: Vec<(f64, f64)>,
-    /// Drawn dashed (a reference net's final accuracy) rather than solid.
-    pub dashed: bool,
-}
+pub use crate::plots::Series;
 
-/// Draws `series` (best validation accuracy in percent against minutes) as an SVG file.
+/// Draws `series` (best validation accuracy in percent against minutes, up to
+/// `minutes`) as an SVG file.
 pub fn plot_svg(
     path: &Path,
     title: &str,
     minutes: f64,
     series: &[Series],
 ) -> Result<(), BenchError> {
-    use plotters::prelude::*;
-    let fail = |e: &dyn std::fmt::Display| BenchError::Plot {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let chart = crate::plots::Chart {
+        title: title.to_string(),
+        x_desc: "minutes".into(),
+        y_desc: "best validation accuracy (%)".into(),
+        log_x: false,
+        // The x axis runs to the benchmark's end even where no line reaches it.
+        x_max: Some(minutes.max(0.1)),
+        marks: crate::plots::Marks::Lines,
+        series: series.to_vec(),
     };
-    let top = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(10.0f64, f64::max);
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..minutes.max(0.1), 0.0..(top + 5.0).min(100.0))
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("best validation accuracy (%)")
-        .draw()
-        .map_err(|e| fail(&e))?;
-    for (i, s) in series.iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
-        let style = ShapeStyle::from(colour).stroke_width(2);
-        let drawn = if s.dashed {
-            chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, style))
-        } else {
-            chart.draw_series(LineSeries::new(s.points.clone(), style))
-        };
-        drawn
-            .map_err(|e| fail(&e))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
+    chart.save_svg(path).map_err(|e| BenchError::Plot {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 #[cfg(test)]
@@ -471,6 +461,41 @@ mod tests {
         assert!((w.training_share - (5.0 / 6.0 + 1.0 + 4.0) / 10.0).abs() < 1e-12);
         let w = t.window(8.0, 10.0, 2);
         assert!((w.training_share - 2.0 / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_pool_is_busy_while_any_training_runs() {
+        // [0, 6] finished; [6, 7] failed and [6, 10] unfinished overlap; nothing after 10.
+        let t = RunTrace::parse(&log(&[
+            created(0),
+            started(0, 1),
+            finished(6_000, 1, 100, 5.0),
+            started(6_000, 2),
+            started(6_000, 3),
+            Event::TrainingFailed {
+                at_ms: 7_000,
+                id: 3,
+                reason: "diverged".into(),
+            },
+            birth(10_000, 0.5),
+        ]))
+        .unwrap();
+        assert!((t.busy_share(0.0, 10.0) - 1.0).abs() < 1e-12);
+        // Two overlapping trainings count once.
+        assert!((t.busy_share(5.0, 10.0) - 1.0).abs() < 1e-12);
+        assert!((t.busy_share(0.0, 20.0) - 0.5).abs() < 1e-12);
+        assert!((t.busy_share(8.0, 12.0) - 0.5).abs() < 1e-12);
+        assert_eq!(t.busy_share(3.0, 3.0), 0.0);
+        // A gap between trainings is idle.
+        let gap = RunTrace::parse(&log(&[
+            created(0),
+            started(0, 1),
+            finished(2_000, 1, 1, 1.0),
+            started(4_000, 2),
+            finished(6_000, 2, 1, 1.0),
+        ]))
+        .unwrap();
+        assert!((gap.busy_share(0.0, 6.0) - 4.0 / 6.0).abs() < 1e-12);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! What the HTTP endpoint serves, as JSON types: the node's status, its population and one
-//! individual. `evo status` reads the same types back.
+//! What the HTTP endpoint serves, as JSON types: the node's status, its population, one
+//! individual and its lineage, and the history the dashboard draws. `evo status` reads
+//! the same types back.
 
 use crate::population::IndividualId;
 use crate::state::{Direction, Record, Status};
@@ -173,6 +174,81 @@ pub struct Ancestor {
     pub fitness: Option<f64>,
     /// The mutations that made it from its own parent.
     pub mutations: Vec<Mutation>,
+    /// For a migrant, the island it came from and its id there (its own ancestors are
+    /// that island's); `None` for one bred here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::state::Origin>,
+    /// When it was born, Unix milliseconds.
+    #[serde(default)]
+    pub born_at_ms: u64,
+}
+
+/// `GET /individuals/{id}/lineage`: an individual and its ancestors, itself first, back
+/// to an initial individual or to a migrant (whose `origin` names the island it came
+/// from and its id there).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineageView {
+    /// The individual asked for.
+    pub id: IndividualId,
+    /// It and its ancestors, newest first.
+    pub steps: Vec<Ancestor>,
+}
+
+/// `GET /history`: every individual of this node as one compact row (or, with `since`,
+/// those born, dead or in training since then), and what gossip told of the other
+/// islands over time: what the dashboard draws, kept small for 10,000 individuals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryView {
+    /// This node's id.
+    pub node_id: String,
+    /// When this answer was made, Unix milliseconds (the next `since`).
+    pub now_ms: u64,
+    /// What each row holds, in order.
+    pub columns: Vec<String>,
+    /// The mutations, in the order a row's mutation index refers to.
+    pub mutations: Vec<String>,
+    /// The rows, by id.
+    pub rows: Vec<HistoryRow>,
+    /// The other islands' best over time.
+    pub islands: Vec<IslandCurve>,
+}
+
+/// One individual in [`HistoryView`], as a JSON array: id, birth (Unix ms), fitness,
+/// status (0 alive, 1 dead, 2 in training), parent, index of its first mutation, FLOPs,
+/// death (Unix ms), whether it is a migrant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow(
+    pub IndividualId,
+    pub u64,
+    pub Option<f64>,
+    pub u8,
+    pub Option<IndividualId>,
+    pub Option<u8>,
+    pub u64,
+    pub Option<u64>,
+    pub bool,
+);
+
+/// The names of [`HistoryRow`]'s fields, in order.
+pub const HISTORY_COLUMNS: [&str; 9] = [
+    "id",
+    "born_at_ms",
+    "fitness",
+    "status",
+    "parent",
+    "mutation",
+    "flops",
+    "died_at_ms",
+    "migrant",
+];
+
+/// What gossip told of one island over time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IslandCurve {
+    /// The island (node id).
+    pub island: String,
+    /// Points: when heard (Unix ms), its best fitness (if any), its FLOPs so far.
+    pub points: Vec<(u64, Option<f64>, f64)>,
 }
 
 /// `GET /individuals/{id}`: everything known of one individual.

@@ -241,10 +241,10 @@ fn serve(body: Vec<u8>, requests: usize) -> String {
     format!("http://{addr}")
 }
 
-#[test]
-fn data_fetch_downloads_checks_and_unpacks() {
+/// A CIFAR-10 binary release of `per_batch` images a file, as the official `.tar.gz`.
+fn cifar10_archive(per_batch: usize) -> Vec<u8> {
     let src = tempfile::tempdir().unwrap();
-    write_cifar10(src.path(), 3);
+    write_cifar10(src.path(), per_batch);
     let mut archive = Vec::new();
     {
         let gz = flate2::write::GzEncoder::new(&mut archive, flate2::Compression::fast());
@@ -256,6 +256,12 @@ fn data_fetch_downloads_checks_and_unpacks() {
         .unwrap();
         tar.into_inner().unwrap().finish().unwrap();
     }
+    archive
+}
+
+#[test]
+fn data_fetch_downloads_checks_and_unpacks() {
+    let archive = cifar10_archive(3);
     let md5 = format!("{:x}", md5::Md5::digest(&archive));
     let url = serve(archive, 4);
     let dest = tempfile::tempdir().unwrap();
@@ -295,4 +301,116 @@ fn data_fetch_downloads_checks_and_unpacks() {
         .path()
         .join("cifar-10-batches-bin/test_batch.bin")
         .exists());
+}
+
+/// A copy of the repository's main script and quick config in a folder of its own, as a
+/// fresh clone would have them (no data, no runs).
+fn fresh_checkout() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["scripts/main.sh", "configs/quick-cifar10.toml"] {
+        let to = root.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(file), &to).unwrap();
+    }
+    root
+}
+
+/// `scripts/main.sh` of `checkout` with `args`, the test's evo and `env`.
+fn main_sh(
+    checkout: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(checkout.join("scripts/main.sh"))
+        .args(args)
+        .env("EVO_BIN", env!("CARGO_BIN_EXE_evo"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_main_script_with_no_data_fetches_cifar10_and_runs() {
+    let archive = cifar10_archive(30);
+    let md5 = format!("{:x}", md5::Md5::digest(&archive));
+    let url = serve(archive, 2);
+    let checkout = fresh_checkout();
+    let port = common::free_port().to_string();
+    let http = format!("127.0.0.1:{port}");
+    let tiny = |minutes: &'static str| {
+        [
+            "--max-minutes",
+            minutes,
+            "--offline",
+            "--http",
+            &http,
+            "data.validation_images=30",
+            "training.batch=10",
+            "training.steps=5",
+            "evolution.population_size=4",
+            "evolution.initial_population=2",
+        ]
+        .map(String::from)
+    };
+    let args = tiny("0.25");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = main_sh(
+        checkout.path(),
+        &args,
+        &[("EVO_DATA_BASE_URL", &url), ("EVO_DATA_MD5", &md5)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("downloading CIFAR-10 into data/"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("dashboard: http://127.0.0.1:{port}/")),
+        "{stderr}"
+    );
+    let root = checkout.path();
+    assert!(root
+        .join("data/cifar-10-batches-bin/test_batch.bin")
+        .exists());
+    assert!(root.join("runs/quick-cifar10/events.jsonl").exists());
+    assert!(root.join("runs/quick-cifar10-best").is_dir());
+    // The test accuracy of the exported best is printed at the end.
+    assert!(stdout.to_lowercase().contains("test"), "{stdout}");
+
+    // Run again: the data set is found, not fetched again (the server is gone).
+    let args = tiny("0.3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let again = main_sh(root, &args, &[]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        stdout.contains("data set: data/cifar-10-batches-bin"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_main_script_offline_with_no_data_says_what_to_do() {
+    let checkout = fresh_checkout();
+    // Nothing listens on port 9 of the loopback: as good as no network.
+    let out = main_sh(
+        checkout.path(),
+        &[],
+        &[("EVO_DATA_BASE_URL", "http://127.0.0.1:9")],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not download CIFAR-10"), "{stderr}");
+    assert!(stderr.contains("data/cifar-10-batches-bin"), "{stderr}");
+    assert!(stderr.contains("main.sh DIR"), "{stderr}");
+    assert!(!checkout.path().join("runs").exists(), "nothing was run");
 }

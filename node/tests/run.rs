@@ -289,7 +289,7 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
 }
 
 #[test]
-fn the_final_training_trains_copies_of_the_best_until_the_wall_time_limit() {
+fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
@@ -300,6 +300,10 @@ fn the_final_training_trains_copies_of_the_best_until_the_wall_time_limit() {
         "stop.max_wall_minutes=0.4".into(),
         "stop.final_training_share=0.5".into(),
         "stop.max_individuals=100000".into(),
+        // Two workers, one member: the other worker idles once its last child is done.
+        "--workers".into(),
+        "2".into(),
+        "stop.final_training_members=1".into(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
@@ -316,7 +320,7 @@ fn the_final_training_trains_copies_of_the_best_until_the_wall_time_limit() {
     let records = records(&state);
     let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
     let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 4.0).collect();
-    assert!(!finals.is_empty(), "no final training: {records:?}");
+    assert_eq!(finals.len(), 1, "one final training: {records:?}");
     let mut parents = std::collections::BTreeSet::new();
     for r in &finals {
         assert_eq!(r["mutations"], serde_json::json!(["IDENTITY"]), "{r}");

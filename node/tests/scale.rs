@@ -9,15 +9,14 @@
 // A failed unwrap is the test failing.
 #![allow(clippy::unwrap_used)]
 
-use actix::{Actor, SyncArbiter};
 use node::config::ExperimentConfig;
-use node::messages::{AttachNetwork, GetStatus};
+use node::launch::{start, Networking, NodeSetup};
+use node::messages::GetStatus;
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
-use node::shard::{Shard, ShardSetup};
+use node::shard::ShardSetup;
 use node::state::StateDir;
-use node::worker::{Run, Worker};
-use protocol::behaviour::{build_swarm, SwarmOptions};
+use protocol::behaviour::SwarmOptions;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -88,6 +87,8 @@ fn thirty_islands_learn_the_experiment_wide_best() {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let mut shards = Vec::new();
+        // The handles live as long as the test: their runs end with it.
+        let mut nodes = Vec::new();
         let mut addresses: Vec<String> = Vec::new();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for i in 0..NODES {
@@ -95,7 +96,6 @@ fn thirty_islands_learn_the_experiment_wide_best() {
             let state = StateDir::create(&config.state_dir(), &config).unwrap();
             let key = libp2p::identity::Keypair::generate_ed25519();
             let peer_id = key.public().to_peer_id();
-            let (done, _ended) = futures::channel::oneshot::channel();
             let identity = node::network::Identity {
                 experiment: node::shard::experiment_id(&config),
                 fingerprint: config.fitness_fingerprint(),
@@ -103,48 +103,48 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                 limits: config.evolution.limits,
             };
             let mutation_weights = config.evolution.weights().unwrap();
-            let shard = Shard::new(ShardSetup {
-                state,
-                population: Population::new(4, config.evolution.strategy()),
-                config,
-                records: Vec::new(),
-                next_id: 0,
-                wall_before_ms: 0,
-                node_id: peer_id.to_string(),
-                input,
-                classes: 3,
-                workers: 1,
-                data_digest: None,
-                reporter: Reporter::new(OutputMode::Quiet, 1),
-                done,
-                waiting: Vec::new(),
-                mutation_weights,
-            })
-            .start();
-            std::mem::forget(_ended);
-            let worker_shard = shard.clone();
-            let pool = SyncArbiter::start(1, move || {
-                Worker::new(0, worker_shard.clone(), task, Device::Cpu)
-            });
-            pool.do_send(Run);
-            let options = SwarmOptions {
-                memory: true,
-                ..Default::default()
-            };
-            let swarm = build_swarm(key, &options).unwrap();
             let port = base_port + i as u64;
-            let listen = vec![format!("/memory/{port}").parse().unwrap()];
             let bootstrap: Vec<libp2p::Multiaddr> = if i == 0 {
                 Vec::new()
             } else {
                 vec![addresses[rng.random_range(0..i)].parse().unwrap()]
             };
-            let (network, event_loop, events) =
-                node::network::start(swarm, identity, &listen, &bootstrap).unwrap();
-            shard.do_send(AttachNetwork { network, events });
-            actix_rt::spawn(event_loop.run());
+            // Started as `evo run` starts a node, with no HTTP endpoint.
+            let node = start(NodeSetup {
+                shard: ShardSetup {
+                    state,
+                    population: Population::new(4, config.evolution.strategy()),
+                    config,
+                    records: Vec::new(),
+                    next_id: 0,
+                    wall_before_ms: 0,
+                    node_id: peer_id.to_string(),
+                    input,
+                    classes: 3,
+                    workers: 1,
+                    data_digest: None,
+                    reporter: Reporter::new(OutputMode::Quiet, 1),
+                    waiting: Vec::new(),
+                    mutation_weights,
+                },
+                task,
+                device: Device::Cpu,
+                http: None,
+                network: Some(Networking {
+                    key,
+                    options: SwarmOptions {
+                        memory: true,
+                        ..Default::default()
+                    },
+                    identity,
+                    listen: vec![format!("/memory/{port}").parse().unwrap()],
+                    bootstrap,
+                }),
+            })
+            .unwrap();
+            shards.push(node.shard.clone());
+            nodes.push(node);
             addresses.push(format!("/memory/{port}/p2p/{peer_id}"));
-            shards.push(shard);
         }
 
         // Every node trains its individuals, then stops training (its network goes on).

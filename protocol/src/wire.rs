@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this build speaks (2: announcements carry the island's FLOPs).
+pub const VERSION: u16 = 2;
 /// The frame's magic bytes.
 pub const MAGIC: [u8; 3] = *b"EVO";
 /// Bytes before the body: magic, version, kind.
@@ -119,6 +119,8 @@ pub struct Announcement {
     pub population: u32,
     /// Individuals it has trained.
     pub trained: u64,
+    /// FLOPs it has spent training and validating.
+    pub flops: f64,
     /// Its best live individual.
     pub best: Option<Summary>,
     /// Its newest individual, if it differs from the best.
@@ -278,6 +280,9 @@ impl Message for Announcement {
     fn check(&self, limits: &Limits) -> Result<(), String> {
         check_text("experiment", &self.experiment)?;
         check_text("island", &self.island)?;
+        if !(self.flops.is_finite() && self.flops >= 0.0) {
+            return Err(format!("{} FLOPs is not a count", self.flops));
+        }
         for s in self.best.iter().chain(&self.newborn) {
             check_summary(s, limits)?;
         }
@@ -449,6 +454,7 @@ mod tests {
             sent_at_ms: 5,
             population: 20,
             trained: 300,
+            flops: 4.5e12,
             best: Some(summary(7)),
             newborn: Some(summary(9)),
         }
@@ -571,10 +577,15 @@ mod tests {
             decode::<Announcement>(&encode(&a).unwrap(), &limits),
             Err(WireError::Invalid { .. })
         ));
-        // A fitness out of range; a pull too large.
+        // A fitness out of range, FLOPs that are no count; a pull too large.
         let mut a = announcement();
         a.newborn.as_mut().unwrap().fitness = f64::NAN;
         assert!(decode::<Announcement>(&encode(&a).unwrap(), &limits).is_err());
+        for flops in [f64::NAN, -1.0, f64::INFINITY] {
+            let mut a = announcement();
+            a.flops = flops;
+            assert!(decode::<Announcement>(&encode(&a).unwrap(), &limits).is_err());
+        }
         let pull = Request::Pull {
             island,
             count: 1_000_000,

@@ -75,7 +75,9 @@ fn resample_head(
     let c = channels as usize;
     let (h, w) = (from.0 as usize, from.1 as usize);
     let (nh, nw) = (to.0 as usize, to.1 as usize);
-    if spec.role != TensorRole::HeadWeight || k != pk || pf != c * h * w || f != c * nh * nw {
+    // The child's output may have more channels than the parent's: their weights stay 0.
+    let widened = f % (nh * nw).max(1) == 0 && f / (nh * nw).max(1) >= c;
+    if spec.role != TensorRole::HeadWeight || k != pk || pf != c * h * w || !widened {
         return None;
     }
     let mut out = vec![0.0; k * f];
@@ -297,6 +299,25 @@ mod tests {
         )
         .unwrap();
         assert!((up.iter().sum::<f32>() - w.iter().sum::<f32>()).abs() < 1e-5);
+        // A child with more channels (a widened stride-2 insertion): the first channel's
+        // weights are resampled as before, the new channels' weights are zero.
+        let wide = resample_head(
+            &spec(&[1, 3 * 4], TensorRole::HeadWeight),
+            &parent,
+            &[1, 16],
+            1,
+            (4, 4),
+            (2, 2),
+        )
+        .unwrap();
+        assert_eq!(&wide[..4], &w[..]);
+        assert!(wide[4..].iter().all(|&v| v == 0.0));
+        // Fewer channels, or a size that is no whole number of channels: not resampled.
+        for features in [3, 6] {
+            let odd = spec(&[1, features], TensorRole::HeadWeight);
+            assert!(resample_head(&odd, &parent, &[1, 16], 1, (4, 4), (2, 2)).is_none());
+        }
+        assert!(resample_head(&child, &parent, &[1, 32], 2, (4, 4), (2, 2)).is_none());
     }
 
     #[test]

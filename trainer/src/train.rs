@@ -36,6 +36,14 @@ pub struct TrainConfig {
     /// step). A time budget, for training a fixed net for the wall time a search had.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_seconds: Option<f64>,
+    /// The genome's learning rate is multiplied by this (1: the rate as evolved). A
+    /// long final training starts lower than the short trainings the rate was chosen by.
+    #[serde(skip_serializing_if = "is_one")]
+    pub lr_scale: f64,
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 impl Default for TrainConfig {
@@ -49,6 +57,7 @@ impl Default for TrainConfig {
             seed: 0,
             schedule: Schedule::Constant,
             max_seconds: None,
+            lr_scale: 1.0,
         }
     }
 }
@@ -224,7 +233,7 @@ pub fn train(
     let augment = config.augment.with_gene(net.genome().augment);
     let pad = augment.pad_pixels(dims.h, dims.w);
     let device = net.device().clone();
-    let lr = net.genome().learning_rate;
+    let lr = net.genome().learning_rate * config.lr_scale;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut order = task.train.clone();
     let mut cursor = order.len();
@@ -510,6 +519,45 @@ mod tests {
             val > 0.95 && test > 0.95,
             "before {before}, val {val}, test {test}"
         );
+    }
+
+    #[test]
+    fn the_rate_is_the_genomes_times_its_scale() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        let g = Genome::initial(
+            InputShape {
+                height: 8,
+                width: 8,
+                channels: 3,
+            },
+            3,
+        );
+        let trained = |lr_scale: f64| {
+            let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
+            let config = TrainConfig {
+                steps: 20,
+                batch: 20,
+                lr_scale,
+                ..TrainConfig::default()
+            };
+            train(&net, &task, &config, |_| {}).unwrap();
+            net.weights().snapshot().unwrap()["head.weight"]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (fresh, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
+        let start = fresh.weights().snapshot().unwrap()["head.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // A scale of 0 leaves the weights where they were; a smaller scale moves them less.
+        assert_eq!(trained(0.0), start);
+        let moved = |w: Vec<f32>| -> f32 { w.iter().zip(&start).map(|(a, b)| (a - b).abs()).sum() };
+        assert!(moved(trained(0.25)) < moved(trained(1.0)));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use candle_core::{Device, Tensor};
 use genome::{
-    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation, MutationStyle,
+    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation,
+    MutationOptions, MutationStyle,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -108,13 +109,16 @@ enum Checked {
     Approximate,
 }
 
-/// Checks one preserving mutation of one parent.
-fn check(seed: u64, steps: usize, m: Mutation) -> Checked {
+/// Checks one preserving mutation of one parent, with insertions at least `floor`
+/// channels wide.
+fn check(seed: u64, steps: usize, m: Mutation, floor: u32) -> Checked {
     let (pg, tensors) = parent(seed, steps);
     let mut rng = seeded_rng(seed.wrapping_mul(31) + m as u64);
-    let Ok((child, _, applied)) =
-        apply_with_style(&pg, m, &mut rng, &limits(), MutationStyle::PreserveFunction)
-    else {
+    let options = MutationOptions {
+        style: MutationStyle::PreserveFunction,
+        min_insert_channels: floor,
+    };
+    let Ok((child, _, applied)) = apply_with_style(&pg, m, &mut rng, &limits(), options) else {
         return Checked::NotApplied;
     };
     let (p_net, _) =
@@ -133,7 +137,10 @@ fn check(seed: u64, steps: usize, m: Mutation) -> Checked {
         return Checked::Approximate;
     }
     let x = batch(seed + 100, 7);
-    let what = format!("seed {seed}, {steps} steps, {m}: {:?}", applied.inits);
+    let what = format!(
+        "seed {seed}, {steps} steps, {m}, floor {floor}: {:?}",
+        applied.inits
+    );
     assert_close(&logits(&c_net, &x), &logits(&p_net, &x), &what);
     c_net.calibrate(&batch(seed + 200, 20)).unwrap();
     assert_close(
@@ -148,9 +155,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn preserving_mutations_keep_the_parents_logits(seed in 0u64..1_000_000, steps in 0usize..14) {
+    fn preserving_mutations_keep_the_parents_logits(
+        seed in 0u64..1_000_000,
+        steps in 0usize..14,
+        floor in prop_oneof![Just(0u32), Just(5), Just(16)],
+    ) {
         for m in PRESERVING {
-            check(seed, steps, m);
+            check(seed, steps, m, floor);
         }
     }
 }
@@ -161,18 +172,25 @@ proptest! {
 fn preserving_forms_apply_and_start_from_the_linear_classifier() {
     for m in &PRESERVING[1..] {
         let exact = (0..40)
-            .filter(|&s| check(s, 6, *m) == Checked::Exact)
+            .filter(|&s| check(s, 6, *m, 0) == Checked::Exact)
             .count();
         assert!(
             exact >= 8,
             "{m} was checked exactly only {exact} times in 40"
         );
     }
-    let first: Vec<Checked> = (0..20)
-        .map(|s| check(s, 0, Mutation::InsertConvolution))
-        .collect();
-    assert!(!first.contains(&Checked::NotApplied));
-    assert!(first.iter().filter(|c| **c == Checked::Exact).count() >= 5);
+    for floor in [0, 16] {
+        let first: Vec<Checked> = (0..20)
+            .map(|s| check(s, 0, Mutation::InsertConvolution, floor))
+            .collect();
+        assert!(!first.contains(&Checked::NotApplied));
+        assert!(first.iter().filter(|c| **c == Checked::Exact).count() >= 5);
+    }
+    // With a floor, insertions that widen stay exact as often.
+    let exact = (0..40)
+        .filter(|&s| check(s, 6, Mutation::InsertConvolution, 16) == Checked::Exact)
+        .count();
+    assert!(exact >= 8, "floor 16: exact only {exact} times in 40");
 }
 
 /// The paper's style is unchanged: no special initializations.

@@ -28,13 +28,17 @@ pub enum GenomeCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Print a readable summary of a genome JSON file, or its Graphviz DOT.
+    /// Print a readable summary of a genome JSON file, or its Graphviz DOT; or draw it.
     Show {
         /// Genome JSON file.
         file: PathBuf,
         /// Print Graphviz DOT instead of the summary.
         #[arg(long)]
         dot: bool,
+        /// Also draw the architecture as an SVG picture into this file (no Graphviz
+        /// needed).
+        #[arg(long, value_name = "OUT")]
+        svg: Option<PathBuf>,
     },
     /// Print a reference net of the speed benchmark as genome JSON.
     Reference {
@@ -116,13 +120,18 @@ pub fn run(cmd: GenomeCommand) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        GenomeCommand::Show { file, dot } => {
+        GenomeCommand::Show { file, dot, svg } => {
             let g = read_genome(&file)?;
             let analysis = g.validate()?;
             if dot {
                 print!("{}", g.to_dot(Some(&analysis)));
             } else {
                 print!("{}", g.summary(&analysis));
+            }
+            if let Some(out) = svg {
+                std::fs::write(&out, g.to_svg(Some(&analysis)))
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!("drew the architecture into {}", out.display());
             }
             Ok(ExitCode::SUCCESS)
         }

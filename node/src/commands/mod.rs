@@ -5,6 +5,7 @@ pub mod data;
 pub mod evaluate;
 pub mod export;
 pub mod genome;
+pub mod report;
 pub mod run;
 pub mod search;
 pub mod status;

@@ -6,23 +6,19 @@
 //! state directory (every file, before it is repaired) and the data set (loaded before a
 //! new state directory is created).
 
-use actix::{Actor, SyncArbiter};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use genome::{Genome, InputShape};
 use node::config::{ExperimentConfig, FitnessSettings};
-use node::http;
-use node::messages::{AttachNetwork, Shutdown};
+use node::launch::{Networking, NodeSetup};
+use node::messages::Shutdown;
 use node::population::Population;
 use node::report::{OutputMode, Reporter};
 use node::shard::{RunEnd, Shard, ShardSetup};
 use node::state::{Event, StateDir, ARRIVAL_FILE};
-use node::worker::{Run, Worker};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use trainer::data::LoadOptions;
 use trainer::Task;
 
@@ -264,7 +260,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let mut waiting = Vec::new();
             for id in r.orphans.iter().chain(&r.lost) {
                 if r.state.individual_dir(*id).join(ARRIVAL_FILE).exists() {
-                    match r.state.load_arrival(*id) {
+                    match r.state.models().load_arrival(*id) {
                         Ok(a) => {
                             waiting.push(a);
                             continue;
@@ -352,7 +348,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("data: {data_summary}");
         eprintln!(
             "node {node_id}: experiment {} ({} selection, population {}), state {}, \
-             {workers} worker(s) on {} ({threads} CPU threads{}), status at http://{http_addr}/status",
+             {workers} worker(s) on {} ({threads} CPU threads{})",
             config.experiment.name,
             match config.evolution.selection {
                 node::config::Selection::Tournament => "tournament",
@@ -361,17 +357,33 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             config.evolution.population_size,
             state_path.display(),
             trainer::device::describe(&device),
-            if threads_configured { "" } else { ", node.threads came too late" },
+            if threads_configured {
+                ""
+            } else {
+                ", node.threads came too late"
+            },
         );
+    }
+    if mode != OutputMode::Json {
+        // Said even when quiet: it is where to watch the run.
+        eprintln!("dashboard: {}", dashboard_url(http_addr));
     }
     let mutation_weights = config
         .evolution
         .weights()
         .context("reading evolution.mutation_weights")?;
-    let system = actix_rt::System::new();
-    let end: Result<RunEnd> = system.block_on(async move {
-        let (done_tx, done_rx) = futures::channel::oneshot::channel();
-        let shard = Shard::new(ShardSetup {
+    let network = match network_plan {
+        Some(plan) => Some(Networking {
+            options: plan.options(identity.limits),
+            key,
+            identity,
+            listen: plan.listen,
+            bootstrap: plan.bootstrap,
+        }),
+        None => None,
+    };
+    let setup = NodeSetup {
+        shard: ShardSetup {
             state,
             config,
             records,
@@ -384,38 +396,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             workers,
             data_digest: fitness.data_digest.clone(),
             reporter: Reporter::new(mode, workers),
-            done: done_tx,
             waiting,
             mutation_weights,
-        })
-        .start();
-        let server = http::server(listener, shard.clone()).context("starting the HTTP endpoint")?;
-        let server_handle = server.handle();
-        actix_rt::spawn(server);
-        let counter = Arc::new(AtomicUsize::new(0));
-        let pool = {
-            let shard = shard.clone();
-            SyncArbiter::start(workers, move || {
-                let index = counter.fetch_add(1, Ordering::SeqCst);
-                Worker::new(index, shard.clone(), task, device.clone())
-            })
-        };
-        for _ in 0..workers {
-            pool.do_send(Run);
-        }
-        if let Some(plan) = network_plan {
-            let swarm = protocol::behaviour::build_swarm(key, &plan.options(identity.limits))?;
-            let (network, event_loop, events) =
-                node::network::start(swarm, identity, &plan.listen, &plan.bootstrap)?;
-            shard.do_send(AttachNetwork { network, events });
-            actix_rt::spawn(event_loop.run());
-        }
-        actix_rt::spawn(watch_signals(shard.clone()));
-        let end = done_rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the shard stopped without a word"))?;
-        server_handle.stop(false).await;
-        Ok(end)
+        },
+        task,
+        device,
+        http: Some(listener),
+        network,
+    };
+    let system = actix_rt::System::new();
+    let end: Result<RunEnd> = system.block_on(async move {
+        let node = node::launch::start(setup)?;
+        actix_rt::spawn(watch_signals(node.shard.clone()));
+        Ok(node.ended().await?)
     });
     let end = end?;
     summarize(&end, mode, &state_path);
@@ -423,6 +416,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(_) => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The dashboard's address for a node whose endpoint listens on `addr` (an unspecified
+/// address such as 0.0.0.0 is reached on the loopback).
+fn dashboard_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => "127.0.0.1".to_string(),
+            SocketAddr::V6(_) => "[::1]".to_string(),
+        }
+    } else {
+        match addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }
+    };
+    format!("http://{host}:{}/", addr.port())
 }
 
 /// Where and how the node meets its peers (`None` when `--offline`).

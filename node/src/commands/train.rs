@@ -137,6 +137,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         schedule: args.schedule,
         max_seconds: args.seconds,
+        lr_scale: 1.0,
     };
     let start = Start {
         genome: &genome,

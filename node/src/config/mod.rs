@@ -226,6 +226,12 @@ mod tests {
             assert_eq!(c.training.budget, Budget::Fixed);
             assert_eq!(c.training.gradient_clip, 0.0);
             assert_eq!(c.stop.final_training_share, 0.0);
+            assert_eq!(c.evolution.min_insert_channels, 0);
+            assert_eq!(c.stop.final_training_lr_factor, 1.0);
+            assert_eq!(
+                c.evolution.mutation_options(),
+                genome::MutationOptions::from(MutationStyle::Paper)
+            );
             assert_eq!(c.training.augment.pad, trainer::batch::Pad::Pixels(4));
             let canonical = c.fitness_settings().canonical();
             assert!(!c.evolution.augmentation_gene);

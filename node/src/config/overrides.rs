@@ -83,6 +83,8 @@ impl ExperimentConfig {
                 max_wall_minutes: Some(1.0),
                 target_accuracy: Some(1.0),
                 final_training_share: 0.0,
+                final_training_members: 0,
+                final_training_lr_factor: 1.0,
             },
             node: NodeSection {
                 state_dir: Some("x".into()),

@@ -4,7 +4,7 @@
 use super::ConfigError;
 use crate::budget::Budget;
 use crate::population::Strategy;
-use genome::{Limits, Mutation, MutationStyle, MutationWeights};
+use genome::{Limits, Mutation, MutationOptions, MutationStyle, MutationWeights};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -211,6 +211,7 @@ impl TrainingSection {
             seed,
             schedule: self.schedule,
             max_seconds: None,
+            lr_scale: 1.0,
         }
     }
 }
@@ -255,6 +256,11 @@ pub struct EvolutionSection {
     /// ALTER-AUGMENTATION mutates and children inherit, so that evolution decides the
     /// augmentation by validation accuracy.
     pub augmentation_gene: bool,
+    /// Beyond the paper, with `preserve-function` only: the fewest channels an inserted
+    /// convolution gets where the insertion can widen exactly (its first channels pass
+    /// the input on, the rest start fresh and unused), so that no lineage is held to
+    /// the input's few channels; 0 (the paper): the input's channels decide.
+    pub min_insert_channels: u32,
     /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
     /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
     /// the paper's uniform draw. Beyond the paper when set.
@@ -275,6 +281,7 @@ impl Default for EvolutionSection {
             mutations_per_reproduction: 1,
             mutation_style: MutationStyle::Paper,
             augmentation_gene: false,
+            min_insert_channels: 0,
             mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
@@ -301,6 +308,14 @@ impl EvolutionSection {
         })
     }
 
+    /// How mutations are carried out: their style and the insertion floor.
+    pub fn mutation_options(&self) -> MutationOptions {
+        MutationOptions {
+            style: self.mutation_style,
+            min_insert_channels: self.min_insert_channels,
+        }
+    }
+
     /// The selection rule for [`crate::population::Population`].
     pub fn strategy(&self) -> Strategy {
         match self.selection {
@@ -313,7 +328,7 @@ impl EvolutionSection {
 }
 
 /// `[stop]`: the run stops when any condition set is met; none set runs until stopped.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StopSection {
     /// Stop after this many individuals have been trained (the initial ones included).
@@ -329,6 +344,28 @@ pub struct StopSection {
     /// training the best members further instead of breeding ([`crate::finale`]); 0
     /// (the paper): none.
     pub final_training_share: f64,
+    /// How many of the best members the final training trains, each on a worker of its
+    /// own; the other workers stay idle, so on a CPU their threads speed up those
+    /// trainings. 0: one per worker.
+    pub final_training_members: usize,
+    /// The final training's peak learning rate as a share of the member's own (evolved
+    /// for short trainings; a long one from the same rate can fall far below where it
+    /// started). 1: the member's rate.
+    pub final_training_lr_factor: f64,
+}
+
+impl Default for StopSection {
+    fn default() -> Self {
+        StopSection {
+            max_individuals: None,
+            max_total_flops: None,
+            max_wall_minutes: None,
+            target_accuracy: None,
+            final_training_share: 0.0,
+            final_training_members: 0,
+            final_training_lr_factor: 1.0,
+        }
+    }
 }
 
 /// `[node]`: this machine's share of the work.

@@ -103,6 +103,15 @@ impl ExperimentConfig {
                 ),
             );
         }
+        if v.min_insert_channels > v.limits.max_channels {
+            return invalid(
+                "evolution.min_insert_channels",
+                format!(
+                    "{} is more than evolution.limits.max_channels ({})",
+                    v.min_insert_channels, v.limits.max_channels
+                ),
+            );
+        }
         if v.mutations_per_reproduction == 0 || v.mutations_per_reproduction > 100 {
             return invalid(
                 "evolution.mutations_per_reproduction",
@@ -142,6 +151,22 @@ impl ExperimentConfig {
                 "stop.final_training_share",
                 "needs stop.max_wall_minutes: the final training is a share of the wall time"
                     .into(),
+            );
+        }
+        let f = s.final_training_lr_factor;
+        if !(f > 0.0 && f <= 1.0) {
+            return invalid(
+                "stop.final_training_lr_factor",
+                format!("{f} is not in (0, 1]"),
+            );
+        }
+        if s.final_training_members > MAX_WORKERS {
+            return invalid(
+                "stop.final_training_members",
+                format!(
+                    "{} is more than the {MAX_WORKERS} workers a node may have",
+                    s.final_training_members
+                ),
             );
         }
         let n = &self.node;
@@ -379,6 +404,26 @@ mod tests {
                 "stop.final_training_share",
                 "-0.1",
                 "stop.final_training_share",
+            ),
+            (
+                "stop.final_training_members",
+                "5000",
+                "stop.final_training_members",
+            ),
+            (
+                "evolution.min_insert_channels",
+                "4096",
+                "evolution.min_insert_channels",
+            ),
+            (
+                "stop.final_training_lr_factor",
+                "0",
+                "stop.final_training_lr_factor",
+            ),
+            (
+                "stop.final_training_lr_factor",
+                "1.5",
+                "stop.final_training_lr_factor",
             ),
             ("node.workers", "0", "node.workers"),
             ("node.threads", "5000", "node.threads"),

@@ -6,6 +6,7 @@
 
 use super::{percent, shape_of, Shard};
 use crate::config::Admission;
+use crate::messages::ArrivalSaved;
 use crate::network::Command;
 use crate::population::{rank, IndividualId};
 use crate::state::{now_ms, Arrival, Direction, Event, Origin, Record, StateError, Status};
@@ -99,7 +100,7 @@ impl Shard {
         }
         serde_json::from_str::<ModelMeta>(&m.meta_json)
             .map_err(|e| format!("malformed model metadata: {e}"))?;
-        if self.arrivals.len() + self.checking.len() >= MAX_WAITING {
+        if self.arrivals.len() + self.checking.len() + self.saving.len() >= MAX_WAITING {
             return Err(format!(
                 "{MAX_WAITING} migrants are waiting to be scored already"
             ));
@@ -118,17 +119,47 @@ impl Shard {
             checksum: hex::encode(m.checksum),
             summary: m.summary,
         };
-        if let Err(e) = self.state.save_arrival(&arrival, &m.weights, &m.meta_json) {
-            self.discard(id);
-            return Err(e.to_string());
-        }
-        self.reporter.line(&format!(
-            "migrant #{} from {peer} (claims val {}) arrived as #{id}; scoring it",
-            arrival.summary.id,
-            percent(Some(arrival.summary.fitness)),
-        ));
-        self.arrivals.push_back(arrival);
+        // Writing and syncing its weights runs off this thread; it waits to be scored
+        // once saved ([`Self::arrival_saved`]).
+        self.saving.insert(id, arrival.checksum.clone());
+        let models = self.models.clone();
+        let (weights, meta_json) = (m.weights, m.meta_json);
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let saved = actix_rt::task::spawn_blocking(move || {
+                models
+                    .save_arrival(&arrival, &weights, &meta_json)
+                    .map(|()| arrival)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            let result = saved.unwrap_or_else(|e| Err(format!("saving it failed: {e}")));
+            if let Some(me) = me {
+                me.do_send(ArrivalSaved { id, result });
+            }
+        });
         Ok(true)
+    }
+
+    /// A migrant's files are saved (or could not be): it waits for a worker to score it.
+    pub(super) fn arrival_saved(&mut self, id: IndividualId, result: Result<Arrival, String>) {
+        self.saving.remove(&id);
+        match result {
+            Ok(arrival) => {
+                self.reporter.line(&format!(
+                    "migrant #{} from {} (claims val {}) arrived as #{id}; scoring it",
+                    arrival.summary.id,
+                    arrival.peer,
+                    percent(Some(arrival.summary.fitness)),
+                ));
+                self.arrivals.push_back(arrival);
+            }
+            Err(e) => {
+                self.discard(id);
+                self.reporter
+                    .line(&format!("the migrant that was to be #{id} is dropped: {e}"));
+            }
+        }
     }
 
     /// Where a copy of `m` is already: a migrant being checked with the same weights,
@@ -143,10 +174,13 @@ impl Shard {
         {
             return Some(format!("#{}, being scored", a.id));
         }
+        if let Some((id, _)) = self.saving.iter().find(|(_, c)| **c == sum) {
+            return Some(format!("#{id}, being saved"));
+        }
         self.records
             .values()
             .filter(|r| r.status == Status::Alive && r.genome == m.summary.genome)
-            .find(|r| self.state.weights_checksum(r.id).as_deref() == Some(sum.as_str()))
+            .find(|r| self.models.weights_checksum(r.id).as_deref() == Some(sum.as_str()))
             .map(|r| format!("#{}", r.id))
     }
 
@@ -255,7 +289,7 @@ impl Shard {
         };
         self.state.add(&record)?;
         // It has a record now: the arrival note has done its job.
-        self.state.settle_arrival(id)?;
+        self.models.settle_arrival(id)?;
         if let Err(e) = self.population.add(id, Some(fitness)) {
             return Err(StateError::Conflict {
                 id,
@@ -265,6 +299,7 @@ impl Shard {
         self.shapes
             .insert(id, shape_of(&record.genome, &self.config.evolution.limits));
         self.records.insert(id, record);
+        self.touched.insert(id, now_ms());
         let event = Event::Migration {
             at_ms: now_ms(),
             direction: Direction::In,

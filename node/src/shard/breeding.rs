@@ -89,13 +89,21 @@ impl Shard {
         };
         if !self.final_begun {
             self.final_begun = true;
-            let line = format!(
-                "final training: no more breeding; each worker trains a copy of one of the best until the limit of {max} minutes"
-            );
+            let who = match self.config.stop.final_training_members {
+                0 => "each worker trains a copy of one of the best".to_string(),
+                1 => "a copy of the best trains".to_string(),
+                n => format!("copies of the {n} best train"),
+            };
+            let line =
+                format!("final training: no more breeding; {who} until the limit of {max} minutes");
             self.reporter.line(&line);
             self.reporter.json(
                 serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}),
             );
+        }
+        if !finale::another_member(self.config.stop.final_training_members, self.final_started) {
+            self.set_idle(worker, "final training: its members are all in training");
+            return Assignment::Wait(WAIT);
         }
         let Some(parent) = finale::next_parent(self.population.ranked(), &self.final_taken) else {
             self.set_idle(worker, "final training: no member left to train");
@@ -114,6 +122,7 @@ impl Shard {
             return Assignment::Wait(WAIT);
         };
         self.final_taken.insert(parent);
+        self.final_started += 1;
         self.start(worker, Some(parent), Some(seconds))
     }
 
@@ -166,7 +175,7 @@ impl Shard {
                     self.config.evolution.mutations_per_reproduction,
                     &mut self.rng,
                     &limits,
-                    self.config.evolution.mutation_style,
+                    self.config.evolution.mutation_options(),
                     &self.mutation_weights,
                 ) {
                     Ok(r) => r,
@@ -277,6 +286,7 @@ impl Shard {
                     steps,
                     max_seconds: Some(seconds),
                     schedule: trainer::train::Schedule::Cosine,
+                    lr_scale: self.config.stop.final_training_lr_factor,
                     ..self.config.training.train_config(seed)
                 },
                 None => TrainConfig {
@@ -307,7 +317,9 @@ impl Shard {
             return Ok(());
         };
         let fitness = record.fitness;
-        self.state.kill(record, now_ms())?;
+        let at = now_ms();
+        self.state.kill(record, at)?;
+        self.touched.insert(id, at);
         self.deaths += 1;
         self.reporter.line(&format!(
             "death #{id} (val {})",
@@ -427,6 +439,7 @@ impl Shard {
             ),
         };
         self.records.insert(id, record);
+        self.touched.insert(id, now_ms());
         self.last_born = Some(id);
         self.announce();
         // The final training sends nobody: the receivers are in theirs too.

@@ -3,9 +3,9 @@
 
 use super::Shard;
 use crate::messages::{
-    AttachNetwork, Checked, GetIndividual, GetMetrics, GetMigrations, GetPeers, GetPopulation,
-    GetStatus, JobDone, MigrationAnswer, NextJob, Progress, PullAnswer, RetryPull, Shutdown,
-    WorkerStopped,
+    ArrivalSaved, AttachNetwork, Checked, GetHistory, GetIndividual, GetLineage, GetMetrics,
+    GetMigrations, GetPeers, GetPopulation, GetStatus, JobDone, MigrationAnswer, NextJob, Progress,
+    PullAnswer, PullAnswered, RetryPull, Shutdown, WorkerStopped,
 };
 use crate::network::NetEvent;
 use crate::view::WorkerActivity;
@@ -94,6 +94,22 @@ impl Handler<GetIndividual> for Shard {
     }
 }
 
+impl Handler<GetLineage> for Shard {
+    type Result = MessageResult<GetLineage>;
+
+    fn handle(&mut self, msg: GetLineage, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.lineage_view(msg.0))
+    }
+}
+
+impl Handler<GetHistory> for Shard {
+    type Result = MessageResult<GetHistory>;
+
+    fn handle(&mut self, msg: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.history(msg.since_ms))
+    }
+}
+
 impl Handler<GetMetrics> for Shard {
     type Result = MessageResult<GetMetrics>;
 
@@ -128,7 +144,23 @@ impl Handler<MigrationAnswer> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: MigrationAnswer, _: &mut Context<Self>) {
-        self.on_migration_answer(msg.peer, msg.sent, msg.result);
+        self.on_migration_answer(msg.peer, msg.sent, msg.unreadable, msg.result);
+    }
+}
+
+impl Handler<PullAnswered> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: PullAnswered, _: &mut Context<Self>) {
+        self.pull_answered(msg.peer, msg.sent, msg.unreadable);
+    }
+}
+
+impl Handler<ArrivalSaved> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ArrivalSaved, _: &mut Context<Self>) {
+        self.arrival_saved(msg.id, msg.result);
     }
 }
 

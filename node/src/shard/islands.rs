@@ -43,6 +43,46 @@ impl Island {
     }
 }
 
+/// One point of an island's curve: what an announcement said when it was heard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    /// When it was heard, Unix milliseconds.
+    pub at_ms: u64,
+    /// The island's best fitness then.
+    pub best: Option<f64>,
+    /// The FLOPs it had spent.
+    pub flops: f64,
+}
+
+/// Most points kept of one island's curve; beyond, the older half is thinned.
+pub const MAX_CURVE_POINTS: usize = 2000;
+
+/// How long a curve goes without a point when its best does not change, milliseconds.
+pub const CURVE_QUIET_MS: u64 = 10_000;
+
+/// Adds `p` to an island's curve when it says something new: a first point, another
+/// best, or (FLOPs spent) a quiet spell of [`CURVE_QUIET_MS`]. A curve over
+/// [`MAX_CURVE_POINTS`] loses every other point of its older half, so that it stays
+/// small however long the run and keeps its recent detail.
+pub fn extend_curve(curve: &mut Vec<CurvePoint>, p: CurvePoint) {
+    let new = match curve.last() {
+        None => true,
+        Some(last) => {
+            last.best != p.best
+                || (p.at_ms >= last.at_ms.saturating_add(CURVE_QUIET_MS) && p.flops != last.flops)
+        }
+    };
+    if !new {
+        return;
+    }
+    curve.push(p);
+    if curve.len() > MAX_CURVE_POINTS {
+        let half = curve.len() / 2;
+        let older: Vec<CurvePoint> = curve[..half].iter().step_by(2).copied().collect();
+        curve.splice(..half, older);
+    }
+}
+
 /// The best of the experiment: of `ours` (this island's best) and the best of every
 /// island gossip has told of, the highest fitness (NaN never wins over a number).
 pub fn experiment_best(
@@ -121,6 +161,7 @@ impl Shard {
             sent_at_ms: now_ms(),
             population: self.population.alive_count() as u32,
             trained: self.records.len() as u64,
+            flops: self.total_flops,
             best,
             newborn,
         })));
@@ -181,8 +222,18 @@ impl Shard {
                 if a.island == self.node_id {
                     return;
                 }
+                let now = now_ms();
+                let point = CurvePoint {
+                    at_ms: now,
+                    best: a.best.as_ref().map(|b| b.fitness),
+                    flops: a.flops,
+                };
+                extend_curve(
+                    self.island_curves.entry(a.island.clone()).or_default(),
+                    point,
+                );
                 self.islands
-                    .insert(a.island.clone(), Island::heard(&a, now_ms()));
+                    .insert(a.island.clone(), Island::heard(&a, now));
             }
             NetEvent::Request { id, peer, request } => {
                 let response = match *request {
@@ -190,7 +241,10 @@ impl Shard {
                         reason: "hellos are answered by the network".into(),
                     },
                     Request::Migrate { migrants, .. } => self.admit_migrants(&peer, migrants),
-                    Request::Pull { count, .. } => self.answer_pull(&peer, count as usize),
+                    // Answered once its emigrants are read, off this thread.
+                    Request::Pull { count, .. } => {
+                        return self.answer_pull(id, peer, count as usize);
+                    }
                 };
                 if let Some(n) = &self.network {
                     n.send(Command::Respond {
@@ -212,6 +266,41 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(at_ms: u64, best: f64, flops: f64) -> CurvePoint {
+        CurvePoint {
+            at_ms,
+            best: Some(best),
+            flops,
+        }
+    }
+
+    #[test]
+    fn a_curve_keeps_what_changed_and_stays_small() {
+        let mut c = Vec::new();
+        extend_curve(&mut c, point(0, 0.3, 1.0));
+        // Same best, soon after: nothing new.
+        extend_curve(&mut c, point(1_000, 0.3, 2.0));
+        assert_eq!(c.len(), 1);
+        // Another best: kept at once.
+        extend_curve(&mut c, point(2_000, 0.4, 3.0));
+        // A quiet spell with FLOPs spent: kept; without: not.
+        extend_curve(&mut c, point(12_000, 0.4, 9.0));
+        extend_curve(&mut c, point(30_000, 0.4, 9.0));
+        assert_eq!(
+            c.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+            vec![0, 2_000, 12_000]
+        );
+        // However many bests, it stays under the cap and keeps the newest.
+        let mut c = Vec::new();
+        for i in 0..10_000u64 {
+            extend_curve(&mut c, point(i, i as f64, i as f64));
+            assert!(c.len() <= MAX_CURVE_POINTS);
+        }
+        assert_eq!(c.last().map(|p| p.at_ms), Some(9_999));
+        assert_eq!(c[0].at_ms, 0);
+        assert!(c.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+    }
 
     fn best(island: &str, fitness: f64) -> IslandBest {
         IslandBest {

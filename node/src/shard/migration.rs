@@ -5,12 +5,13 @@
 
 use super::{percent, Shard, HANDOFF_TIMEOUT, MAX_PULL_ATTEMPTS, PULL_RETRY};
 use crate::config::{Destination, Emigrants, MigrationSection};
-use crate::messages::{MigrationAnswer, PullAnswer, RetryPull};
+use crate::messages::{MigrationAnswer, PullAnswer, PullAnswered, RetryPull};
+use crate::network::Command;
 use crate::population::{rank, IndividualId};
-use crate::state::{now_ms, Direction, Event, Record, Status};
+use crate::state::{now_ms, Direction, Event, ModelStore, Record, Status};
 use crate::view::MigrationView;
 use actix::{AsyncContext, Context};
-use protocol::wire::{Migrant, Request, Response};
+use protocol::wire::{Migrant, Request, Response, Summary};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -126,36 +127,38 @@ impl Shard {
         let Ok(peer_id) = peer.parse::<libp2p::PeerId>() else {
             return;
         };
-        let mut migrants = Vec::new();
-        let mut sent = Vec::new();
-        for id in self.emigrants(k, how, Some(&peer)) {
-            match self.migrant(id) {
-                Ok(migrant) => {
-                    sent.push((id, migrant.summary.fitness, hex::encode(migrant.checksum)));
-                    migrants.push(migrant);
-                }
-                Err(e) => self
-                    .reporter
-                    .line(&format!("individual #{id} cannot emigrate: {e}")),
-            }
-        }
-        if migrants.is_empty() {
+        let chosen: Vec<Summary> = self
+            .emigrants(k, how, Some(&peer))
+            .into_iter()
+            .filter_map(|id| self.summary(id))
+            .collect();
+        if chosen.is_empty() {
             return;
         }
         self.since_migration = 0;
         self.migrating = true;
-        let answer = network.request(
-            peer_id,
-            Request::Migrate {
-                island: self.node_id.clone(),
-                migrants,
-            },
-        );
+        let models = self.models.clone();
+        let island = self.node_id.clone();
         let me = self.self_addr.clone();
+        // Reading and hashing their weights runs off this thread.
         actix::spawn(async move {
-            let result = answer.await;
+            let read = read_emigrants(models, chosen).await;
+            let result = if read.migrants.is_empty() {
+                Err("none of the emigrants could be read".to_string())
+            } else {
+                let request = Request::Migrate {
+                    island,
+                    migrants: read.migrants,
+                };
+                network.request(peer_id, request).await
+            };
             if let Some(me) = me {
-                me.do_send(MigrationAnswer { peer, sent, result });
+                me.do_send(MigrationAnswer {
+                    peer,
+                    sent: read.sent,
+                    unreadable: read.unreadable,
+                    result,
+                });
             }
         });
     }
@@ -185,13 +188,6 @@ impl Shard {
             .filter_map(|r| Some((r.id, r.fitness.filter(|f| (0.0..=1.0).contains(f))?)))
             .collect();
         choose_emigrants(candidates, k, how, &mut self.rng)
-    }
-
-    /// One of our individuals with its weights and metadata, ready to travel.
-    pub(super) fn migrant(&self, id: IndividualId) -> Result<Migrant, String> {
-        let summary = self.summary(id).ok_or("no fitness")?;
-        let files = self.state.read_model(id).map_err(|e| e.to_string())?;
-        Ok(Migrant::new(summary, files.meta_json, files.weights))
     }
 
     /// A new node asks its first peer for migrants, so that it contributes at once.
@@ -225,42 +221,71 @@ impl Shard {
         });
     }
 
-    /// Answers a joining node's pull with up to `count` of our best (copies).
-    pub(super) fn answer_pull(&mut self, peer: &str, count: usize) -> Response {
+    /// Answers request `request` of a joining node's pull with up to `count` of our best
+    /// (copies), read off this thread; [`Self::pull_answered`] logs what went.
+    pub(super) fn answer_pull(&mut self, request: u64, peer: String, count: usize) {
+        let Some(network) = self.network.clone() else {
+            return;
+        };
         if self.stopping.is_some() {
-            return Response::Refused {
-                reason: "this node is stopping".into(),
-            };
+            network.send(Command::Respond {
+                id: request,
+                response: Box::new(Response::Refused {
+                    reason: "this node is stopping".into(),
+                }),
+            });
+            return;
         }
         let count = count.min(protocol::wire::MAX_MIGRANTS);
-        let mut migrants = Vec::new();
-        for id in self.emigrants(count, Emigrants::Best, Some(peer)) {
-            if let Ok(m) = self.migrant(id) {
-                let event = Event::Migration {
-                    at_ms: now_ms(),
-                    direction: Direction::Out,
-                    id,
-                    peer: peer.to_string(),
-                    remote_id: id,
-                    fitness: m.summary.fitness,
-                    claimed: None,
-                    checksum: hex::encode(m.checksum),
-                };
-                if let Err(e) = self.state.append(&event) {
-                    self.fatal(e);
-                    return Response::Refused {
-                        reason: "this node is stopping".into(),
-                    };
-                }
-                self.record_migration(&event);
-                migrants.push(m);
+        let chosen: Vec<Summary> = self
+            .emigrants(count, Emigrants::Best, Some(&peer))
+            .into_iter()
+            .filter_map(|id| self.summary(id))
+            .collect();
+        let models = self.models.clone();
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            let read = read_emigrants(models, chosen).await;
+            network.send(Command::Respond {
+                id: request,
+                response: Box::new(Response::Migrants {
+                    migrants: read.migrants,
+                }),
+            });
+            if let Some(me) = me {
+                me.do_send(PullAnswered {
+                    peer,
+                    sent: read.sent,
+                    unreadable: read.unreadable,
+                });
+            }
+        });
+    }
+
+    /// Our answer to a pull went: the migrations are logged.
+    pub(super) fn pull_answered(
+        &mut self,
+        peer: String,
+        sent: Vec<(IndividualId, f64, String)>,
+        unreadable: Vec<(IndividualId, String)>,
+    ) {
+        self.report_unreadable(&unreadable);
+        let n = sent.len();
+        for (id, fitness, checksum) in sent {
+            if !self.log_emigration(&peer, id, fitness, checksum) {
+                return;
             }
         }
         self.reporter.line(&format!(
-            "migration: {} individuals sent to {peer}, which joined",
-            migrants.len()
+            "migration: {n} individuals sent to {peer}, which joined"
         ));
-        Response::Migrants { migrants }
+    }
+
+    fn report_unreadable(&mut self, unreadable: &[(IndividualId, String)]) {
+        for (id, e) in unreadable {
+            self.reporter
+                .line(&format!("individual #{id} cannot emigrate: {e}"));
+        }
     }
 
     pub(super) fn on_pull_answer(&mut self, peer: String, result: Result<Response, String>) {
@@ -330,9 +355,11 @@ impl Shard {
         &mut self,
         peer: String,
         sent: Vec<(IndividualId, f64, String)>,
+        unreadable: Vec<(IndividualId, String)>,
         result: Result<Response, String>,
     ) {
         self.migrating = false;
+        self.report_unreadable(&unreadable);
         let leaving = self.leaving.take();
         self.on_migration_result(peer, sent, result);
         if let Some(reason) = leaving {
@@ -354,21 +381,9 @@ impl Shard {
                             .line(&format!("peer {peer} did not admit #{id}"));
                         continue;
                     }
-                    let event = Event::Migration {
-                        at_ms: now_ms(),
-                        direction: Direction::Out,
-                        id,
-                        peer: peer.clone(),
-                        remote_id: id,
-                        fitness,
-                        claimed: None,
-                        checksum: checksum.clone(),
-                    };
-                    if let Err(e) = self.state.append(&event) {
-                        self.fatal(e);
+                    if !self.log_emigration(&peer, id, fitness, checksum) {
                         return;
                     }
-                    self.record_migration(&event);
                     self.reporter.line(&format!(
                         "migration: #{id} (val {}) sent to {peer}",
                         percent(Some(fitness))
@@ -385,6 +400,33 @@ impl Shard {
                 .reporter
                 .line(&format!("migration to {peer} failed: {e}")),
         }
+    }
+
+    /// Logs that our #`id` went to `peer`; `false` if the log could not be written (the
+    /// run is stopping then).
+    fn log_emigration(
+        &mut self,
+        peer: &str,
+        id: IndividualId,
+        fitness: f64,
+        checksum: String,
+    ) -> bool {
+        let event = Event::Migration {
+            at_ms: now_ms(),
+            direction: Direction::Out,
+            id,
+            peer: peer.to_string(),
+            remote_id: id,
+            fitness,
+            claimed: None,
+            checksum,
+        };
+        if let Err(e) = self.state.append(&event) {
+            self.fatal(e);
+            return false;
+        }
+        self.record_migration(&event);
+        true
     }
 
     pub(super) fn record_migration(&mut self, event: &Event) {
@@ -415,6 +457,44 @@ impl Shard {
             }));
         }
     }
+}
+
+/// Our emigrants as read off the shard's thread.
+#[derive(Default)]
+struct Emigration {
+    /// Ready to travel.
+    migrants: Vec<Migrant>,
+    /// What they are: id, fitness, weights checksum.
+    sent: Vec<(IndividualId, f64, String)>,
+    /// Those whose files could not be read, and why.
+    unreadable: Vec<(IndividualId, String)>,
+}
+
+/// Reads the models of `chosen` (our own, so a summary's id is ours) on a blocking
+/// thread and makes them migrants, their weights hashed there too.
+async fn read_emigrants(models: ModelStore, chosen: Vec<Summary>) -> Emigration {
+    let ids: Vec<IndividualId> = chosen.iter().map(|s| s.id).collect();
+    let read = actix_rt::task::spawn_blocking(move || {
+        let mut out = Emigration::default();
+        for summary in chosen {
+            let id = summary.id;
+            match models.read_model(id) {
+                Ok(files) => {
+                    let m = Migrant::new(summary, files.meta_json, files.weights);
+                    out.sent
+                        .push((id, m.summary.fitness, hex::encode(m.checksum)));
+                    out.migrants.push(m);
+                }
+                Err(e) => out.unreadable.push((id, e.to_string())),
+            }
+        }
+        out
+    })
+    .await;
+    read.unwrap_or_else(|e| Emigration {
+        unreadable: ids.into_iter().map(|id| (id, e.to_string())).collect(),
+        ..Emigration::default()
+    })
 }
 
 #[cfg(test)]

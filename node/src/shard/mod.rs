@@ -35,7 +35,7 @@ use crate::config::ExperimentConfig;
 use crate::network::Network;
 use crate::population::{IndividualId, Population};
 use crate::report::Reporter;
-use crate::state::{Arrival, Record, StateDir, Status};
+use crate::state::{Arrival, ModelStore, Record, StateDir, Status};
 use crate::view::{MigrationView, StatusView, WorkerActivity};
 use actix::{Actor, Addr, AsyncContext, Context};
 use genome::{Genome, InputShape, Limits, Mutation, MutationWeights};
@@ -99,10 +99,8 @@ pub struct ShardSetup {
     pub data_digest: Option<String>,
     /// What to tell the person watching.
     pub reporter: Reporter,
-    /// Where the end of the run is sent.
-    pub done: futures::channel::oneshot::Sender<RunEnd>,
     /// Migrants that were still waiting to be scored when the run last stopped
-    /// ([`StateDir::load_arrival`]); they are scored first.
+    /// ([`crate::state::ModelStore::load_arrival`]); they are scored first.
     pub waiting: Vec<Arrival>,
     /// How often each mutation is drawn (`evolution.mutation_weights`, checked).
     pub mutation_weights: MutationWeights,
@@ -175,6 +173,8 @@ pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
 /// The population shard actor.
 pub struct Shard {
     state: StateDir,
+    /// The individuals' folders, for file work off this thread.
+    models: ModelStore,
     config: ExperimentConfig,
     mutation_weights: MutationWeights,
     population: Population,
@@ -204,6 +204,11 @@ pub struct Shard {
     listen_addrs: Vec<String>,
     connected: std::collections::BTreeSet<String>,
     islands: BTreeMap<String, Island>,
+    /// When each individual last changed while this node runs (born, died, admitted),
+    /// Unix milliseconds, so that `GET /history?since=` sends only what changed.
+    touched: BTreeMap<IndividualId, u64>,
+    /// What gossip told of each island over time (`GET /history`).
+    island_curves: BTreeMap<String, Vec<islands::CurvePoint>>,
     penalized: usize,
     last_born: Option<IndividualId>,
     self_addr: Option<Addr<Shard>>,
@@ -221,11 +226,15 @@ pub struct Shard {
     arrivals: VecDeque<Arrival>,
     /// Migrants a worker is scoring.
     checking: BTreeMap<IndividualId, Arrival>,
+    /// Migrants being saved off this thread, with their weights' checksums.
+    saving: BTreeMap<IndividualId, String>,
     /// See [`ShardSetup::data_digest`].
     data_digest: Option<String>,
     /// The final training's members: those chosen to train further and the copies it
     /// made (see [`crate::finale`]).
     final_taken: BTreeSet<IndividualId>,
+    /// Final trainings started (at most `stop.final_training_members` when set).
+    final_started: usize,
     /// Whether the final training has begun (it is announced once).
     final_begun: bool,
     /// SGD steps per second of this node's trainings, by individual, to size the final
@@ -234,8 +243,8 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard over the records of `setup`.
-    pub fn new(setup: ShardSetup) -> Shard {
+    /// A shard over the records of `setup`; how its run ends is sent to `done`.
+    pub fn new(setup: ShardSetup, done: futures::channel::oneshot::Sender<RunEnd>) -> Shard {
         let config = setup.config;
         let population = setup.population;
         let limits = config.evolution.limits;
@@ -266,6 +275,7 @@ impl Shard {
             loss: None,
         };
         Shard {
+            models: setup.state.models(),
             state: setup.state,
             mutation_weights: setup.mutation_weights,
             population,
@@ -289,12 +299,14 @@ impl Shard {
             consecutive_failures: 0,
             stopping: None,
             reporter: setup.reporter,
-            done: Some(setup.done),
+            done: Some(done),
             config,
             network: None,
             listen_addrs: Vec::new(),
             connected: Default::default(),
             islands: BTreeMap::new(),
+            island_curves: BTreeMap::new(),
+            touched: BTreeMap::new(),
             penalized: 0,
             last_born: None,
             self_addr: None,
@@ -308,8 +320,10 @@ impl Shard {
             leaving: None,
             arrivals: setup.waiting.into(),
             checking: BTreeMap::new(),
+            saving: BTreeMap::new(),
             data_digest: setup.data_digest,
             final_taken: BTreeSet::new(),
+            final_started: 0,
             final_begun: false,
             sgd_rates: BTreeMap::new(),
         }

@@ -1,12 +1,14 @@
 //! What the HTTP endpoint shows of the shard: its status, its members, one individual
-//! with its lineage, and the Prometheus metrics.
+//! with its lineage, the history the dashboard draws, and the Prometheus metrics.
 
 use super::{rate, shape_of, InFlight, Shard};
 use crate::population::IndividualId;
-use crate::state::{Record, Status};
+use crate::state::{now_ms, Record, Status};
 use crate::view::{
-    Ancestor, IndividualView, MemberStatus, MemberView, StatusView, WorkerActivity, WorkerView,
+    Ancestor, HistoryRow, HistoryView, IndividualView, IslandCurve, LineageView, MemberStatus,
+    MemberView, StatusView, WorkerActivity, WorkerView, HISTORY_COLUMNS,
 };
+use genome::Mutation;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -26,17 +28,102 @@ pub fn lineage(
         if out.len() >= records.len() {
             break;
         }
-        out.push(Ancestor {
-            id: p,
-            fitness: r.fitness,
-            mutations: r.mutations.clone(),
-        });
+        out.push(ancestor(r));
         next = r.parent;
     }
     out
 }
 
+/// A record as a step of a lineage.
+fn ancestor(r: &Record) -> Ancestor {
+    Ancestor {
+        id: r.id,
+        fitness: r.fitness,
+        mutations: r.mutations.clone(),
+        origin: r.origin.clone(),
+        born_at_ms: r.born_at_ms,
+    }
+}
+
+/// `record` as a row of the history.
+pub fn history_row(record: &Record, status: MemberStatus) -> HistoryRow {
+    let mutation = record
+        .mutations
+        .first()
+        .and_then(|m| Mutation::WITH_AUGMENTATION.iter().position(|x| x == m))
+        .and_then(|i| u8::try_from(i).ok());
+    HistoryRow(
+        record.id,
+        record.born_at_ms,
+        record.fitness.filter(|f| f.is_finite()),
+        match status {
+            MemberStatus::Alive => 0,
+            MemberStatus::Dead => 1,
+            MemberStatus::Training => 2,
+        },
+        record.parent,
+        mutation,
+        record.flops,
+        record.died_at_ms,
+        record.origin.is_some(),
+    )
+}
+
+/// Whether an individual last changed (`touched_ms`: born, died or admitted while this
+/// node runs; `None` if not since it started) at or after `since_ms`: only those go into
+/// a history asked for since then; everything goes into one asked for since 0.
+pub fn changed_since(touched_ms: Option<u64>, since_ms: u64) -> bool {
+    since_ms == 0 || touched_ms.is_some_and(|t| t >= since_ms)
+}
+
 impl Shard {
+    /// `GET /individuals/{id}/lineage`.
+    pub(super) fn lineage_view(&self, id: IndividualId) -> Option<LineageView> {
+        let first = match (self.records.get(&id), self.in_flight.get(&id)) {
+            (Some(r), _) => r.clone(),
+            (None, Some(f)) => self.flight_record(id, f),
+            (None, None) => return None,
+        };
+        let mut steps = vec![ancestor(&first)];
+        steps.extend(lineage(&self.records, first.parent));
+        Some(LineageView { id, steps })
+    }
+
+    /// `GET /history?since=MS`: rows of the individuals changed since then (all with 0),
+    /// those in training always, and the other islands' curves.
+    pub(super) fn history(&self, since_ms: u64) -> HistoryView {
+        let mut rows: Vec<HistoryRow> = self
+            .records
+            .values()
+            .filter(|r| changed_since(self.touched.get(&r.id).copied(), since_ms))
+            .map(|r| history_row(r, r.status.into()))
+            .collect();
+        rows.extend(
+            self.in_flight
+                .iter()
+                .map(|(id, f)| history_row(&self.flight_record(*id, f), MemberStatus::Training)),
+        );
+        rows.sort_by_key(|r| r.0);
+        HistoryView {
+            node_id: self.node_id.clone(),
+            now_ms: now_ms(),
+            columns: HISTORY_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            mutations: Mutation::WITH_AUGMENTATION
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            rows,
+            islands: self
+                .island_curves
+                .iter()
+                .map(|(island, points)| IslandCurve {
+                    island: island.clone(),
+                    points: points.iter().map(|p| (p.at_ms, p.best, p.flops)).collect(),
+                })
+                .collect(),
+        }
+    }
+
     pub(super) fn status(&self) -> StatusView {
         let best = self.population.best();
         let busy = self.workers.iter().filter(|w| w.state.is_busy()).count();
@@ -291,7 +378,7 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use genome::{Genome, InputShape};
+    use genome::{Genome, InputShape, Mutation};
 
     fn record(id: IndividualId, parent: Option<IndividualId>) -> Record {
         Record {
@@ -340,6 +427,33 @@ mod tests {
         // #3's parent is not here (a migrant's home island): the lineage stops at #3.
         assert_eq!(ids(Some(3)), vec![3]);
         assert_eq!(lineage(&records, Some(1))[0].fitness, Some(0.1));
+    }
+
+    #[test]
+    fn history_rows_are_compact_and_follow_what_changed() {
+        let mut r = record(4, Some(2));
+        r.mutations = vec![Mutation::InsertConvolution];
+        r.flops = 77;
+        let row = history_row(&r, MemberStatus::Alive);
+        assert_eq!(
+            row,
+            HistoryRow(4, 4, Some(0.4), 0, Some(2), Some(3), 77, None, false)
+        );
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(json, "[4,4,0.4,0,2,3,77,null,false]");
+        r.fitness = Some(f64::NAN);
+        r.origin = Some(crate::state::Origin {
+            island: "x".into(),
+            id: 9,
+        });
+        let row = history_row(&r, MemberStatus::Dead);
+        assert_eq!((row.2, row.3, row.8), (None, 1, true));
+        // Touched at 10: in a history since 10 or before, not since 11; one untouched
+        // since the node started is only in the whole history (since 0).
+        assert!(changed_since(Some(10), 9) && changed_since(Some(10), 10));
+        assert!(!changed_since(Some(10), 11));
+        assert!(changed_since(None, 0) && !changed_since(None, 1));
+        assert_eq!(HISTORY_COLUMNS.len(), 9);
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Individuals that travel: a migrant is saved in the folder of the id it gets here, its
 //! arrival note ([`ARRIVAL_FILE`], an [`Arrival`]) written last, so that a folder with a
 //! note and no record holds a whole migrant still to be scored, after a restart too
-//! ([`StateDir::save_arrival`], [`StateDir::load_arrival`]); once it joins, the note goes
-//! ([`StateDir::settle_arrival`]). One of ours leaving for another island is read with
-//! [`StateDir::read_model`].
+//! ([`ModelStore::save_arrival`], [`ModelStore::load_arrival`]); once it joins, the note
+//! goes ([`ModelStore::settle_arrival`]). One of ours leaving for another island is read
+//! with [`ModelStore::read_model`].
+//!
+//! These go through a [`ModelStore`], a handle on the individuals' folders that can be
+//! cloned into a blocking task: writing, syncing, reading and hashing megabytes of
+//! weights runs off the shard's thread, so that the node keeps answering meanwhile.
 
-use super::{io, StateDir, StateError, ARRIVAL_FILE};
+use super::{io, StateDir, StateError, ARRIVAL_FILE, INDIVIDUALS_DIR};
 use crate::population::IndividualId;
 use protocol::wire::Summary;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use trainer::individual::{
     sha256_hex, write_atomic, ModelMeta, GENOME_FILE, META_FILE, WEIGHTS_FILE,
 };
@@ -36,7 +41,28 @@ pub struct ModelFiles {
     pub meta_json: String,
 }
 
+/// The individuals' folders of a state directory: a handle that any thread may hold
+/// (the event log and the lock stay with the [`StateDir`]).
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    root: PathBuf,
+}
+
 impl StateDir {
+    /// A handle on this directory's individual folders, for work off the shard's thread.
+    pub fn models(&self) -> ModelStore {
+        ModelStore {
+            root: self.root().to_path_buf(),
+        }
+    }
+}
+
+impl ModelStore {
+    /// The folder of individual `id` (its record and model files).
+    pub fn individual_dir(&self, id: IndividualId) -> PathBuf {
+        self.root.join(INDIVIDUALS_DIR).join(id.to_string())
+    }
+
     /// Saves a migrant's model into the folder of `arrival.id` (made here), the arrival
     /// note last.
     pub fn save_arrival(
@@ -132,5 +158,111 @@ impl StateDir {
                 .ok()
                 .map(|w| sha256_hex(&w))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExperimentConfig;
+    use genome::{Genome, InputShape};
+    use std::path::Path;
+    use trainer::batch::Normalization;
+
+    fn store(root: &Path) -> (StateDir, ModelStore) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quick-cifar10.toml");
+        let config = ExperimentConfig::load_with_overrides(&path, &[]).unwrap();
+        let state = StateDir::create(root, &config).unwrap();
+        let models = state.models();
+        (state, models)
+    }
+
+    fn arrival(id: IndividualId, weights: &[u8]) -> Arrival {
+        Arrival {
+            id,
+            peer: "peer".into(),
+            summary: Summary {
+                id: 40 + id,
+                island: "island".into(),
+                genome: Genome::initial(InputShape::CIFAR, 10),
+                fitness: 0.3,
+                parent: None,
+                mutations: Vec::new(),
+                flops: 1,
+                born_at_ms: 2,
+            },
+            checksum: sha256_hex(weights),
+        }
+    }
+
+    fn meta_json() -> String {
+        serde_json::to_string(&ModelMeta {
+            normalization: Normalization::unit(3),
+            steps: 1,
+            val_accuracy: Some(0.3),
+            test_accuracy: None,
+            dataset: "test".into(),
+            weights_sha256: Some("what the sender said".into()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_saved_arrival_loads_back_travels_and_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, models) = store(&dir.path().join("s"));
+        assert_eq!(models.individual_dir(3), state.individual_dir(3));
+        let weights = b"not really safetensors".to_vec();
+        let a = arrival(3, &weights);
+        // From another thread, as the shard does it.
+        let saved = {
+            let (models, a, weights) = (models.clone(), a.clone(), weights.clone());
+            std::thread::spawn(move || models.save_arrival(&a, &weights, &meta_json()))
+                .join()
+                .unwrap()
+        };
+        saved.unwrap();
+        let back = models.load_arrival(3).unwrap();
+        assert_eq!((back.id, back.checksum.clone()), (3, a.checksum.clone()));
+        // The checksum kept is the one of the weights that came.
+        assert_eq!(models.weights_checksum(3), Some(a.checksum.clone()));
+        let files = models.read_model(3).unwrap();
+        assert_eq!(files.weights, weights);
+        let meta: ModelMeta = serde_json::from_str(&files.meta_json).unwrap();
+        assert_eq!(meta.weights_sha256, Some(a.checksum));
+        models.settle_arrival(3).unwrap();
+        assert!(!models.individual_dir(3).join(ARRIVAL_FILE).exists());
+        // Settling twice is harmless.
+        models.settle_arrival(3).unwrap();
+    }
+
+    #[test]
+    fn damaged_arrivals_and_missing_models_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_state, models) = store(&dir.path().join("s"));
+        let weights = b"weights".to_vec();
+        models
+            .save_arrival(&arrival(5, &weights), &weights, &meta_json())
+            .unwrap();
+        std::fs::write(models.individual_dir(5).join(WEIGHTS_FILE), b"other").unwrap();
+        let err = models.load_arrival(5).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+        // A note naming another id.
+        let other = arrival(6, &weights);
+        std::fs::write(
+            models.individual_dir(5).join(ARRIVAL_FILE),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        assert!(models.load_arrival(5).is_err());
+        // Malformed metadata is refused before anything is written.
+        let err = models
+            .save_arrival(&arrival(7, &weights), &weights, "{")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metadata"), "{err}");
+        assert!(!models.individual_dir(7).join(ARRIVAL_FILE).exists());
+        assert!(models.read_model(9).is_err());
+        assert_eq!(models.weights_checksum(9), None);
     }
 }

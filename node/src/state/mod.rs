@@ -38,7 +38,7 @@ mod quarantine;
 mod records;
 
 pub use events::{Event, TornTail};
-pub use migrants::{Arrival, ModelFiles};
+pub use migrants::{Arrival, ModelFiles, ModelStore};
 pub use quarantine::{Damage, Quarantined};
 pub use records::{Direction, Origin, Record, Status};
 

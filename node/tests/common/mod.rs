@@ -2,6 +2,8 @@
 //! their real formats.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::Path;

@@ -245,7 +245,21 @@ fn forward_image(x: &[f32], w: &[f32], g: &Geom, y: &mut [f32], gt: usize) {
         sgemm(g.cout, p, k, y, p, 1, false, wm, xm, gt);
         return;
     }
-    let rows = g.tile_rows();
+    for_each_col_tile(x, g, |oy0, n, col| {
+        let cm = Mat {
+            data: col,
+            rs: n,
+            cs: 1,
+        };
+        sgemm(g.cout, n, k, &mut y[oy0 * g.wo..], p, 1, false, wm, cm, gt);
+    });
+}
+
+/// The im2col columns of image `x` in tiles of whole output rows (scratch slot 0):
+/// `f(oy0, n, col)` for each tile, `col` being `[k, n]` for the `n` outputs from output
+/// row `oy0` on.
+fn for_each_col_tile(x: &[f32], g: &Geom, mut f: impl FnMut(usize, usize, &[f32])) {
+    let (k, rows) = (g.k(), g.tile_rows());
     with_scratch(0, k * rows * g.wo, |col| {
         let mut oy0 = 0;
         while oy0 < g.ho {
@@ -253,12 +267,7 @@ fn forward_image(x: &[f32], w: &[f32], g: &Geom, y: &mut [f32], gt: usize) {
             let n = (oy1 - oy0) * g.wo;
             let col = &mut col[..k * n];
             im2col(x, g, oy0, oy1, col);
-            let cm = Mat {
-                data: col,
-                rs: n,
-                cs: 1,
-            };
-            sgemm(g.cout, n, k, &mut y[oy0 * g.wo..], p, 1, false, wm, cm, gt);
+            f(oy0, n, col);
             oy0 = oy1;
         }
     });
@@ -377,27 +386,18 @@ fn backward_weight_gemm(x: &[f32], dy: &[f32], g: &Geom) -> Vec<f32> {
                     sgemm(g.cout, k, p, &mut acc, k, 1, true, dym, xt, gt);
                     continue;
                 }
-                let rows = g.tile_rows();
-                with_scratch(0, k * rows * g.wo, |col| {
-                    let mut oy0 = 0;
-                    while oy0 < g.ho {
-                        let oy1 = (oy0 + rows).min(g.ho);
-                        let n = (oy1 - oy0) * g.wo;
-                        let col = &mut col[..k * n];
-                        im2col(xb, g, oy0, oy1, col);
-                        let dym = Mat {
-                            data: &dyb[oy0 * g.wo..],
-                            rs: p,
-                            cs: 1,
-                        };
-                        let ct = Mat {
-                            data: col,
-                            rs: 1,
-                            cs: n,
-                        };
-                        sgemm(g.cout, k, n, &mut acc, k, 1, true, dym, ct, gt);
-                        oy0 = oy1;
-                    }
+                for_each_col_tile(xb, g, |oy0, n, col| {
+                    let dym = Mat {
+                        data: &dyb[oy0 * g.wo..],
+                        rs: p,
+                        cs: 1,
+                    };
+                    let ct = Mat {
+                        data: col,
+                        rs: 1,
+                        cs: n,
+                    };
+                    sgemm(g.cout, k, n, &mut acc, k, 1, true, dym, ct, gt);
                 });
             }
             acc
