@@ -4,7 +4,7 @@
 //! A genome is a directed acyclic graph whose vertices are activations (LINEAR or
 //! BN_RELU) and whose edges are identity connections or convolutions, plus a learning
 //! rate. This crate owns the graph ([`graph`]), its validation and shape inference
-//! ([`analysis`], [`shape`]), its costs ([`cost`]), the names of its weight tensors
+//! ([`analysis`], [`shape`]), its costs ([`cost`]) and training memory ([`memory`]), the names of its weight tensors
 //! ([`tensors`]), the eleven mutations ([`mutation`]), their function-preserving forms
 //! ([`morphism`]) and how often each is drawn ([`weights`]), serialization ([`codec`]),
 //! renderings ([`render`], and SVG pictures in [`draw`]), the benchmark's reference nets ([`reference`]) and long
@@ -17,6 +17,7 @@ pub mod draw;
 pub mod error;
 pub mod graph;
 pub mod limits;
+pub mod memory;
 pub mod morphism;
 pub mod mutation;
 pub mod reference;
@@ -32,6 +33,7 @@ pub use cost::{Cost, TrainingCost};
 pub use error::GenomeError;
 pub use graph::{AugmentGene, Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
 pub use limits::Limits;
+pub use memory::MemoryEstimate;
 pub use morphism::{MutationOptions, MutationStyle, TensorInit};
 pub use mutation::{
     apply, apply_with_style, reproduce, reproduce_with_style, Applied, Invalidated, Mutation,

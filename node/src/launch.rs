@@ -38,8 +38,9 @@ pub struct NodeSetup {
     pub shard: ShardSetup,
     /// The data the workers train and score on; it lives as long as the process.
     pub task: &'static Task<'static>,
-    /// Where the workers train.
-    pub device: Device,
+    /// Where the workers train: worker `i` on device `i` modulo their number (at least
+    /// one device).
+    pub devices: Vec<Device>,
     /// The HTTP endpoint's socket, bound already (`None`: no endpoint).
     pub http: Option<TcpListener>,
     /// How it meets its peers (`None`: alone, offline).
@@ -84,13 +85,19 @@ pub fn start(setup: NodeSetup) -> Result<Node, NodeError> {
         }
         None => None,
     };
-    let (task, device) = (setup.task, setup.device);
+    let task = setup.task;
+    let devices = if setup.devices.is_empty() {
+        vec![Device::Cpu]
+    } else {
+        setup.devices
+    };
     let counter = Arc::new(AtomicUsize::new(0));
     let pool = {
         let shard = shard.clone();
         SyncArbiter::start(workers, move || {
             let index = counter.fetch_add(1, Ordering::SeqCst);
-            Worker::new(index, shard.clone(), task, device.clone())
+            let device = devices[index % devices.len()].clone();
+            Worker::new(index, shard.clone(), task, device)
         })
     };
     for _ in 0..workers {

@@ -3,7 +3,8 @@
 //!
 //! - [`config`] reads the experiment config; [`state`] keeps the state directory.
 //! - [`population`] decides who dies and who reproduces; [`budget`] how long a child
-//!   trains; [`finale`] when and what the final training trains.
+//!   trains; [`finale`] when and what the final training trains; [`memory_budget`] how
+//!   many train at once on a device.
 //! - [`shard`] is the actor that owns this node's individuals, [`worker`] the actors that
 //!   train them, [`messages`] what they (and the HTTP endpoint) send each other.
 //! - [`network`] is the libp2p event loop; [`http`] the status endpoint and [`view`] what
@@ -18,6 +19,7 @@ pub mod experiment_report;
 pub mod finale;
 pub mod http;
 pub mod launch;
+pub mod memory_budget;
 pub mod messages;
 pub mod network;
 pub mod plots;

@@ -26,6 +26,8 @@ enum Command {
     Genome(commands::genome::GenomeCommand),
     /// Train one individual and print its scores as a JSON line.
     Train(commands::train::TrainArgs),
+    /// Check every op the trainer uses on a device against a reference.
+    Doctor(commands::doctor::DoctorArgs),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Genome(cmd) => commands::genome::run(cmd),
         Command::Train(args) => commands::train::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Doctor(args) => commands::doctor::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Data(cmd) => commands::data::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => commands::run::run(args),

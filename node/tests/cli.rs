@@ -414,3 +414,36 @@ fn the_main_script_offline_with_no_data_says_what_to_do() {
     assert!(stderr.contains("main.sh DIR"), "{stderr}");
     assert!(!checkout.path().join("runs").exists(), "nothing was run");
 }
+
+#[test]
+fn the_doctor_checks_every_op_on_the_cpu() {
+    let out = ok(evo(&["doctor"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for op in [
+        "conv 3x3 s1 3->16",
+        "conv 7x7 s4",
+        "filter gradient",
+        "batch norm + ReLU (training): gradients",
+        "reconcile",
+        "head (linear) and cross-entropy",
+        "batch assembly",
+        "SGD update",
+        "training 30 steps",
+    ] {
+        assert!(table.contains(op), "{op} missing:\n{table}");
+    }
+    assert!(!table.contains("FAIL"), "{table}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checks passed"), "{stderr}");
+    // JSON lines, one per check; an unknown device is an error.
+    let out = ok(evo(&["doctor", "--json"]));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 25);
+    assert!(lines.iter().all(|c| c["passed"] == true));
+    let out = evo(&["doctor", "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"));
+}

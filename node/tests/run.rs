@@ -588,3 +588,59 @@ fn a_resume_quarantines_what_is_damaged_and_goes_on() {
     let log = std::fs::read_to_string(&events).unwrap();
     assert_eq!(log.matches("\"event\":\"quarantined\"").count(), 2);
 }
+
+/// A simulated device memory budget: the linear classifiers fit (two at once), a child
+/// with a 16-channel stride-1 convolution on the image does not fit at all. Such a child fails alone, logged with the
+/// reason, and the run goes on to its limit.
+#[test]
+fn a_child_too_large_for_the_device_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(
+        &data,
+        &state,
+        free_port(),
+        &[
+            "training.steps=5",
+            "stop.max_individuals=30",
+            "stop.final_training_share=0",
+            // About 1.1 MB a linear classifier at batch 10, several MB with a 16-channel
+            // convolution on the 32x32 image.
+            "node.memory_gib=0.0025",
+            "evolution.mutation_weights.INSERT-CONVOLUTION=5",
+        ],
+    );
+    args.extend(["--offline".into(), "--workers".into(), "2".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(evo(&args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("device memory"), "{stderr}");
+    let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    let failed: Vec<Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "training_failed")
+        .collect();
+    assert!(!failed.is_empty(), "no child was too large");
+    for f in &failed {
+        assert!(
+            f["reason"]
+                .as_str()
+                .unwrap()
+                .contains("GiB of device memory"),
+            "{f}"
+        );
+    }
+    // Every individual trained fits the budget, and the run reached its limit.
+    let budget = (0.0025 * (1u64 << 30) as f64) as u64;
+    let records = records(&state);
+    assert_eq!(records.len(), 30);
+    for r in records.values() {
+        let g: genome::Genome = serde_json::from_value(r["genome"].clone()).unwrap();
+        let a = g.analyze(&genome::Limits::default()).unwrap();
+        let needs = genome::MemoryEstimate::of(&g, &a, 10).total();
+        assert!(needs <= budget, "{needs} bytes > {budget}: {r}");
+    }
+}

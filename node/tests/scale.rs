@@ -126,9 +126,10 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                     reporter: Reporter::new(OutputMode::Quiet, 1),
                     waiting: Vec::new(),
                     mutation_weights,
+                    memory_budgets: vec![None],
                 },
                 task,
-                device: Device::Cpu,
+                devices: vec![Device::Cpu],
                 http: None,
                 network: Some(Networking {
                     key,

@@ -1,5 +1,5 @@
 //! Choosing where tensors live: `cpu` by default, `cuda:N` when built with the `cuda`
-//! feature.
+//! feature; a node may train on several GPUs (`cuda` for all of them, or a list).
 
 use candle_core::Device;
 use thiserror::Error;
@@ -44,6 +44,69 @@ pub fn open(name: &str) -> Result<Device, DeviceError> {
         name: name.to_string(),
         source,
     })
+}
+
+/// Which devices a node trains on, as `node.device` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU.
+    Cpu,
+    /// `cuda`: every GPU of the machine.
+    AllGpus,
+    /// `cuda:N`, or a list `cuda:0,cuda:2`: these GPUs.
+    Gpus(Vec<usize>),
+}
+
+/// Parses `cpu`, `cuda` (every GPU), `cuda:N` or a comma-separated list of `cuda:N`.
+pub fn parse_spec(name: &str) -> Result<DeviceSpec, DeviceError> {
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("cpu") {
+        return Ok(DeviceSpec::Cpu);
+    }
+    if name == "cuda" {
+        return Ok(DeviceSpec::AllGpus);
+    }
+    let mut ordinals = Vec::new();
+    for part in name.split(',') {
+        let n = part
+            .trim()
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| DeviceError::Unknown(name.to_string()))?;
+        if !ordinals.contains(&n) {
+            ordinals.push(n);
+        }
+    }
+    Ok(DeviceSpec::Gpus(ordinals))
+}
+
+/// How many GPUs `nvidia-smi -L` lists (0 if it cannot tell).
+fn gpu_count() -> usize {
+    std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("GPU "))
+                .count()
+        })
+}
+
+/// Opens every device `name` names: the CPU, each GPU of a list, or for `cuda` every GPU
+/// the machine has (at least the first).
+pub fn open_all(name: &str) -> Result<Vec<Device>, DeviceError> {
+    let ordinals = match parse_spec(name)? {
+        DeviceSpec::Cpu => return Ok(vec![Device::Cpu]),
+        DeviceSpec::AllGpus => (0..gpu_count().max(1)).collect(),
+        DeviceSpec::Gpus(list) => list,
+    };
+    ordinals
+        .into_iter()
+        .map(|n| open(&format!("cuda:{n}")))
+        .collect()
 }
 
 /// A short name of a device for reports: `cpu` or `cuda:N`.
@@ -96,6 +159,27 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn parses_device_lists() {
+        assert_eq!(parse_spec("cpu").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(parse_spec(" CPU ").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(parse_spec("cuda").unwrap(), DeviceSpec::AllGpus);
+        assert_eq!(parse_spec("cuda:1").unwrap(), DeviceSpec::Gpus(vec![1]));
+        assert_eq!(
+            parse_spec("cuda:0, cuda:2,cuda:0").unwrap(),
+            DeviceSpec::Gpus(vec![0, 2])
+        );
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:0,cpu", "cuda:0,", ""] {
+            assert!(parse_spec(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(open_all("cpu").unwrap()[..], [Device::Cpu]));
+        #[cfg(not(feature = "cuda"))]
+        assert!(matches!(
+            open_all("cuda:0,cuda:1"),
+            Err(DeviceError::NoCuda(_))
+        ));
+    }
 
     #[test]
     fn parses_names() {

@@ -5,12 +5,14 @@
 //! [`network`] builds the model, [`weights`] holds its named tensors (initialization and
 //! inheritance), [`optim`] updates them, [`batch`] assembles augmented batches, [`train`]
 //! runs training and evaluation, [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model, [`bench`]
-//! measures speed, [`data`] reads data sets and [`fetch`] downloads them.
+//! measures speed, [`doctor`] checks every op on a device against a reference, [`data`]
+//! reads data sets and [`fetch`] downloads them.
 
 pub mod batch;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod doctor;
 pub mod error;
 pub mod fetch;
 pub mod individual;

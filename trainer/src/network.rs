@@ -106,6 +106,15 @@ fn reconcile(x: Tensor, r: &Reconcile) -> Result<Tensor> {
     Ok(x)
 }
 
+/// `x` (an activation of shape `from`) made to fit `to` as where edges meet: rows and
+/// columns by nearest-neighbour resampling, channels truncated or zero padded.
+pub fn reconciled(x: Tensor, from: Shape, to: Shape) -> Result<Tensor> {
+    match reconcile_plan(from, to, x.device())? {
+        Some(plan) => reconcile(x, &plan),
+        None => Ok(x),
+    }
+}
+
 /// Batch norm and ReLU with candle's stock ops, updating the running statistics in
 /// training mode.
 fn stock_bn_relu(

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod doctor;
 pub mod evaluate;
 pub mod export;
 pub mod genome;

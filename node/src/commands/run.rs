@@ -43,7 +43,7 @@ pub struct RunArgs {
     /// node.workers).
     #[arg(long, value_name = "N|auto")]
     workers: Option<String>,
-    /// Device: cpu, cuda or cuda:N (sets node.device).
+    /// Device: cpu, cuda (every GPU), cuda:N or a list cuda:0,cuda:1 (sets node.device).
     #[arg(long)]
     device: Option<String>,
     /// Stop after this many minutes of wall time, earlier sessions included (sets
@@ -188,7 +188,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         )
     })?;
     let http_addr = listener.local_addr().unwrap_or(config.node.http);
-    let device = trainer::device::open(&config.node.device)
+    let devices = trainer::device::open_all(&config.node.device)
         .with_context(|| format!("opening the device {:?}", config.node.device))?;
     // Before anything trains or loads: the pool is built once.
     let threads_configured = trainer::threads::configure(config.node.threads);
@@ -338,12 +338,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         settings_json: fitness.canonical(),
         limits: config.evolution.limits,
     };
+    // Each device's memory budget; the workers are spread over the devices in turn.
+    let memory_budgets: Vec<Option<u64>> = devices
+        .iter()
+        .map(|d| {
+            node::memory_budget::budget_bytes(
+                config.node.memory_gib,
+                trainer::device::memory_gib(d),
+            )
+        })
+        .collect();
     let workers = config.node.workers.resolve(
         &config.node.device,
         threads,
-        trainer::device::memory_gib(&device),
+        devices.first().and_then(trainer::device::memory_gib),
         config.evolution.population_size,
-    );
+    ) * if config.node.workers == node::config::Workers::Auto {
+        devices.len()
+    } else {
+        1
+    };
+    let device_names = devices
+        .iter()
+        .map(trainer::device::describe)
+        .collect::<Vec<_>>()
+        .join(", ");
     if mode == OutputMode::Human {
         eprintln!("data: {data_summary}");
         eprintln!(
@@ -356,7 +375,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             },
             config.evolution.population_size,
             state_path.display(),
-            trainer::device::describe(&device),
+            device_names,
             if threads_configured {
                 ""
             } else {
@@ -398,9 +417,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             reporter: Reporter::new(mode, workers),
             waiting,
             mutation_weights,
+            memory_budgets,
         },
         task,
-        device,
+        devices,
         http: Some(listener),
         network,
     };

@@ -380,6 +380,11 @@ pub struct NodeSection {
     pub threads: usize,
     /// Where to train: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// GiB of device memory the node's trainings may take together; a training starts
+    /// only where its estimated memory fits beside those in flight, and one that cannot
+    /// fit even alone fails by itself. 0: on a GPU most of its memory
+    /// ([`crate::memory_budget::GPU_SHARE`]), on the CPU no limit.
+    pub memory_gib: f64,
     /// Address of the HTTP status server.
     pub http: SocketAddr,
     /// The state directory (default `state/<experiment.name>`).
@@ -392,6 +397,7 @@ impl Default for NodeSection {
             workers: Workers::Auto,
             threads: 0,
             device: "cpu".into(),
+            memory_gib: 0.0,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             state_dir: None,
         }

@@ -170,6 +170,12 @@ impl ExperimentConfig {
             );
         }
         let n = &self.node;
+        if !(n.memory_gib >= 0.0 && n.memory_gib <= 1e6) {
+            return invalid(
+                "node.memory_gib",
+                format!("{} is not a number of GiB in [0, 1e6]", n.memory_gib),
+            );
+        }
         if let Workers::Count(w) = n.workers {
             if w == 0 || w > MAX_WORKERS {
                 return invalid(
@@ -184,7 +190,10 @@ impl ExperimentConfig {
         if !is_device_name(&n.device) {
             return invalid(
                 "node.device",
-                format!("{:?} is not cpu, cuda or cuda:N", n.device),
+                format!(
+                    "{:?} is not cpu, cuda (every GPU), cuda:N or a list cuda:0,cuda:1",
+                    n.device
+                ),
             );
         }
         if n.state_dir
@@ -268,12 +277,7 @@ fn validate_limits(l: &Limits) -> Result<(), ConfigError> {
 }
 
 fn is_device_name(name: &str) -> bool {
-    let name = name.trim();
-    name.eq_ignore_ascii_case("cpu")
-        || name == "cuda"
-        || name
-            .strip_prefix("cuda:")
-            .is_some_and(|n| !n.is_empty() && n.parse::<usize>().is_ok())
+    trainer::device::parse_spec(name).is_ok()
 }
 
 #[cfg(test)]
@@ -426,6 +430,7 @@ mod tests {
                 "stop.final_training_lr_factor",
             ),
             ("node.workers", "0", "node.workers"),
+            ("node.memory_gib", "-1", "node.memory_gib"),
             ("node.threads", "5000", "node.threads"),
             ("node.device", "gpu", "node.device"),
         ];
@@ -443,7 +448,7 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("stop.max_wall_minutes"), "{err}");
         let mut c = quick();
-        for d in ["cpu", "cuda", "cuda:1"] {
+        for d in ["cpu", "cuda", "cuda:1", "cuda:0,cuda:1"] {
             c.node.device = d.into();
             c.validate().unwrap();
         }

@@ -8,11 +8,12 @@ use super::{
 };
 use crate::budget::child_steps;
 use crate::finale;
+use crate::memory_budget::{fit, gib, Fit};
 use crate::messages::{Assignment, Check, Job, Trained};
 use crate::population::{Decision, IndividualId};
 use crate::state::{now_ms, Event, Record, StateError, Status};
 use crate::view::WorkerActivity;
-use genome::{reproduce_with_style, Genome, Invalidated, Mutation};
+use genome::{reproduce_with_style, Genome, Invalidated, MemoryEstimate, Mutation};
 use trainer::TrainConfig;
 
 impl Shard {
@@ -201,6 +202,31 @@ impl Shard {
                 (repro.child, mutations, invalidated, inits, tensors)
             }
         };
+        // Does it fit the device beside the trainings in flight?
+        let memory = genome
+            .analyze(&limits)
+            .map(|a| MemoryEstimate::of(&genome, &a, self.config.training.batch as u64).total())
+            .unwrap_or(0);
+        let device = worker % self.memory_budgets.len();
+        let used: u64 = self
+            .in_flight
+            .values()
+            .filter(|f| f.device == device)
+            .map(|f| f.memory)
+            .sum();
+        match fit(self.memory_budgets[device], used, memory) {
+            Fit::Start => {}
+            Fit::Wait => {
+                // Nothing is lost: the parent is chosen again (or another) once a
+                // training in flight has finished.
+                self.set_idle(worker, "waiting for device memory");
+                return Assignment::Wait(WAIT);
+            }
+            Fit::TooLarge { needs, budget } => {
+                self.too_large(parent, mutations, needs, budget);
+                return Assignment::Wait(WAIT);
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         let born_at_ms = now_ms();
@@ -270,6 +296,8 @@ impl Shard {
                 parent,
                 mutations,
                 born_at_ms,
+                memory,
+                device,
             },
         );
         let seed = individual_seed(node_seed(self.config.experiment.seed, &self.node_id), id);
@@ -295,6 +323,51 @@ impl Shard {
                 },
             },
         }))
+    }
+
+    /// A child that needs more memory than the device has for trainings even alone: it
+    /// gets an id and fails at once, logged and said, and the run goes on (it does not
+    /// count towards the failures in a row that stop a run: nothing is wrong with the
+    /// machine).
+    fn too_large(
+        &mut self,
+        parent: Option<IndividualId>,
+        mutations: Vec<Mutation>,
+        needs: u64,
+        budget: u64,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.failures += 1;
+        let reason = format!(
+            "it needs {:.2} GiB of device memory to train, more than the {:.2} GiB the node has for trainings",
+            gib(needs),
+            gib(budget)
+        );
+        let at_ms = now_ms();
+        let logged = self
+            .state
+            .append(&Event::TrainingStarted {
+                at_ms,
+                id,
+                parent,
+                mutations,
+                node: self.node_id.clone(),
+            })
+            .and_then(|()| {
+                self.state.append(&Event::TrainingFailed {
+                    at_ms,
+                    id,
+                    reason: reason.clone(),
+                })
+            });
+        self.reporter
+            .line(&format!("#{id} is not trained: {reason}"));
+        self.reporter
+            .json(serde_json::json!({"event": "training_failed", "id": id, "reason": reason}));
+        if let Err(e) = logged {
+            self.fatal(e);
+        }
     }
 
     /// The paper's initial individual, with an augmentation gene that starts as the

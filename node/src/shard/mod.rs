@@ -104,6 +104,10 @@ pub struct ShardSetup {
     pub waiting: Vec<Arrival>,
     /// How often each mutation is drawn (`evolution.mutation_weights`, checked).
     pub mutation_weights: MutationWeights,
+    /// Bytes of memory the trainings may take together on each device (`None`: no
+    /// limit), see [`crate::memory_budget`]; worker `i` trains on device `i` modulo
+    /// their number.
+    pub memory_budgets: Vec<Option<u64>>,
 }
 
 /// What a worker is doing.
@@ -123,6 +127,10 @@ struct InFlight {
     parent: Option<IndividualId>,
     mutations: Vec<Mutation>,
     born_at_ms: u64,
+    /// Bytes of device memory its training was estimated to take.
+    memory: u64,
+    /// The device it trains on (an index into the node's devices).
+    device: usize,
 }
 
 /// Size and cost of a genome, computed once.
@@ -173,6 +181,8 @@ pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
 /// The population shard actor.
 pub struct Shard {
     state: StateDir,
+    /// Bytes of memory the trainings may take together, per device (`None`: no limit).
+    memory_budgets: Vec<Option<u64>>,
     /// The individuals' folders, for file work off this thread.
     models: ModelStore,
     config: ExperimentConfig,
@@ -275,6 +285,11 @@ impl Shard {
             loss: None,
         };
         Shard {
+            memory_budgets: if setup.memory_budgets.is_empty() {
+                vec![None]
+            } else {
+                setup.memory_budgets
+            },
             models: setup.state.models(),
             state: setup.state,
             mutation_weights: setup.mutation_weights,

@@ -75,39 +75,20 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         )
 }
 
-/// Direct f64 loops: the convolution of `x` with `w` and, for the loss `Σ y·r`, the
-/// gradients of `x` and `w`.
+/// Direct f64 loops (the doctor's reference): the convolution of `x` with `w` and, for
+/// the loss `Σ y·r`, the gradients of `x` and `w`.
 fn naive_conv(c: &ConvCase, x: &[f64], w: &[f64], r: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (ho, wo) = (c.h.div_ceil(c.stride), c.w.div_ceil(c.stride));
-    let (ph, pw) = ((c.kh - 1) / 2, (c.kw - 1) / 2);
-    let mut y = vec![0f64; c.b * c.cout * ho * wo];
-    let mut dx = vec![0f64; x.len()];
-    let mut dw = vec![0f64; w.len()];
-    for b in 0..c.b {
-        for co in 0..c.cout {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let yi = ((b * c.cout + co) * ho + oy) * wo + ox;
-                    for ci in 0..c.cin {
-                        for ky in 0..c.kh {
-                            for kx in 0..c.kw {
-                                let (iy, ix) = (oy * c.stride + ky, ox * c.stride + kx);
-                                if iy < ph || ix < pw || iy - ph >= c.h || ix - pw >= c.w {
-                                    continue;
-                                }
-                                let xi = ((b * c.cin + ci) * c.h + iy - ph) * c.w + ix - pw;
-                                let wi = ((co * c.cin + ci) * c.kh + ky) * c.kw + kx;
-                                y[yi] += w[wi] * x[xi];
-                                dx[xi] += w[wi] * r[yi];
-                                dw[wi] += x[xi] * r[yi];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (y, dx, dw)
+    let shape = crate::doctor::ConvShape {
+        b: c.b,
+        cin: c.cin,
+        cout: c.cout,
+        h: c.h,
+        w: c.w,
+        kh: c.kh,
+        kw: c.kw,
+        stride: c.stride,
+    };
+    crate::doctor::naive_conv(&shape, x, w, r)
 }
 
 fn vec64(t: &Tensor) -> Vec<f64> {
