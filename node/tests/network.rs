@@ -293,14 +293,12 @@ fn joining_leaving_and_dying_nodes() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 20);
     let data = dir.path().join("cifar-10-batches-bin");
-    // Migration only on joining and leaving here. A admits whatever it is handed, good
-    // or bad (replace-worst would refuse a hand-off no better than its worst member).
-    let quiet = ["migration.every=0"];
-    let a = start(
-        &data,
-        dir.path().join("a"),
-        &["migration.every=0", "migration.admit=replace-random"],
-    );
+    // Migration only on joining and leaving here. Every node admits whatever it is
+    // handed, good or bad: replace-worst would refuse a hand-off no better than A's worst
+    // member, or a pull answered only once a slow A had trained something, by when B or
+    // C may be full of better members of their own.
+    let quiet = ["migration.every=0", "migration.admit=replace-random"];
+    let a = start(&data, dir.path().join("a"), &quiet);
     let bootstrap = address(&a);
     let join = |name: &str| {
         let mut args = quiet.to_vec();
@@ -316,7 +314,7 @@ fn joining_leaving_and_dying_nodes() {
     }
     // B and C joined a running experiment: each started from migrants pulled from A.
     for n in [&b, &c] {
-        let list = wait_for(Duration::from_secs(30), "migrants on joining", || {
+        let list = wait_for(Duration::from_secs(90), "migrants on joining", || {
             let l = get_json(n.port, "/migrations")?;
             l.as_array()?
                 .iter()

@@ -3,7 +3,7 @@
 //! join, and the hand-off of the best when this node leaves. The decisions are plain
 //! functions; the shard's methods gather what they look at and act on what they say.
 
-use super::{percent, Shard, HANDOFF_TIMEOUT, MAX_PULL_ATTEMPTS, PULL_RETRY};
+use super::{percent, Shard, HANDOFF_TIMEOUT, PULL_PATIENCE, PULL_RETRY, PULL_RETRY_MAX};
 use crate::config::{Destination, Emigrants, MigrationSection};
 use crate::messages::{MigrationAnswer, PullAnswer, PullAnswered, RetryPull};
 use crate::network::Command;
@@ -14,6 +14,18 @@ use actix::{AsyncContext, Context};
 use protocol::wire::{Migrant, Request, Response, Summary};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use std::time::Duration;
+
+/// How long a joining node waits before pull number `attempts + 1`, after `attempts`
+/// pulls that brought nothing over `elapsed` since the first: [`PULL_RETRY`] doubled
+/// with each attempt up to [`PULL_RETRY_MAX`]; `None` once [`PULL_PATIENCE`] is spent.
+pub fn pull_retry_delay(attempts: u32, elapsed: Duration) -> Option<Duration> {
+    if elapsed >= PULL_PATIENCE {
+        return None;
+    }
+    let doubled = PULL_RETRY.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+    Some(doubled.min(PULL_RETRY_MAX))
+}
 
 /// Up to `k` of `candidates` (id, fitness), chosen as `how` says: the best (ties to the
 /// younger, the larger id), at random, or each the better of two drawn at random.
@@ -198,6 +210,7 @@ impl Shard {
         };
         self.pulled = true;
         self.pull_attempts += 1;
+        self.first_pull.get_or_insert_with(std::time::Instant::now);
         let count = self
             .config
             .evolution
@@ -301,15 +314,7 @@ impl Shard {
             }
             Ok(Response::Migrants { .. }) => {
                 // The peer has trained nothing yet: ask again a little later.
-                if self.pull_attempts < MAX_PULL_ATTEMPTS {
-                    let me = self.self_addr.clone();
-                    actix::spawn(async move {
-                        actix_rt::time::sleep(PULL_RETRY).await;
-                        if let Some(me) = me {
-                            me.do_send(RetryPull(peer));
-                        }
-                    });
-                }
+                self.retry_pull(peer);
             }
             Ok(Response::Refused { reason }) => self
                 .reporter
@@ -317,8 +322,31 @@ impl Shard {
             Ok(other) => self
                 .reporter
                 .line(&format!("peer {peer} answered a pull with {other:?}")),
-            Err(e) => self.reporter.line(&format!("pull from {peer} failed: {e}")),
+            Err(e) => {
+                // A busy or briefly unreachable peer: ask again a little later.
+                self.reporter.line(&format!("pull from {peer} failed: {e}"));
+                self.retry_pull(peer);
+            }
         }
+    }
+
+    /// Pulls from `peer` again after [`pull_retry_delay`], unless patience is spent.
+    fn retry_pull(&mut self, peer: String) {
+        let elapsed = self.first_pull.map(|t| t.elapsed()).unwrap_or_default();
+        let Some(delay) = pull_retry_delay(self.pull_attempts, elapsed) else {
+            self.reporter.line(&format!(
+                "{peer} had no migrants for us after {} pulls: starting from our own",
+                self.pull_attempts
+            ));
+            return;
+        };
+        let me = self.self_addr.clone();
+        actix::spawn(async move {
+            actix_rt::time::sleep(delay).await;
+            if let Some(me) = me {
+                me.do_send(RetryPull(peer));
+            }
+        });
     }
 
     /// Leaving on a signal: stop taking work, hand the best individuals to a peer, then
@@ -502,6 +530,19 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn pulls_back_off_and_end_when_patience_is_spent() {
+        let s = |secs| Duration::from_secs(secs);
+        let delays: Vec<_> = (1..=7)
+            .map(|n| pull_retry_delay(n, s(1)).unwrap().as_secs())
+            .collect();
+        assert_eq!(delays, [2, 4, 8, 10, 10, 10, 10]);
+        // Many attempts neither overflow nor exceed the cap.
+        assert_eq!(pull_retry_delay(u32::MAX, s(1)), Some(PULL_RETRY_MAX));
+        assert_eq!(pull_retry_delay(3, PULL_PATIENCE), None);
+        assert!(pull_retry_delay(3, PULL_PATIENCE - s(1)).is_some());
+    }
 
     #[test]
     fn migrations_fall_due_on_schedule_or_by_chance() {

@@ -47,10 +47,14 @@ use std::time::{Duration, Instant};
 use trainer::train::PhaseSeconds;
 use trainer::Device;
 
-/// How long a joining node waits before pulling again from a peer with nothing yet.
+/// How long a joining node waits before its first retry of a pull that brought nothing
+/// (the wait doubles with each retry, up to [`PULL_RETRY_MAX`]).
 pub const PULL_RETRY: Duration = Duration::from_secs(2);
-/// How many times a joining node pulls from its first peer.
-pub const MAX_PULL_ATTEMPTS: u32 = 15;
+/// The longest wait between two pulls of a joining node.
+pub const PULL_RETRY_MAX: Duration = Duration::from_secs(10);
+/// How long a joining node keeps pulling from a peer that has nothing yet (a peer still
+/// training its first individuals, a slow machine) before regular migration takes over.
+pub const PULL_PATIENCE: Duration = Duration::from_secs(600);
 /// How long a leaving node waits for its hand-off to be answered.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a worker with nothing to do waits before asking again.
@@ -229,7 +233,9 @@ pub struct Shard {
     /// A new run (no records at start): it pulls migrants from the first peer it meets.
     fresh: bool,
     pulled: bool,
+    /// Pulls sent so far, and when the first went.
     pull_attempts: u32,
+    first_pull: Option<Instant>,
     /// Set while handing off before leaving: why the node is leaving.
     leaving: Option<String>,
     /// Migrants saved and waiting for a worker to score them.
@@ -332,6 +338,7 @@ impl Shard {
             fresh,
             pulled: false,
             pull_attempts: 0,
+            first_pull: None,
             leaving: None,
             arrivals: setup.waiting.into(),
             checking: BTreeMap::new(),
