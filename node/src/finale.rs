@@ -9,7 +9,41 @@
 //! wires them.
 
 use crate::population::IndividualId;
+use genome::AugmentGene;
 use std::collections::BTreeSet;
+
+/// How a final training copies its member: for how long, and with which augmentation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinalCopy {
+    /// Seconds of SGD.
+    pub seconds: f64,
+    /// The augmentation gene the copy trains with in place of its member's (`None`: the
+    /// member's own).
+    pub augment: Option<AugmentGene>,
+    /// CPU threads of its training's pool.
+    pub threads: usize,
+}
+
+/// How many trainings the final training runs at once on `workers` workers: `members`
+/// (`stop.final_training_members`, 0: one per worker), and the augmentation variant if
+/// one is due, at most one per worker.
+pub fn concurrent_trainings(workers: usize, members: usize, variant_due: bool) -> usize {
+    let members = if members == 0 { workers } else { members };
+    (members + usize::from(variant_due)).min(workers).max(1)
+}
+
+/// The augmentation a second copy of the best member trains with
+/// (`stop.final_training_augment_variant`): the experiment's own (`configured`, what
+/// `[training.augment]` gives) where the member carries a gene that differs from it;
+/// `None` where it carries none (it trains with the experiment's already) or the same.
+pub fn augment_variant(
+    member: Option<AugmentGene>,
+    configured: AugmentGene,
+) -> Option<AugmentGene> {
+    member
+        .filter(|gene| *gene != configured)
+        .map(|_| configured)
+}
 
 /// The fewest seconds of SGD worth a final training: with less left, a worker stays idle.
 pub const MIN_FINAL_SECONDS: f64 = 5.0;
@@ -114,6 +148,42 @@ mod tests {
         // 0: one per worker that asks.
         assert!(another_member(0, 0));
         assert!(another_member(0, 7));
+    }
+
+    #[test]
+    fn the_variant_trains_with_the_experiments_augmentation_where_the_gene_differs() {
+        let gene = |crop, flip| AugmentGene { crop, flip };
+        let configured = gene(true, true);
+        // The gene turned the crop off: the variant trains with it on.
+        assert_eq!(
+            augment_variant(Some(gene(false, true)), configured),
+            Some(configured)
+        );
+        assert_eq!(
+            augment_variant(Some(gene(false, false)), configured),
+            Some(configured)
+        );
+        // Turned on where the experiment has it off: back to off.
+        assert_eq!(
+            augment_variant(Some(gene(true, true)), gene(true, false)),
+            Some(gene(true, false))
+        );
+        // The same, or no gene at all: nothing to compare.
+        assert_eq!(augment_variant(Some(configured), configured), None);
+        assert_eq!(augment_variant(None, configured), None);
+    }
+
+    #[test]
+    fn the_final_trainings_at_once_are_the_members_and_a_variant_on_the_workers() {
+        // One member on two workers: alone, or beside its variant.
+        assert_eq!(concurrent_trainings(2, 1, false), 1);
+        assert_eq!(concurrent_trainings(2, 1, true), 2);
+        // One per worker: no room for a variant.
+        assert_eq!(concurrent_trainings(2, 0, true), 2);
+        assert_eq!(concurrent_trainings(4, 0, false), 4);
+        // More members than workers: one per worker.
+        assert_eq!(concurrent_trainings(2, 5, false), 2);
+        assert_eq!(concurrent_trainings(1, 1, true), 1);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Job {
     pub dir: PathBuf,
     /// How to train it.
     pub config: TrainConfig,
+    /// CPU threads of its training's pool, a pool of its own (`trainer::threads`): the
+    /// node's share for one worker, or more for a final training with idle workers
+    /// beside it.
+    pub threads: usize,
 }
 
 /// A migrant saved in its folder, to score on this node's validation images: its fitness
@@ -50,6 +54,8 @@ pub struct Check {
     pub id: IndividualId,
     /// Its folder (genome, weights, metadata).
     pub dir: PathBuf,
+    /// CPU threads of the pool it is scored on.
+    pub threads: usize,
 }
 
 /// What training one individual gave (the trainer's account of it).

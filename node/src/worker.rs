@@ -52,7 +52,7 @@ impl Worker {
         caught("checking", || {
             let device = self.device.clone();
             let task = self.task;
-            trainer::threads::run(move || {
+            trainer::threads::run_alone(check.threads, move || {
                 let (net, _) = trainer::individual::load_network(&check.dir, &device)?;
                 Ok(task.validation_accuracy(&net)?)
             })
@@ -64,7 +64,8 @@ impl Worker {
         let shard = self.shard.clone();
         let (worker, id) = (self.index, job.id);
         let device = self.device.clone();
-        trainer::threads::run(move || {
+        // A pool of its own: trainings that share one can nest and stall each other.
+        trainer::threads::run_alone(job.threads, move || {
             let start = Start {
                 genome: &job.genome,
                 parent: job.parent_tensors.as_ref(),

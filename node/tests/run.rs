@@ -304,6 +304,7 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
         "--workers".into(),
         "2".into(),
         "stop.final_training_members=1".into(),
+        "stop.final_training_augment_variant=false".into(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
@@ -335,6 +336,113 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
         if r["born_at_ms"].as_u64().unwrap() > first_final {
             assert!(train(r) >= 4.0, "bred during the final training: {r}");
         }
+    }
+}
+
+/// With `stop.final_training_augment_variant`, the worker the one member leaves free
+/// trains a second copy of the best with the experiment's augmentation where the best's
+/// gene differs from it (ALTER-AUGMENTATION drawn often here so that it usually does),
+/// and stays idle where it does not.
+#[test]
+fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_gene_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    args.extend([
+        "--offline".into(),
+        "stop.max_wall_minutes=0.4".into(),
+        "stop.final_training_share=0.5".into(),
+        "stop.max_individuals=100000".into(),
+        "--workers".into(),
+        "2".into(),
+        "stop.final_training_members=1".into(),
+        "stop.final_training_augment_variant=true".into(),
+        "evolution.augmentation_gene=true".into(),
+        "evolution.mutation_weights.ALTER-AUGMENTATION=50".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(evo(&args));
+    let records = records(&state);
+    let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
+    let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 4.0).collect();
+    let copy = finals
+        .iter()
+        .find(|r| r["mutations"] == serde_json::json!(["IDENTITY"]))
+        .expect("the copy of the best");
+    let best = &records[&copy["parent"].as_u64().unwrap()];
+    // The quick config crops and flips: what the initial individuals' genes say.
+    let configured = serde_json::json!({"crop": true, "flip": true});
+    let variants: Vec<&&Value> = finals
+        .iter()
+        .filter(|r| r["mutations"] == serde_json::json!(["ALTER-AUGMENTATION"]))
+        .collect();
+    if best["genome"]["augment"] == configured {
+        assert_eq!(
+            finals.len(),
+            1,
+            "no variant of the same augmentation: {finals:?}"
+        );
+    } else {
+        assert_eq!(finals.len(), 2, "{finals:?}");
+        assert_eq!(variants.len(), 1, "{finals:?}");
+        let variant = variants[0];
+        assert_eq!(variant["parent"], copy["parent"]);
+        assert_eq!(variant["genome"]["augment"], configured);
+        // Otherwise the same network.
+        assert_eq!(variant["genome"]["vertices"], best["genome"]["vertices"]);
+        assert_eq!(variant["genome"]["edges"], best["genome"]["edges"]);
+    }
+    eprintln!(
+        "best's gene {}; {} final trainings",
+        best["genome"]["augment"],
+        finals.len()
+    );
+}
+
+/// When the final training begins, the breeding trainings in flight are abandoned at
+/// once (here they would run far past the end), so that the final training gets the
+/// machine; the run still ends at its limit.
+#[test]
+fn the_final_training_abandons_the_breeding_trainings_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), &["training.steps=10000000"]);
+    args.extend([
+        "--offline".into(),
+        "stop.max_wall_minutes=0.3".into(),
+        "stop.final_training_share=0.5".into(),
+        "--workers".into(),
+        "2".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = ok(evo(&args));
+    let took = started.elapsed().as_secs_f64();
+    assert!((15.0..60.0).contains(&took), "{took} s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
+    let abandoned: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "training_failed")
+        .collect();
+    assert_eq!(abandoned.len(), 2, "{events}");
+    for e in &abandoned {
+        assert_eq!(e["reason"], "abandoned: the final training began", "{e}");
+    }
+    assert!(
+        stderr.contains("abandoned: the final training began"),
+        "{stderr}"
+    );
+    // Their folders are gone, and nobody was born.
+    assert!(records(&state).is_empty());
+    for e in &abandoned {
+        let id = e["id"].as_u64().unwrap();
+        assert!(!state.join(format!("individuals/{id}")).exists());
     }
 }
 

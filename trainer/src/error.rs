@@ -39,6 +39,9 @@ pub enum TrainError {
     /// The data set does not fit the genome or the settings.
     #[error("{0}")]
     Mismatch(String),
+    /// The training was cancelled by its [`crate::train::Cancel`] before it ended.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl TrainError {

@@ -30,4 +30,4 @@ pub mod weights;
 pub use candle_core::{Device, Tensor};
 pub use error::{Result, TrainError};
 pub use network::Network;
-pub use train::{Schedule, Task, TrainConfig, TrainOutcome};
+pub use train::{Cancel, Schedule, Task, TrainConfig, TrainOutcome};

@@ -11,7 +11,38 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+/// A handle that stops a training from another thread: [`train`] checks it before each
+/// step and returns [`TrainError::Cancelled`] once it is set. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A new handle, not set.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Asks every training holding a clone of this handle to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Two handles are equal when they share one flag.
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Cancel) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// How to train one individual.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +71,10 @@ pub struct TrainConfig {
     /// long final training starts lower than the short trainings the rate was chosen by.
     #[serde(skip_serializing_if = "is_one")]
     pub lr_scale: f64,
+    /// Stops the training from another thread (`None`: it runs to its end). Not part of
+    /// a saved config.
+    #[serde(skip)]
+    pub cancel: Option<Cancel>,
 }
 
 fn is_one(x: &f64) -> bool {
@@ -58,6 +93,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Constant,
             max_seconds: None,
             lr_scale: 1.0,
+            cancel: None,
         }
     }
 }
@@ -215,7 +251,8 @@ pub struct TrainOutcome {
     pub diverged: bool,
 }
 
-/// Trains `net` on `task` for `config.steps` steps at the genome's learning rate.
+/// Trains `net` on `task` for `config.steps` steps at the genome's learning rate (fewer
+/// if `config.max_seconds` runs out; an error if `config.cancel` is set meanwhile).
 pub fn train(
     net: &Network,
     task: &Task<'_>,
@@ -261,6 +298,9 @@ pub fn train(
     let mut done = 0;
     let mut diverged = false;
     for step in 1..=config.steps {
+        if config.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(TrainError::Cancelled);
+        }
         batch_idx.clear();
         augs.clear();
         while batch_idx.len() < config.batch {
@@ -558,6 +598,49 @@ mod tests {
         assert_eq!(trained(0.0), start);
         let moved = |w: Vec<f32>| -> f32 { w.iter().zip(&start).map(|(a, b)| (a - b).abs()).sum() };
         assert!(moved(trained(0.25)) < moved(trained(1.0)));
+    }
+
+    #[test]
+    fn a_cancelled_training_stops_and_says_so() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        let g = Genome::initial(
+            InputShape {
+                height: 8,
+                width: 8,
+                channels: 3,
+            },
+            3,
+        );
+        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
+        let cancel = Cancel::new();
+        let config = TrainConfig {
+            steps: 1_000_000,
+            batch: 20,
+            log_every: 5,
+            cancel: Some(cancel.clone()),
+            ..TrainConfig::default()
+        };
+        // Cancelled from the progress callback after the first report: the loop stops
+        // at the next step instead of running its million.
+        let mut reports = 0;
+        let result = train(&net, &task, &config, |_| {
+            reports += 1;
+            cancel.cancel();
+        });
+        assert!(matches!(result, Err(TrainError::Cancelled)));
+        assert_eq!(reports, 1);
+        // A handle equals its clones only.
+        assert_eq!(cancel, config.cancel.clone().unwrap());
+        assert_ne!(cancel, Cancel::new());
+        // Never set: the training runs to its end.
+        let config = TrainConfig {
+            steps: 3,
+            batch: 20,
+            cancel: Some(Cancel::new()),
+            ..TrainConfig::default()
+        };
+        assert_eq!(train(&net, &task, &config, |_| {}).unwrap().steps, 3);
     }
 
     #[test]

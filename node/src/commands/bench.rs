@@ -65,10 +65,15 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             trainer::profile::set_enabled(args.profile);
             let batch = args.batch.max(1);
             for net in args.net {
-                let one =
-                    || trainer::threads::run(|| bench(net, &device, batch, length, args.stock_ops));
-                // One OS thread per copy, as a node's workers; each trains inside the
-                // shared pool.
+                // One OS thread per copy, as a node's workers; each trains in a pool of
+                // its own with an equal share of the threads.
+                let threads =
+                    trainer::threads::share(trainer::threads::count(), args.concurrent.into());
+                let one = || {
+                    trainer::threads::run_alone(threads, || {
+                        bench(net, &device, batch, length, args.stock_ops)
+                    })
+                };
                 let reports = std::thread::scope(|s| {
                     let handles: Vec<_> = (0..args.concurrent).map(|_| s.spawn(one)).collect();
                     handles

@@ -212,6 +212,7 @@ impl TrainingSection {
             schedule: self.schedule,
             max_seconds: None,
             lr_scale: 1.0,
+            cancel: None,
         }
     }
 }
@@ -352,6 +353,11 @@ pub struct StopSection {
     /// for short trainings; a long one from the same rate can fall far below where it
     /// started). 1: the member's rate.
     pub final_training_lr_factor: f64,
+    /// Whether a worker the final training's members leave free trains a second copy of
+    /// the best member with the augmentation `[training.augment]` gives, where the
+    /// member's augmentation gene (chosen by short trainings) says otherwise; validation
+    /// then decides which copy is the run's best. false: the spare workers stay idle.
+    pub final_training_augment_variant: bool,
 }
 
 impl Default for StopSection {
@@ -364,6 +370,7 @@ impl Default for StopSection {
             final_training_share: 0.0,
             final_training_members: 0,
             final_training_lr_factor: 1.0,
+            final_training_augment_variant: false,
         }
     }
 }

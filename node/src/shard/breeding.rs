@@ -47,6 +47,7 @@ impl Shard {
             return Assignment::Check(Check {
                 id,
                 dir: self.state.individual_dir(id),
+                threads: self.worker_threads(),
             });
         }
         if self.initial_made() < self.config.evolution.initial_population
@@ -88,21 +89,21 @@ impl Shard {
         let Some(max) = self.config.stop.max_wall_minutes else {
             return Assignment::Wait(WAIT);
         };
-        if !self.final_begun {
-            self.final_begun = true;
-            let who = match self.config.stop.final_training_members {
-                0 => "each worker trains a copy of one of the best".to_string(),
-                1 => "a copy of the best trains".to_string(),
-                n => format!("copies of the {n} best train"),
-            };
-            let line =
-                format!("final training: no more breeding; {who} until the limit of {max} minutes");
-            self.reporter.line(&line);
-            self.reporter.json(
-                serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}),
-            );
-        }
+        self.begin_final();
+        let who = match self.config.stop.final_training_members {
+            0 => "each worker trains a copy of one of the best".to_string(),
+            1 => "a copy of the best trains".to_string(),
+            n => format!("copies of the {n} best train"),
+        };
+        let line =
+            format!("final training: no more breeding; {who} until the limit of {max} minutes");
+        self.reporter.line(&line);
+        self.reporter
+            .json(serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}));
         if !finale::another_member(self.config.stop.final_training_members, self.final_started) {
+            if let Some(job) = self.start_final_variant(worker, max) {
+                return job;
+            }
             self.set_idle(worker, "final training: its members are all in training");
             return Assignment::Wait(WAIT);
         }
@@ -110,32 +111,161 @@ impl Shard {
             self.set_idle(worker, "final training: no member left to train");
             return Assignment::Wait(WAIT);
         };
+        let Some(seconds) = self.final_seconds(parent, max) else {
+            self.set_idle(worker, "final training: too little time left");
+            return Assignment::Wait(WAIT);
+        };
+        self.final_taken.insert(parent);
+        self.final_members.push(parent);
+        self.final_started += 1;
+        let best = self.final_members[0];
+        let copy = finale::FinalCopy {
+            seconds,
+            augment: None,
+            threads: self.final_threads(self.final_variant(best).is_some()),
+        };
+        self.start(worker, Some(parent), Some(copy))
+    }
+
+    /// The CPU threads of one worker's training: the pool's equal share.
+    pub(super) fn worker_threads(&self) -> usize {
+        trainer::threads::share(trainer::threads::count(), self.workers.len())
+    }
+
+    /// The CPU threads of a final training: the pool's share among the final trainings
+    /// that run at once (the members, and the variant if `variant_due`), so that idle
+    /// workers' threads go to them.
+    fn final_threads(&self, variant_due: bool) -> usize {
+        let at_once = finale::concurrent_trainings(
+            self.workers.len(),
+            self.config.stop.final_training_members,
+            variant_due,
+        );
+        trainer::threads::share(trainer::threads::count(), at_once)
+    }
+
+    /// The augmentation a second copy of `best` trains with, if
+    /// `stop.final_training_augment_variant` asks for one and `best`'s gene differs from
+    /// the experiment's augmentation.
+    fn final_variant(&self, best: IndividualId) -> Option<genome::AugmentGene> {
+        // With augmentation off altogether the gene changes nothing.
+        if !self.config.stop.final_training_augment_variant || !self.config.training.augment.enabled
+        {
+            return None;
+        }
+        let gene = self.records.get(&best)?.genome.augment;
+        finale::augment_variant(gene, self.configured_augmentation())
+    }
+
+    /// Begins the final training once its time has come (from a worker asking for work,
+    /// or the shard's clock while every worker is busy): says so, and abandons the
+    /// breeding trainings in flight. Does nothing before its time or a second time.
+    pub(super) fn begin_final(&mut self) {
+        if self.final_begun || self.stopping.is_some() || !self.in_final_training() {
+            return;
+        }
+        let Some(max) = self.config.stop.max_wall_minutes else {
+            return;
+        };
+        self.final_begun = true;
+        let who = match self.config.stop.final_training_members {
+            0 => "each worker trains a copy of one of the best".to_string(),
+            1 => "a copy of the best trains".to_string(),
+            n => format!("copies of the {n} best train"),
+        };
+        let line =
+            format!("final training: no more breeding; {who} until the limit of {max} minutes");
+        self.reporter.line(&line);
+        self.reporter
+            .json(serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}));
+        self.abandon_breeding();
+    }
+
+    /// The seconds of SGD a final training of `parent` gets now, `None` when too few
+    /// are left (its own build, validation and save, or a default, are set aside).
+    fn final_seconds(&self, parent: IndividualId, max_wall_minutes: f64) -> Option<f64> {
         let outside_sgd = self
             .records
             .get(&parent)
             .and_then(|r| r.phases)
             .map(|p| p.build + p.validate + p.save);
-        let remaining_s = (max - self.run_minutes()) * 60.0;
-        let Some(seconds) =
-            finale::training_seconds(remaining_s, finale::overhead_seconds(outside_sgd))
-        else {
-            self.set_idle(worker, "final training: too little time left");
-            return Assignment::Wait(WAIT);
+        let remaining_s = (max_wall_minutes - self.run_minutes()) * 60.0;
+        finale::training_seconds(remaining_s, finale::overhead_seconds(outside_sgd))
+    }
+
+    /// With `stop.final_training_augment_variant`, a worker the members left free trains
+    /// a second copy of the best member with the experiment's augmentation, where the
+    /// member's gene differs from it (once per run); `None` otherwise.
+    fn start_final_variant(&mut self, worker: usize, max_wall_minutes: f64) -> Option<Assignment> {
+        if self.final_variant_decided {
+            return None;
+        }
+        let best = *self.final_members.first()?;
+        self.final_variant_decided = true;
+        let augment = self.final_variant(best)?;
+        let seconds = self.final_seconds(best, max_wall_minutes)?;
+        let copy = finale::FinalCopy {
+            seconds,
+            augment: Some(augment),
+            threads: self.final_threads(true),
         };
-        self.final_taken.insert(parent);
-        self.final_started += 1;
-        self.start(worker, Some(parent), Some(seconds))
+        Some(self.start(worker, Some(best), Some(copy)))
+    }
+
+    /// The augmentation `[training.augment]` gives, as a gene: what the initial
+    /// individuals start with.
+    fn configured_augmentation(&self) -> genome::AugmentGene {
+        let a = &self.config.training.augment;
+        genome::AugmentGene {
+            crop: a.pad != trainer::batch::Pad::Pixels(0),
+            flip: a.flip,
+        }
+    }
+
+    /// When the final training begins: the breeding trainings in flight are abandoned
+    /// (cancelled, logged as failed, their folders removed when their workers report),
+    /// so that their threads go to the final training and it starts at once.
+    fn abandon_breeding(&mut self) {
+        let breeding: Vec<IndividualId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| !f.is_final)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in breeding {
+            let Some(flight) = self.in_flight.remove(&id) else {
+                continue;
+            };
+            flight.cancel.cancel();
+            let _ = self.population.kill(id);
+            let logged = self.state.append(&Event::TrainingFailed {
+                at_ms: now_ms(),
+                id,
+                reason: "abandoned: the final training began".into(),
+            });
+            self.reporter
+                .line(&format!("#{id} abandoned: the final training began"));
+            self.reporter.json(
+                serde_json::json!({"event": "training_abandoned", "id": id, "reason": "final training"}),
+            );
+            if let Err(e) = logged {
+                self.fatal(e);
+                return;
+            }
+        }
     }
 
     /// Starts training an initial individual (`parent` `None`) or a child of `parent`:
-    /// a mutated one, or with `final_seconds` an unchanged copy (IDENTITY) trained for
-    /// that long with one cosine decay (the final training).
+    /// a mutated one, or with `final_copy` a copy trained for its seconds with one
+    /// cosine decay (the final training): unchanged (IDENTITY), or with another
+    /// augmentation (ALTER-AUGMENTATION).
     pub(super) fn start(
         &mut self,
         worker: usize,
         parent: Option<IndividualId>,
-        final_seconds: Option<f64>,
+        final_copy: Option<finale::FinalCopy>,
     ) -> Assignment {
+        let final_seconds = final_copy.map(|c| c.seconds);
         let limits = self.config.evolution.limits;
         let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
             None => (
@@ -146,9 +276,13 @@ impl Shard {
                 None,
             ),
             Some(p) if final_seconds.is_some() => {
-                let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
+                let Some(mut parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
                     return Assignment::Wait(WAIT);
                 };
+                let augment = final_copy.and_then(|c| c.augment);
+                if augment.is_some() {
+                    parent_genome.augment = augment;
+                }
                 let dir = self.state.individual_dir(p);
                 let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
                     Ok(t) => t,
@@ -161,7 +295,11 @@ impl Shard {
                 };
                 (
                     parent_genome,
-                    vec![Mutation::Identity],
+                    vec![if augment.is_some() {
+                        Mutation::AlterAugmentation
+                    } else {
+                        Mutation::Identity
+                    }],
                     Invalidated::none(),
                     Vec::new(),
                     Some(tensors),
@@ -245,7 +383,14 @@ impl Shard {
             return Assignment::Stop;
         }
         let what = match (parent, final_seconds) {
-            (Some(p), Some(seconds)) => format!("final training of #{p} for {seconds:.0} s"),
+            (Some(p), Some(seconds)) => match final_copy.and_then(|c| c.augment) {
+                None => format!("final training of #{p} for {seconds:.0} s"),
+                Some(a) => format!(
+                    "final training of #{p} for {seconds:.0} s with the experiment's augmentation (crop {}, flip {})",
+                    if a.crop { "on" } else { "off" },
+                    if a.flip { "on" } else { "off" }
+                ),
+            },
             (None, _) => "initial".to_string(),
             (Some(p), None) => format!(
                 "from #{p} by {}",
@@ -289,6 +434,7 @@ impl Shard {
                 loss: None,
             };
         }
+        let cancel = trainer::Cancel::new();
         self.in_flight.insert(
             id,
             InFlight {
@@ -298,6 +444,8 @@ impl Shard {
                 born_at_ms,
                 memory,
                 device,
+                cancel: cancel.clone(),
+                is_final: final_seconds.is_some(),
             },
         );
         let seed = individual_seed(node_seed(self.config.experiment.seed, &self.node_id), id);
@@ -315,13 +463,16 @@ impl Shard {
                     max_seconds: Some(seconds),
                     schedule: trainer::train::Schedule::Cosine,
                     lr_scale: self.config.stop.final_training_lr_factor,
+                    cancel: Some(cancel),
                     ..self.config.training.train_config(seed)
                 },
                 None => TrainConfig {
                     steps,
+                    cancel: Some(cancel),
                     ..self.config.training.train_config(seed)
                 },
             },
+            threads: final_copy.map_or_else(|| self.worker_threads(), |c| c.threads),
         }))
     }
 
@@ -375,11 +526,7 @@ impl Shard {
     pub(super) fn initial_genome(&self) -> Genome {
         let mut g = Genome::initial(self.input, self.classes);
         if self.config.evolution.augmentation_gene {
-            let a = &self.config.training.augment;
-            g.augment = Some(genome::AugmentGene {
-                crop: a.pad != trainer::batch::Pad::Pixels(0),
-                flip: a.flip,
-            });
+            g.augment = Some(self.configured_augmentation());
         }
         g
     }
@@ -410,7 +557,8 @@ impl Shard {
         result: Result<Trained, String>,
     ) {
         let Some(flight) = self.in_flight.remove(&id) else {
-            // Abandoned when the run stopped: what it saved is not part of the run.
+            // Abandoned (the run stopped, or the final training began): what it saved,
+            // if anything, is not part of the run.
             self.discard(id);
             return;
         };

@@ -135,6 +135,11 @@ struct InFlight {
     memory: u64,
     /// The device it trains on (an index into the node's devices).
     device: usize,
+    /// Stops its training (when the final training begins, a breeding training is
+    /// abandoned so that its threads go to the final one).
+    cancel: trainer::Cancel,
+    /// Whether it is a copy the final training trains.
+    is_final: bool,
 }
 
 /// Size and cost of a genome, computed once.
@@ -253,6 +258,11 @@ pub struct Shard {
     final_started: usize,
     /// Whether the final training has begun (it is announced once).
     final_begun: bool,
+    /// The members the final training chose, best first.
+    final_members: Vec<IndividualId>,
+    /// Whether the final training has decided on its augmentation variant (see
+    /// `stop.final_training_augment_variant`): started it, or found none to train.
+    final_variant_decided: bool,
     /// SGD steps per second of this node's trainings, by individual, to size the final
     /// trainings' step counts.
     sgd_rates: BTreeMap<IndividualId, f64>,
@@ -347,6 +357,8 @@ impl Shard {
             final_taken: BTreeSet::new(),
             final_started: 0,
             final_begun: false,
+            final_members: Vec::new(),
+            final_variant_decided: false,
             sgd_rates: BTreeMap::new(),
         }
     }
@@ -396,7 +408,11 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.self_addr = Some(ctx.address());
         // The wall-time limit is checked even while every worker is busy.
-        ctx.run_interval(Duration::from_millis(500), |shard, _| shard.check_stop());
+        // So is the start of the final training, which abandons the breeding in flight.
+        ctx.run_interval(Duration::from_millis(500), |shard, _| {
+            shard.check_stop();
+            shard.begin_final();
+        });
         // Gossip even when nothing is born, so that peers that join learn of us.
         ctx.run_interval(Duration::from_secs(5), |shard, _| shard.announce());
     }
