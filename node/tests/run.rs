@@ -314,6 +314,12 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     assert!((20.0..60.0).contains(&took), "{took} s");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("final training"), "{stderr}");
+    // Announced once, however often the workers ask for work.
+    assert_eq!(
+        stderr.matches("final training: no more breeding").count(),
+        1,
+        "{stderr}"
+    );
     assert!(stderr.contains("reached the wall-time limit"), "{stderr}");
     // The final training begins 12 s in. Its trainings last seconds where the others
     // took a fraction of one; each is an unchanged copy of a different parent, and

@@ -90,16 +90,6 @@ impl Shard {
             return Assignment::Wait(WAIT);
         };
         self.begin_final();
-        let who = match self.config.stop.final_training_members {
-            0 => "each worker trains a copy of one of the best".to_string(),
-            1 => "a copy of the best trains".to_string(),
-            n => format!("copies of the {n} best train"),
-        };
-        let line =
-            format!("final training: no more breeding; {who} until the limit of {max} minutes");
-        self.reporter.line(&line);
-        self.reporter
-            .json(serde_json::json!({"event": "final_training", "at_minutes": self.run_minutes()}));
         if !finale::another_member(self.config.stop.final_training_members, self.final_started) {
             if let Some(job) = self.start_final_variant(worker, max) {
                 return job;
