@@ -405,11 +405,17 @@ fn garbled_gossip_is_rejected_and_its_sender_penalized() {
     });
     assert!(sent_gossip, "the hostile peer never saw the node subscribe");
     assert!(disconnected, "the node did not disconnect the hostile peer");
-    let s = wait_for(Duration::from_secs(10), "the penalty", || {
-        let s = status(node.port)?;
-        (s["penalized_peers"].as_u64()? >= 1).then_some(s)
-    });
-    assert_eq!(s["connected_peers"], 0, "{s}");
+    // The hostile peer saw its connection close; the node counts the penalty and the
+    // closed connection when its own swarm reports them, which may come a moment later.
+    let s = wait_for(
+        Duration::from_secs(10),
+        "the penalty and the disconnection",
+        || {
+            let s = status(node.port)?;
+            (s["penalized_peers"].as_u64()? >= 1 && s["connected_peers"].as_u64()? == 0)
+                .then_some(s)
+        },
+    );
     // The node is alive and still training.
     let before = s["individuals_trained"].as_u64().unwrap();
     wait_for(Duration::from_secs(60), "more training", || {
