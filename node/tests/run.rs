@@ -758,3 +758,53 @@ fn a_child_too_large_for_the_device_fails_alone() {
         assert!(needs <= budget, "{needs} bytes > {budget}: {r}");
     }
 }
+
+/// The stall budget: with one worker, each individual trains `training.steps` times the
+/// factor [`node::budget::stall_factor`] gives for the births before it, and on these
+/// few validation images (where fitness soon stops rising) the factor reaches its cap.
+#[test]
+fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(
+        &data,
+        &state,
+        free_port(),
+        &[
+            "training.steps=10",
+            "training.budget=stall",
+            "training.budget_max_factor=4",
+            "stop.max_individuals=40",
+            "stop.final_training_share=0",
+        ],
+    );
+    args.extend(["--offline", "--workers", "1", "--json-log"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(evo(&args));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let planned: BTreeMap<u64, u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "training_started")
+        .map(|e| (e["id"].as_u64().unwrap(), e["steps"].as_u64().unwrap()))
+        .collect();
+    let records = records(&state);
+    assert_eq!(records.len(), 40);
+    assert!(
+        records.keys().all(|id| planned.contains_key(id)),
+        "{stdout}"
+    );
+    // One worker: births come in the order of ids, each before the next start (a
+    // failed training has no record and counts for nothing).
+    for (id, steps) in &planned {
+        let before: Vec<f64> = records
+            .range(..*id)
+            .filter_map(|(_, r)| r["fitness"].as_f64())
+            .collect();
+        let factor = node::budget::stall_factor(before.iter().copied(), 5, 4);
+        assert_eq!(*steps, 10 * u64::from(factor), "#{id} after {before:?}");
+    }
+    assert_eq!(planned.values().max(), Some(&40), "{planned:?}");
+}

@@ -167,11 +167,12 @@ pub struct TrainingSection {
     /// How the learning rate moves over an individual's steps: `constant` (the paper)
     /// or `cosine` (beyond the paper: down to zero along a half cosine).
     pub schedule: Schedule,
-    /// `fixed` (the paper: `steps` for every individual) or `lineage` (beyond the
+    /// `fixed` (the paper: `steps` for every individual), `lineage` (beyond the
     /// paper: the n-th child of a parent trains n times `steps`, at most
-    /// `budget_max_factor` times).
+    /// `budget_max_factor` times) or `stall` (beyond the paper: `steps` times a factor
+    /// that doubles each generation without a new best, at most `budget_max_factor`).
     pub budget: Budget,
-    /// The cap of the `lineage` budget, in multiples of `steps`.
+    /// The cap of the `lineage` and `stall` budgets, in multiples of `steps`.
     pub budget_max_factor: u32,
     /// Beyond the paper: adaptive gradient clipping, the gradient of each kernel and
     /// weight matrix scaled to at most this times the tensor's norm (0: off).

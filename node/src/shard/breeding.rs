@@ -6,7 +6,7 @@ use super::{
     individual_seed, node_seed, percent, shape_of, InFlight, Shard, WorkerState,
     FINAL_STEPS_UNKNOWN, MAX_CONSECUTIVE_FAILURES, WAIT,
 };
-use crate::budget::child_steps;
+use crate::budget::{child_steps, stall_factor, Budget};
 use crate::finale;
 use crate::memory_budget::{fit, gib, Fit};
 use crate::messages::{Assignment, Check, Job, Trained};
@@ -405,7 +405,13 @@ impl Shard {
                     ((2.0 * rate * seconds).ceil() as u64).clamp(t.steps, FINAL_STEPS_UNKNOWN)
                 })
             }
-            _ => child_steps(t.budget, t.steps, t.budget_max_factor, earlier_children),
+            _ => child_steps(
+                t.budget,
+                t.steps,
+                t.budget_max_factor,
+                earlier_children,
+                self.stall_factor(),
+            ),
         };
         if final_seconds.is_some() {
             self.final_taken.insert(id);
@@ -413,7 +419,7 @@ impl Shard {
         self.reporter.started(worker, id, &what, steps);
         self.reporter.json(serde_json::json!({
             "event": "training_started", "worker": worker, "id": id, "parent": parent,
-            "mutations": mutations,
+            "mutations": mutations, "steps": steps,
         }));
         if let Some(w) = self.workers.get_mut(worker) {
             *w = WorkerState {
@@ -675,5 +681,28 @@ impl Shard {
             "inherited": trained.inherited,
         }));
         Ok(())
+    }
+}
+
+impl Shard {
+    /// The stall budget's factor now ([`stall_factor`]) over the individuals trained
+    /// here (migrants left out), a generation being `evolution.population_size`
+    /// births; 1 under the other budgets.
+    fn stall_factor(&self) -> u32 {
+        if self.config.training.budget != Budget::Stall {
+            return 1;
+        }
+        let mut births: Vec<(u64, IndividualId, f64)> = self
+            .records
+            .values()
+            .filter(|r| r.origin.is_none())
+            .filter_map(|r| Some((r.born_at_ms, r.id, r.fitness?)))
+            .collect();
+        births.sort_by_key(|&(at, id, _)| (at, id));
+        stall_factor(
+            births.into_iter().map(|(_, _, f)| f),
+            self.config.evolution.population_size,
+            self.config.training.budget_max_factor,
+        )
     }
 }
