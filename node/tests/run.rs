@@ -29,6 +29,26 @@ fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String>
     args
 }
 
+/// `evo run --offline` to its end on fresh test data (`images` per batch file), with `extra`
+/// settings and `flags`: the temporary folder (kept while the caller holds it), the
+/// state directory and what the run printed; the test fails if the run does.
+fn run_offline(
+    images: usize,
+    extra: &[&str],
+    flags: &[&str],
+) -> (tempfile::TempDir, PathBuf, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), images);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), extra);
+    args.push("--offline".into());
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(evo(&args));
+    (dir, state, out)
+}
+
 fn spawn(args: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_evo"))
         .args(args)
@@ -708,14 +728,8 @@ fn a_resume_quarantines_what_is_damaged_and_goes_on() {
 /// reason, and the run goes on to its limit.
 #[test]
 fn a_child_too_large_for_the_device_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 30);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(
-        &data,
-        &state,
-        free_port(),
+    let (_dir, state, out) = run_offline(
+        30,
         &[
             "training.steps=5",
             "stop.max_individuals=30",
@@ -725,10 +739,8 @@ fn a_child_too_large_for_the_device_fails_alone() {
             "node.memory_gib=0.0025",
             "evolution.mutation_weights.INSERT-CONVOLUTION=5",
         ],
+        &["--workers", "2"],
     );
-    args.extend(["--offline".into(), "--workers".into(), "2".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = ok(evo(&args));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("device memory"), "{stderr}");
     let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
@@ -764,14 +776,8 @@ fn a_child_too_large_for_the_device_fails_alone() {
 /// few validation images (where fitness soon stops rising) the factor reaches its cap.
 #[test]
 fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 20);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(
-        &data,
-        &state,
-        free_port(),
+    let (_dir, state, out) = run_offline(
+        20,
         &[
             "training.steps=10",
             "training.budget=stall",
@@ -779,10 +785,8 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
             "stop.max_individuals=40",
             "stop.final_training_share=0",
         ],
+        &["--workers", "1", "--json-log"],
     );
-    args.extend(["--offline", "--workers", "1", "--json-log"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = ok(evo(&args));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let planned: BTreeMap<u64, u64> = stdout
         .lines()
