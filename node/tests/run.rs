@@ -812,3 +812,73 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
     }
     assert_eq!(planned.values().max(), Some(&40), "{planned:?}");
 }
+
+/// The cost budget: each child trains `training.steps` times the median forward FLOPs
+/// of the population's trained members over its own, between once and the cap. The
+/// members alive at its birth are some of those trained before it, so its steps lie
+/// between what the cheapest and the costliest of those would give; the run has children
+/// that trained the base steps and children that trained more.
+#[test]
+fn the_cost_budget_gives_cheaper_children_more_steps() {
+    let (_dir, state, out) = run_offline(
+        20,
+        &[
+            "training.steps=10",
+            "training.budget=cost",
+            "training.budget_max_factor=4",
+            "stop.max_individuals=60",
+            "stop.final_training_share=0",
+        ],
+        &["--workers", "1", "--json-log"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let planned: BTreeMap<u64, u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "training_started")
+        .map(|e| (e["id"].as_u64().unwrap(), e["steps"].as_u64().unwrap()))
+        .collect();
+    let records = records(&state);
+    assert_eq!(records.len(), 60);
+    let flops = |r: &Value| {
+        let g: genome::Genome = serde_json::from_value(r["genome"].clone()).unwrap();
+        g.analyze(&genome::Limits::default())
+            .unwrap()
+            .cost
+            .forward_flops
+    };
+    let steps_for = |own: u64, reference: u64| {
+        node::budget::child_steps(
+            node::budget::Budget::Cost,
+            10,
+            4,
+            Some(0),
+            reference as f64 / own as f64,
+        )
+    };
+    let (mut base, mut more) = (0, 0);
+    for (id, r) in &records {
+        let steps = planned[id];
+        let own = flops(r);
+        // One worker: those trained before it are those with smaller ids.
+        let earlier: Vec<u64> = records
+            .range(..*id)
+            .filter(|(_, e)| e["fitness"].as_f64().is_some())
+            .map(|(_, e)| flops(e))
+            .collect();
+        let (lo, hi) = match (earlier.iter().min(), earlier.iter().max()) {
+            (Some(&lo), Some(&hi)) => (steps_for(own, lo), steps_for(own, hi)),
+            _ => (10, 10),
+        };
+        assert!(
+            (lo..=hi).contains(&steps),
+            "#{id} ({own} FLOPs) trained {steps} steps, outside {lo}..={hi} (earlier: {earlier:?})"
+        );
+        if steps == 10 {
+            base += 1;
+        } else {
+            more += 1;
+        }
+    }
+    assert!(base > 0 && more > 0, "{planned:?}");
+}

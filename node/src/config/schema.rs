@@ -169,10 +169,12 @@ pub struct TrainingSection {
     pub schedule: Schedule,
     /// `fixed` (the paper: `steps` for every individual), `lineage` (beyond the
     /// paper: the n-th child of a parent trains n times `steps`, at most
-    /// `budget_max_factor` times) or `stall` (beyond the paper: `steps` times a factor
-    /// that doubles each generation without a new best, at most `budget_max_factor`).
+    /// `budget_max_factor` times), `stall` (beyond the paper: `steps` times a factor
+    /// that doubles each generation without a new best, at most `budget_max_factor`)
+    /// or `cost` (beyond the paper: `steps` times the population's median forward
+    /// FLOPs over the child's, between 1 and `budget_max_factor`).
     pub budget: Budget,
-    /// The cap of the `lineage` and `stall` budgets, in multiples of `steps`.
+    /// The cap of the `lineage`, `stall` and `cost` budgets, in multiples of `steps`.
     pub budget_max_factor: u32,
     /// Beyond the paper: adaptive gradient clipping, the gradient of each kernel and
     /// weight matrix scaled to at most this times the tensor's norm (0: off).

@@ -6,7 +6,7 @@ use super::{
     individual_seed, node_seed, percent, shape_of, InFlight, Shard, WorkerState,
     FINAL_STEPS_UNKNOWN, MAX_CONSECUTIVE_FAILURES, WAIT,
 };
-use crate::budget::{child_steps, stall_factor, Budget};
+use crate::budget::{child_steps, cost_factor, stall_factor, Budget};
 use crate::finale;
 use crate::memory_budget::{fit, gib, Fit};
 use crate::messages::{Assignment, Check, Job, Trained};
@@ -410,7 +410,7 @@ impl Shard {
                 t.steps,
                 t.budget_max_factor,
                 earlier_children,
-                self.stall_factor(),
+                self.budget_factor(&genome),
             ),
         };
         if final_seconds.is_some() {
@@ -685,6 +685,25 @@ impl Shard {
 }
 
 impl Shard {
+    /// The stall or cost budget's factor for a child of `genome` now; 1 under the
+    /// others.
+    fn budget_factor(&self, genome: &Genome) -> f64 {
+        match self.config.training.budget {
+            Budget::Stall => f64::from(self.stall_factor()),
+            Budget::Cost => {
+                let own = shape_of(genome, &self.config.evolution.limits).forward_flops;
+                let members = self
+                    .population
+                    .members()
+                    .filter(|m| m.is_candidate())
+                    .filter_map(|m| self.shapes.get(&m.id))
+                    .map(|s| s.forward_flops);
+                cost_factor(own, members, self.config.training.budget_max_factor)
+            }
+            Budget::Fixed | Budget::Lineage => 1.0,
+        }
+    }
+
     /// The stall budget's factor now ([`stall_factor`]) over the individuals trained
     /// here (migrants left out), a generation being `evolution.population_size`
     /// births; 1 under the other budgets.
