@@ -771,30 +771,43 @@ fn a_child_too_large_for_the_device_fails_alone() {
     }
 }
 
-/// The stall budget: with one worker, each individual trains `training.steps` times the
-/// factor [`node::budget::stall_factor`] gives for the births before it, and on these
-/// few validation images (where fitness soon stops rising) the factor reaches its cap.
-#[test]
-fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
+/// `evo run --offline` with one worker under `training.budget = budget` (10 steps, a
+/// cap of 4 times) until `individuals` are trained: what it printed, the steps each
+/// training planned (by id, from its `training_started` event) and the records.
+fn budget_run(
+    budget: &str,
+    individuals: u64,
+) -> (String, BTreeMap<u64, u64>, BTreeMap<u64, Value>) {
+    let budget = format!("training.budget={budget}");
+    let individuals = format!("stop.max_individuals={individuals}");
     let (_dir, state, out) = run_offline(
         20,
         &[
             "training.steps=10",
-            "training.budget=stall",
+            &budget,
             "training.budget_max_factor=4",
-            "stop.max_individuals=40",
+            &individuals,
             "stop.final_training_share=0",
         ],
         &["--workers", "1", "--json-log"],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let planned: BTreeMap<u64, u64> = stdout
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let planned = stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["event"] == "training_started")
         .map(|e| (e["id"].as_u64().unwrap(), e["steps"].as_u64().unwrap()))
         .collect();
     let records = records(&state);
+    (stdout, planned, records)
+}
+
+/// The stall budget: with one worker, each individual trains `training.steps` times the
+/// factor [`node::budget::stall_factor`] gives for the births before it, and on these
+/// few validation images (where fitness soon stops rising) the factor reaches its cap.
+#[test]
+fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
+    let (stdout, planned, records) = budget_run("stall", 40);
     assert_eq!(records.len(), 40);
     assert!(
         records.keys().all(|id| planned.contains_key(id)),
@@ -820,25 +833,7 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
 /// that trained the base steps and children that trained more.
 #[test]
 fn the_cost_budget_gives_cheaper_children_more_steps() {
-    let (_dir, state, out) = run_offline(
-        20,
-        &[
-            "training.steps=10",
-            "training.budget=cost",
-            "training.budget_max_factor=4",
-            "stop.max_individuals=60",
-            "stop.final_training_share=0",
-        ],
-        &["--workers", "1", "--json-log"],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let planned: BTreeMap<u64, u64> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "training_started")
-        .map(|e| (e["id"].as_u64().unwrap(), e["steps"].as_u64().unwrap()))
-        .collect();
-    let records = records(&state);
+    let (_, planned, records) = budget_run("cost", 60);
     assert_eq!(records.len(), 60);
     let flops = |r: &Value| {
         let g: genome::Genome = serde_json::from_value(r["genome"].clone()).unwrap();
