@@ -28,7 +28,8 @@ pub enum MutationStyle {
 }
 
 /// How mutations are carried out: their style, and (beyond the paper, in the
-/// function-preserving style only) the fewest channels an inserted convolution gets.
+/// function-preserving style only) the fewest channels an inserted convolution gets and
+/// how an inserted vertex's kind is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MutationOptions {
     /// The paper's mutations or their function-preserving forms.
@@ -38,6 +39,13 @@ pub struct MutationOptions {
     /// the input on, the others start fresh and unused). 0: no floor, the width follows
     /// the input's channels alone.
     pub min_insert_channels: u32,
+    /// With [`MutationStyle::PreserveFunction`]: an inserted vertex (INSERT-CONVOLUTION,
+    /// INSERT-ONE-TO-ONE) is BN_RELU wherever its function-preserving form allows one
+    /// (a non-negative input, or room to split the channels), LINEAR only where it does
+    /// not. `false` (the paper): BN_RELU or LINEAR at random, and a LINEAR vertex
+    /// between two convolutions composes them into one linear map, adding cost but no
+    /// depth.
+    pub nonlinear_insertions: bool,
 }
 
 impl From<MutationStyle> for MutationOptions {
@@ -45,6 +53,7 @@ impl From<MutationStyle> for MutationOptions {
         MutationOptions {
             style,
             min_insert_channels: 0,
+            nonlinear_insertions: false,
         }
     }
 }

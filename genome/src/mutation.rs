@@ -264,8 +264,7 @@ fn apply_analyzed(
     let mut child = parent.clone();
     let (invalidated, inits) = match options.style {
         MutationStyle::PreserveFunction => {
-            let floor = options.min_insert_channels;
-            match preserve_in_place(&mut child, parent_analysis, mutation, rng, limits, floor)? {
+            match preserve_in_place(&mut child, parent_analysis, mutation, rng, limits, options)? {
                 Some(inits) => (Invalidated::none(), inits),
                 None => (
                     mutate_in_place(&mut child, parent_analysis, mutation, rng, limits)?,
@@ -295,15 +294,26 @@ fn apply_analyzed(
 /// The function-preserving form of `mutation`, applied to `g` in place: the
 /// initializations that keep the parent's function, or `None` if the mutation has no
 /// such form (the caller then applies the paper's). An inserted convolution gets at
-/// least `min_insert_channels` channels where it can widen exactly.
+/// least `options.min_insert_channels` channels where it can widen exactly; an inserted
+/// vertex's kind is drawn, or BN_RELU wherever it can be with
+/// `options.nonlinear_insertions`.
 fn preserve_in_place(
     g: &mut Genome,
     analysis: &Analysis,
     mutation: Mutation,
     rng: &mut impl Rng,
     limits: &Limits,
-    min_insert_channels: u32,
+    options: MutationOptions,
 ) -> Result<Option<Vec<TensorInit>>, MutationError> {
+    let min_insert_channels = options.min_insert_channels;
+    // The kind an inserted vertex would take, before what its form allows decides.
+    let wanted_kind = |rng: &mut _| {
+        if options.nonlinear_insertions {
+            VertexKind::BnRelu
+        } else {
+            random_kind(rng)
+        }
+    };
     match mutation {
         Mutation::InsertConvolution => {
             let edges = g.backbone_edges();
@@ -317,9 +327,16 @@ fn preserve_in_place(
             if rng.random_bool(0.5) {
                 // Stride 2 (as often as the paper's): a pass-through that keeps every
                 // other row and column, the head resampled to the smaller output.
-                let kind = match random_kind(rng) {
-                    VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
-                    _ => VertexKind::Linear,
+                // With nonlinear insertions, a BN_RELU on an input of either sign splits
+                // the channels (x, -x) where a convolution consumes them, its kernel grown
+                // to take relu(x) - relu(-x).
+                let room = c.saturating_mul(2) <= limits.max_channels;
+                let (kind, split) = match wanted_kind(rng) {
+                    VertexKind::BnRelu if non_negative(g, u) => (VertexKind::BnRelu, false),
+                    VertexKind::BnRelu if options.nonlinear_insertions && old_is_conv && room => {
+                        (VertexKind::BnRelu, true)
+                    }
+                    _ => (VertexKind::Linear, false),
                 };
                 // Widened to the floor where the layout change is exact: in front of a
                 // convolution (its kernel grown), or through identity edges (the
@@ -330,11 +347,12 @@ fn preserve_in_place(
                 } else {
                     layout_change(g, analysis, v, chosen, false)
                 };
+                let base = if split { 2 * c } else { c };
                 let channels = match &chain {
                     Some(_) if min_insert_channels <= limits.max_channels => {
-                        c.max(min_insert_channels)
+                        base.max(min_insert_channels)
                     }
-                    _ => c,
+                    _ => base,
                 };
                 let (w, new_edge) = g.split_edge(
                     chosen,
@@ -343,7 +361,7 @@ fn preserve_in_place(
                 );
                 let mut inits = vec![TensorInit::PassThrough {
                     name: conv_kernel_name(new_edge),
-                    split: false,
+                    split,
                 }];
                 if kind == VertexKind::BnRelu {
                     inits.push(TensorInit::PassThroughBatchNorm {
@@ -358,7 +376,7 @@ fn preserve_in_place(
                     if old_is_conv {
                         inits.push(TensorInit::Grow {
                             name: conv_kernel_name(chosen),
-                            split: None,
+                            split: split.then_some(c),
                             feature_block: 1,
                         });
                     } else {
@@ -386,7 +404,7 @@ fn preserve_in_place(
                 }
             };
             let room = c.saturating_mul(2) <= limits.max_channels;
-            let (kind, split, mut chain) = match random_kind(rng) {
+            let (kind, split, mut chain) = match wanted_kind(rng) {
                 VertexKind::BnRelu if non_negative(g, u) => (VertexKind::BnRelu, false, None),
                 VertexKind::BnRelu if room => match downstream(true) {
                     Some(chain) => (VertexKind::BnRelu, true, Some(chain)),
@@ -448,7 +466,7 @@ fn preserve_in_place(
                 .choose(rng)
                 .ok_or_else(|| not_applicable(mutation, "the backbone has no edge"))?;
             let u = g.edge(chosen).expect("backbone edge exists").from;
-            let kind = match random_kind(rng) {
+            let kind = match wanted_kind(rng) {
                 VertexKind::BnRelu if non_negative(g, u) => VertexKind::BnRelu,
                 _ => VertexKind::Linear,
             };
@@ -974,6 +992,7 @@ mod tests {
         let options = MutationOptions {
             style: MutationStyle::PreserveFunction,
             min_insert_channels: 16,
+            nonlinear_insertions: false,
         };
         let limits = Limits::default();
         // From the linear classifier, an insertion is 16 wide, at either stride (at
@@ -1028,6 +1047,7 @@ mod tests {
         let paper = MutationOptions {
             style: MutationStyle::Paper,
             min_insert_channels: 16,
+            nonlinear_insertions: true,
         };
         for seed in 0..20 {
             let (child, _, _) = apply_with_style(
@@ -1040,6 +1060,71 @@ mod tests {
             .unwrap();
             assert_eq!(convs(&child)[0].channels, 3);
         }
+    }
+
+    /// The kind of the vertex `m` inserted into `parent` with `nonlinear_insertions`,
+    /// and the new convolution's stride (1 for INSERT-ONE-TO-ONE), for one seed.
+    fn inserted(parent: &Genome, m: Mutation, nonlinear: bool, seed: u64) -> (VertexKind, u32) {
+        let options = MutationOptions {
+            style: MutationStyle::PreserveFunction,
+            min_insert_channels: 0,
+            nonlinear_insertions: nonlinear,
+        };
+        let (child, _, _) = apply_with_style(
+            parent,
+            m,
+            &mut seeded_rng(seed),
+            &Limits::default(),
+            options,
+        )
+        .unwrap();
+        let vertex = child
+            .vertices
+            .iter()
+            .find(|v| parent.vertex(v.id).is_none())
+            .expect("a new vertex");
+        let stride = child
+            .edges
+            .iter()
+            .find(|e| parent.edge(e.id).is_none())
+            .and_then(|e| e.op.conv())
+            .map_or(1, |c| c.stride);
+        (vertex.kind, stride)
+    }
+
+    #[test]
+    fn nonlinear_insertions_are_bn_relu_wherever_the_function_allows() {
+        // Into `small`, whose convolutions all feed BN_RELU vertices: every insertion
+        // is BN_RELU (after the pixels, whose signs are mixed, by splitting them), where
+        // the paper's draw makes some LINEAR.
+        for m in [Mutation::InsertConvolution, Mutation::InsertOneToOne] {
+            let mut linear = 0;
+            for seed in 0..60 {
+                let (kind, _) = inserted(&small(), m, true, seed);
+                if m == Mutation::InsertConvolution {
+                    assert_eq!(kind, VertexKind::BnRelu, "seed {seed}");
+                }
+                if inserted(&small(), m, false, seed).0 == VertexKind::Linear {
+                    linear += 1;
+                }
+            }
+            assert!(linear >= 10, "{m}: {linear} LINEAR of 60 drawn at random");
+        }
+        // Into the linear classifier (pixels straight to the head): a stride-1
+        // insertion splits and is BN_RELU; a stride-2 one, with no convolution after
+        // it to take the split, stays LINEAR.
+        let mut strides = BTreeSet::new();
+        for seed in 0..40 {
+            let (kind, stride) = inserted(&initial(), Mutation::InsertConvolution, true, seed);
+            let expected = if stride == 1 {
+                VertexKind::BnRelu
+            } else {
+                VertexKind::Linear
+            };
+            assert_eq!(kind, expected, "seed {seed}, stride {stride}");
+            strides.insert(stride);
+        }
+        assert_eq!(strides, BTreeSet::from([1, 2]));
     }
 
     #[test]

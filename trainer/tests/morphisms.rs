@@ -9,8 +9,8 @@
 
 use candle_core::{Device, Tensor};
 use genome::{
-    apply_with_style, seeded_rng, Genome, InputShape, Invalidated, Limits, Mutation,
-    MutationOptions, MutationStyle,
+    apply_with_style, seeded_rng, EdgeOp, Genome, InputShape, Invalidated, Limits, Mutation,
+    MutationOptions, MutationStyle, TensorInit, VertexKind,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -110,13 +110,14 @@ enum Checked {
 }
 
 /// Checks one preserving mutation of one parent, with insertions at least `floor`
-/// channels wide.
-fn check(seed: u64, steps: usize, m: Mutation, floor: u32) -> Checked {
+/// channels wide and (`nonlinear`) BN_RELU wherever they can be.
+fn check(seed: u64, steps: usize, m: Mutation, floor: u32, nonlinear: bool) -> Checked {
     let (pg, tensors) = parent(seed, steps);
     let mut rng = seeded_rng(seed.wrapping_mul(31) + m as u64);
     let options = MutationOptions {
         style: MutationStyle::PreserveFunction,
         min_insert_channels: floor,
+        nonlinear_insertions: nonlinear,
     };
     let Ok((child, _, applied)) = apply_with_style(&pg, m, &mut rng, &limits(), options) else {
         return Checked::NotApplied;
@@ -138,7 +139,7 @@ fn check(seed: u64, steps: usize, m: Mutation, floor: u32) -> Checked {
     }
     let x = batch(seed + 100, 7);
     let what = format!(
-        "seed {seed}, {steps} steps, {m}, floor {floor}: {:?}",
+        "seed {seed}, {steps} steps, {m}, floor {floor}, nonlinear {nonlinear}: {:?}",
         applied.inits
     );
     assert_close(&logits(&c_net, &x), &logits(&p_net, &x), &what);
@@ -159,9 +160,10 @@ proptest! {
         seed in 0u64..1_000_000,
         steps in 0usize..14,
         floor in prop_oneof![Just(0u32), Just(5), Just(16)],
+        nonlinear in any::<bool>(),
     ) {
         for m in PRESERVING {
-            check(seed, steps, m, floor);
+            check(seed, steps, m, floor, nonlinear);
         }
     }
 }
@@ -172,7 +174,7 @@ proptest! {
 fn preserving_forms_apply_and_start_from_the_linear_classifier() {
     for m in &PRESERVING[1..] {
         let exact = (0..40)
-            .filter(|&s| check(s, 6, *m, 0) == Checked::Exact)
+            .filter(|&s| check(s, 6, *m, 0, false) == Checked::Exact)
             .count();
         assert!(
             exact >= 8,
@@ -181,16 +183,109 @@ fn preserving_forms_apply_and_start_from_the_linear_classifier() {
     }
     for floor in [0, 16] {
         let first: Vec<Checked> = (0..20)
-            .map(|s| check(s, 0, Mutation::InsertConvolution, floor))
+            .map(|s| check(s, 0, Mutation::InsertConvolution, floor, s % 2 == 0))
             .collect();
         assert!(!first.contains(&Checked::NotApplied));
         assert!(first.iter().filter(|c| **c == Checked::Exact).count() >= 5);
     }
     // With a floor, insertions that widen stay exact as often.
     let exact = (0..40)
-        .filter(|&s| check(s, 6, Mutation::InsertConvolution, 16) == Checked::Exact)
+        .filter(|&s| check(s, 6, Mutation::InsertConvolution, 16, false) == Checked::Exact)
         .count();
     assert!(exact >= 8, "floor 16: exact only {exact} times in 40");
+}
+
+/// Nonlinear insertions stay exact as often, and a stride-2 one that splits its
+/// pixels' signs (x, -x) into a BN_RELU computes what the same insertion as a LINEAR
+/// vertex computes: its consumer's grown kernel takes relu(x) - relu(-x) = x (both have
+/// the head resampled, so neither is the parent's function exactly).
+#[test]
+fn nonlinear_insertions_keep_the_function() {
+    let exact = (0..40)
+        .filter(|&s| check(s, 6, Mutation::InsertConvolution, 0, true) == Checked::Exact)
+        .count();
+    assert!(exact >= 8, "nonlinear: exact only {exact} times in 40");
+    let options = MutationOptions {
+        style: MutationStyle::PreserveFunction,
+        min_insert_channels: 0,
+        nonlinear_insertions: true,
+    };
+    let mut split_stride_two = 0;
+    for seed in 0..80 {
+        let (pg, tensors) = parent(seed, 6);
+        let mut rng = seeded_rng(seed);
+        let Ok((child, _, applied)) = apply_with_style(
+            &pg,
+            Mutation::InsertConvolution,
+            &mut rng,
+            &limits(),
+            options,
+        ) else {
+            continue;
+        };
+        let new_edge = child
+            .edges
+            .iter()
+            .find(|e| pg.edge(e.id).is_none())
+            .expect("a new edge");
+        let conv = *new_edge.op.conv().expect("a convolution");
+        let split = applied
+            .inits
+            .iter()
+            .any(|i| matches!(i, TensorInit::PassThrough { split: true, .. }));
+        if conv.stride != 2 || !split {
+            continue;
+        }
+        split_stride_two += 1;
+        // The same insertion as a LINEAR vertex of the input's channels.
+        let mut linear = child.clone();
+        let w = new_edge.to;
+        linear
+            .vertices
+            .iter_mut()
+            .find(|v| v.id == w)
+            .expect("the new vertex")
+            .kind = VertexKind::Linear;
+        for e in linear.edges.iter_mut().filter(|e| e.id == new_edge.id) {
+            if let EdgeOp::Conv(c) = &mut e.op {
+                c.channels /= 2;
+            }
+        }
+        let inits: Vec<TensorInit> = applied
+            .inits
+            .iter()
+            .filter_map(|i| match i {
+                TensorInit::PassThrough { name, .. } => Some(TensorInit::PassThrough {
+                    name: name.clone(),
+                    split: false,
+                }),
+                TensorInit::PassThroughBatchNorm { .. } | TensorInit::Grow { .. } => None,
+                other => Some(other.clone()),
+            })
+            .collect();
+        let net = |g: &Genome, inits: &[TensorInit]| {
+            Network::with_inits(
+                g,
+                &Device::Cpu,
+                Some(&tensors),
+                &applied.invalidated,
+                inits,
+                seed + 1,
+            )
+            .unwrap()
+            .0
+        };
+        let x = batch(seed + 100, 7);
+        assert_close(
+            &logits(&net(&child, &applied.inits), &x),
+            &logits(&net(&linear, &inits), &x),
+            &format!("seed {seed}: {:?}", applied.inits),
+        );
+    }
+    assert!(
+        split_stride_two >= 5,
+        "{split_stride_two} split stride-2 insertions in 80"
+    );
 }
 
 /// The paper's style is unchanged: no special initializations.

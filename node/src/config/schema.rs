@@ -265,6 +265,12 @@ pub struct EvolutionSection {
     /// the input on, the rest start fresh and unused), so that no lineage is held to
     /// the input's few channels; 0 (the paper): the input's channels decide.
     pub min_insert_channels: u32,
+    /// Beyond the paper, with `preserve-function` only: whether an inserted vertex is
+    /// BN_RELU wherever its function-preserving form allows one (a non-negative input,
+    /// or room to split the channels) rather than BN_RELU or LINEAR at random, so that
+    /// insertions add depth (a LINEAR vertex between two convolutions composes them into
+    /// one linear map); `false` (the paper): at random.
+    pub nonlinear_insertions: bool,
     /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
     /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
     /// the paper's uniform draw. Beyond the paper when set.
@@ -286,6 +292,7 @@ impl Default for EvolutionSection {
             mutation_style: MutationStyle::Paper,
             augmentation_gene: false,
             min_insert_channels: 0,
+            nonlinear_insertions: false,
             mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
@@ -312,11 +319,13 @@ impl EvolutionSection {
         })
     }
 
-    /// How mutations are carried out: their style and the insertion floor.
+    /// How mutations are carried out: their style, the insertion floor and the kind of
+    /// inserted vertices.
     pub fn mutation_options(&self) -> MutationOptions {
         MutationOptions {
             style: self.mutation_style,
             min_insert_channels: self.min_insert_channels,
+            nonlinear_insertions: self.nonlinear_insertions,
         }
     }
 
