@@ -83,6 +83,21 @@ pub fn next_parent(
     ranked.into_iter().find(|id| !taken.contains(id))
 }
 
+/// The order in which the final training takes members: `ranked` (best first) with the
+/// immigrants whose home island is still a peer of the experiment (`home_trains`) moved
+/// behind the rest, each group kept in rank order. That island trains its own copy in
+/// its final training, so islands spend theirs on different individuals rather than on
+/// copies of one migrant (the experiment's best is then the best of several). An
+/// immigrant whose island has left keeps its rank.
+pub fn islands_apart(
+    ranked: impl IntoIterator<Item = IndividualId>,
+    home_trains: impl Fn(IndividualId) -> bool,
+) -> Vec<IndividualId> {
+    let (elsewhere, here): (Vec<IndividualId>, Vec<IndividualId>) =
+        ranked.into_iter().partition(|id| home_trains(*id));
+    here.into_iter().chain(elsewhere).collect()
+}
+
 /// Whether another final training may start when `started` have: at most `members`
 /// of them (`stop.final_training_members`), or with 0 as many as workers ask for.
 pub fn another_member(members: usize, started: usize) -> bool {
@@ -137,6 +152,26 @@ mod tests {
         taken.extend([3, 9]);
         assert_eq!(next_parent([7, 3, 9], &taken), None);
         assert_eq!(next_parent([], &BTreeSet::new()), None);
+    }
+
+    #[test]
+    fn immigrants_whose_island_trains_them_go_behind_this_nodes_members() {
+        // 7 and 9 came from islands still connected; 3 and 5 are this node's own (or
+        // came from an island that left).
+        let elsewhere = |id: IndividualId| id == 7 || id == 9;
+        assert_eq!(islands_apart([7, 3, 9, 5], elsewhere), vec![3, 5, 7, 9]);
+        assert_eq!(islands_apart([3, 7], elsewhere), vec![3, 7]);
+        // Only immigrants: they are still trained, best first.
+        assert_eq!(islands_apart([9, 7], elsewhere), vec![9, 7]);
+        // No peer: the ranking as it is.
+        assert_eq!(islands_apart([7, 3, 9, 5], |_| false), vec![7, 3, 9, 5]);
+        assert_eq!(islands_apart([], elsewhere), Vec::<IndividualId>::new());
+        // With the best taken, the next goes to the next of this node's own.
+        let taken = BTreeSet::from([3]);
+        assert_eq!(
+            next_parent(islands_apart([7, 3, 9, 5], elsewhere), &taken),
+            Some(5)
+        );
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl Shard {
             self.set_idle(worker, "final training: its members are all in training");
             return Assignment::Wait(WAIT);
         }
-        let Some(parent) = finale::next_parent(self.population.ranked(), &self.final_taken) else {
+        let order = finale::islands_apart(self.population.ranked(), |id| self.home_trains(id));
+        let Some(parent) = finale::next_parent(order, &self.final_taken) else {
             self.set_idle(worker, "final training: no member left to train");
             return Assignment::Wait(WAIT);
         };
@@ -115,6 +116,15 @@ impl Shard {
             threads: self.final_threads(self.final_variant(best).is_some()),
         };
         self.start(worker, Some(parent), Some(copy))
+    }
+
+    /// Whether `id` is an immigrant whose home island is still a connected peer of the
+    /// experiment, so that island's final training can train it.
+    fn home_trains(&self, id: IndividualId) -> bool {
+        let Some(origin) = self.records.get(&id).and_then(|r| r.origin.as_ref()) else {
+            return false;
+        };
+        self.peers_of_experiment().contains(&origin.island)
     }
 
     /// The CPU threads of one worker's training: the pool's equal share.

@@ -101,7 +101,7 @@ pub fn migration_due(m: &MigrationSection, since: u64, rng: &mut impl Rng) -> bo
 
 impl Shard {
     /// The connected peers that have shown this experiment's settings, in peer-id order.
-    fn peers_of_experiment(&self) -> Vec<String> {
+    pub(super) fn peers_of_experiment(&self) -> Vec<String> {
         self.compatible
             .iter()
             .filter(|p| self.connected.contains(*p))
