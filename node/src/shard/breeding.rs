@@ -97,7 +97,9 @@ impl Shard {
             self.set_idle(worker, "final training: its members are all in training");
             return Assignment::Wait(WAIT);
         }
-        let order = finale::islands_apart(self.population.ranked(), |id| self.home_trains(id));
+        let peers = self.peers_of_experiment();
+        let order =
+            finale::islands_apart(self.population.ranked(), |id| self.home_trains(id, &peers));
         let Some(parent) = finale::next_parent(order, &self.final_taken) else {
             self.set_idle(worker, "final training: no member left to train");
             return Assignment::Wait(WAIT);
@@ -118,13 +120,13 @@ impl Shard {
         self.start(worker, Some(parent), Some(copy))
     }
 
-    /// Whether `id` is an immigrant whose home island is still a connected peer of the
-    /// experiment, so that island's final training can train it.
-    fn home_trains(&self, id: IndividualId) -> bool {
-        let Some(origin) = self.records.get(&id).and_then(|r| r.origin.as_ref()) else {
-            return false;
-        };
-        self.peers_of_experiment().contains(&origin.island)
+    /// Whether `id` is an immigrant whose home island is one of `peers` (the connected
+    /// peers of the experiment), so that island's final training can train it.
+    fn home_trains(&self, id: IndividualId, peers: &[String]) -> bool {
+        self.records
+            .get(&id)
+            .and_then(|r| r.origin.as_ref())
+            .is_some_and(|origin| peers.contains(&origin.island))
     }
 
     /// The CPU threads of one worker's training: the pool's equal share.
