@@ -45,6 +45,21 @@ pub fn augment_variant(
         .map(|_| configured)
 }
 
+/// The rate probe of a final training of `seconds` (`stop.final_training_lr_probe`,
+/// `_probe_share`): each factor's copy trains `share` of them; `None` with fewer than two
+/// factors (nothing to choose).
+pub fn rate_probe(
+    factors: &[f64],
+    share: f64,
+    seconds: f64,
+) -> Option<trainer::rate_probe::RateProbe> {
+    let probe = trainer::rate_probe::RateProbe {
+        factors: factors.to_vec(),
+        seconds: share * seconds,
+    };
+    probe.is_active().then_some(probe)
+}
+
 /// The fewest seconds of SGD worth a final training: with less left, a worker stays idle.
 pub const MIN_FINAL_SECONDS: f64 = 5.0;
 
@@ -230,5 +245,15 @@ mod tests {
         assert_eq!(training_seconds(9.0, 5.0), None);
         assert_eq!(training_seconds(-3.0, 5.0), None);
         assert_eq!(training_seconds(f64::INFINITY, 5.0), None);
+    }
+
+    #[test]
+    fn a_rate_probe_gives_each_factor_its_share_of_the_final_training() {
+        let p = rate_probe(&[1.0, 0.5, 0.25], 0.05, 200.0).unwrap();
+        assert_eq!(p.factors, vec![1.0, 0.5, 0.25]);
+        assert!((p.seconds - 10.0).abs() < 1e-9);
+        // Nothing to choose between: no probe.
+        assert_eq!(rate_probe(&[0.25], 0.05, 200.0), None);
+        assert_eq!(rate_probe(&[], 0.05, 200.0), None);
     }
 }

@@ -3,11 +3,16 @@
 //! gives), train it, score it on the validation images, optionally on the test images,
 //! save it, and account for the time of each phase and the FLOPs spent.
 //!
+//! With a rate probe in its config ([`crate::rate_probe`]), short copies at each of the
+//! probe's factors train first; the best of them on the validation images goes on
+//! training at its factor for what is left of the time.
+//!
 //! A training whose loss diverged scores 0 (its weights are NaN or infinite: what they
 //! would predict means nothing), on validation and test alike.
 
 use crate::individual::{self, ModelMeta};
 use crate::network::Network;
+use crate::rate_probe::{self, RateProbe};
 use crate::train::{self, PhaseSeconds, Progress, Task, TrainConfig};
 use crate::{Result, Tensor};
 use candle_core::Device;
@@ -58,6 +63,94 @@ pub struct TrainedIndividual {
     pub fresh: usize,
     /// Where the wall time went.
     pub phases: PhaseSeconds,
+    /// The factor of the genome's learning rate the training ran at.
+    pub lr_scale: f64,
+    /// What the rate probe found, if one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeReport>,
+}
+
+/// What a rate probe found: the validation accuracy of each factor's short copy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeReport {
+    /// The factors tried, in order.
+    pub factors: Vec<f64>,
+    /// Each copy's validation accuracy (0 if it diverged).
+    pub scores: Vec<f64>,
+    /// Seconds the copies took, their validation included.
+    pub seconds: f64,
+}
+
+/// The winner of a rate probe and what the probe cost.
+struct Probed {
+    net: Network,
+    factor: f64,
+    steps: u64,
+    report: ProbeReport,
+}
+
+/// Trains a short copy of the individual of `start` at each of `probe`'s factors (the
+/// first copy is `first`, already built), scores each on the validation images and
+/// keeps the best.
+fn run_probe(
+    start: &Start<'_>,
+    device: &Device,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    probe: &RateProbe,
+    first: Network,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<Probed> {
+    let began = Instant::now();
+    let mut scores = Vec::with_capacity(probe.factors.len());
+    let mut steps = 0;
+    let mut best: Option<Network> = None;
+    let mut first = Some(first);
+    for (i, &factor) in probe.factors.iter().enumerate() {
+        let net = match first.take() {
+            Some(net) => net,
+            None => {
+                Network::with_inits(
+                    start.genome,
+                    device,
+                    start.parent,
+                    start.invalidated,
+                    start.inits,
+                    start.seed,
+                )?
+                .0
+            }
+        };
+        let trial = TrainConfig {
+            max_seconds: Some(probe.seconds),
+            lr_scale: factor,
+            rate_probe: None,
+            ..config.clone()
+        };
+        let outcome = train::train(&net, task, &trial, &mut *on_progress)?;
+        steps += outcome.steps;
+        scores.push(if outcome.diverged {
+            0.0
+        } else {
+            task.validation_accuracy(&net)?
+        });
+        if rate_probe::choose(&scores) == Some(i) {
+            best = Some(net);
+        }
+    }
+    let chosen = rate_probe::choose(&scores).unwrap_or(0);
+    let net = best
+        .ok_or_else(|| crate::error::TrainError::Mismatch("a rate probe with no factors".into()))?;
+    Ok(Probed {
+        net,
+        factor: probe.factors[chosen],
+        steps,
+        report: ProbeReport {
+            factors: probe.factors.clone(),
+            scores,
+            seconds: began.elapsed().as_secs_f64(),
+        },
+    })
 }
 
 /// Builds, trains, scores (and with `test` also on the test images) the individual of
@@ -90,8 +183,25 @@ pub fn train_individual(
     )?;
     task.check(&net)?;
     lap(&mut phases.build);
-    let outcome = train::train(&net, task, config, on_progress)?;
+    let mut on_progress = on_progress;
+    let (net, config, probed) = match &config.rate_probe {
+        Some(probe) if probe.is_active() => {
+            let p = run_probe(start, device, task, config, probe, net, &mut on_progress)?;
+            let rest = TrainConfig {
+                lr_scale: p.factor,
+                max_seconds: rate_probe::remaining_seconds(config.max_seconds, p.report.seconds),
+                rate_probe: None,
+                ..config.clone()
+            };
+            (p.net, rest, Some((p.steps, p.report)))
+        }
+        _ => (net, config.clone(), None),
+    };
+    let config = &config;
+    let outcome = train::train(&net, task, config, &mut on_progress)?;
     lap(&mut phases.train);
+    let probe_steps = probed.as_ref().map_or(0, |(steps, _)| *steps);
+    let probe = probed.map(|(_, report)| report);
     let score = |accuracy: &dyn Fn() -> Result<f64>| -> Result<f64> {
         if outcome.diverged {
             Ok(0.0)
@@ -109,7 +219,7 @@ pub fn train_individual(
     if let Some(dir) = save_to {
         let meta = ModelMeta {
             normalization: task.norm.clone(),
-            steps: outcome.steps,
+            steps: outcome.steps + probe_steps,
             val_accuracy: Some(fitness),
             test_accuracy,
             dataset: task.dataset.name.clone(),
@@ -121,13 +231,13 @@ pub fn train_individual(
     let cost = TrainingCost::new(
         net.analysis().cost.forward_flops,
         config.batch as u64,
-        outcome.steps,
-        task.validation.len() as u64,
+        outcome.steps + probe_steps,
+        task.validation.len() as u64 * (1 + probe.as_ref().map_or(0, |p| p.scores.len() as u64)),
     );
     Ok(TrainedIndividual {
         fitness,
         test_accuracy,
-        steps: outcome.steps,
+        steps: outcome.steps + probe_steps,
         seconds: began.elapsed().as_secs_f64(),
         train_loss: outcome.train_loss,
         images_per_s: outcome.images_per_s,
@@ -137,6 +247,8 @@ pub fn train_individual(
         inherited: inheritance.inherited,
         fresh: inheritance.fresh,
         phases,
+        lr_scale: config.lr_scale,
+        probe,
     })
 }
 
@@ -217,5 +329,75 @@ mod tests {
         assert_eq!(saved.meta.val_accuracy, Some(t.fitness));
         assert_eq!(saved.meta.test_accuracy, t.test_accuracy);
         assert_eq!(saved.meta.steps, 5);
+    }
+
+    #[test]
+    fn a_rate_probe_keeps_the_factor_that_scores_best_and_counts_its_copies() {
+        let dataset = Dataset {
+            name: "test".into(),
+            classes: vec!["r".into(), "g".into(), "b".into()],
+            height: 4,
+            width: 4,
+            channels: 3,
+            train: split(60),
+            test: split(30),
+        };
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let genome = Genome::initial(shape, 3);
+        let start = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+        };
+        // At a millionth of the genome's rate a copy stays where it started; at the
+        // genome's own it learns these easy classes.
+        let config = TrainConfig {
+            steps: 20,
+            batch: 10,
+            log_every: 0,
+            max_seconds: Some(1000.0),
+            rate_probe: Some(RateProbe {
+                factors: vec![1e-6, 1.0],
+                seconds: 100.0,
+            }),
+            ..TrainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &config,
+            false,
+            Some(dir.path()),
+            |_| {},
+        )
+        .unwrap();
+        let probe = t.probe.as_ref().unwrap();
+        assert_eq!(probe.factors, vec![1e-6, 1.0]);
+        assert!(probe.scores[1] > probe.scores[0], "{probe:?}");
+        assert_eq!(t.lr_scale, 1.0);
+        assert!(!t.diverged);
+        // Both copies' steps and the long training's.
+        assert_eq!(t.steps, 20 + 20 + 20);
+        let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(saved.meta.steps, t.steps);
+        // Without a probe: the configured factor, no report.
+        let plain = TrainConfig {
+            rate_probe: None,
+            lr_scale: 0.5,
+            ..config
+        };
+        let t = train_individual(&start, &Device::Cpu, &task, &plain, false, None, |_| {}).unwrap();
+        assert!(t.probe.is_none());
+        assert_eq!(t.lr_scale, 0.5);
+        assert_eq!(t.steps, 20);
     }
 }

@@ -22,6 +22,7 @@ pub mod network;
 pub mod ops;
 pub mod optim;
 pub mod profile;
+pub mod rate_probe;
 pub mod threads;
 pub mod train;
 pub mod weights;

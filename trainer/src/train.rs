@@ -6,6 +6,7 @@ use crate::data::{validation_split, Dataset};
 use crate::error::{Result, TrainError};
 use crate::network::Network;
 use crate::optim::{Sgd, SgdConfig};
+use crate::rate_probe::RateProbe;
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -71,6 +72,12 @@ pub struct TrainConfig {
     /// long final training starts lower than the short trainings the rate was chosen by.
     #[serde(skip_serializing_if = "is_one")]
     pub lr_scale: f64,
+    /// A short trial of other factors of the genome's rate before the training, which
+    /// then runs at the best of them in place of `lr_scale` and from that copy's weights
+    /// (`None`: none). [`train`] ignores it;
+    /// [`crate::individual_training::train_individual`] runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_probe: Option<RateProbe>,
     /// Stops the training from another thread (`None`: it runs to its end). Not part of
     /// a saved config.
     #[serde(skip)]
@@ -93,6 +100,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Constant,
             max_seconds: None,
             lr_scale: 1.0,
+            rate_probe: None,
             cancel: None,
         }
     }

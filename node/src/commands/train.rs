@@ -138,6 +138,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         schedule: args.schedule,
         max_seconds: args.seconds,
         lr_scale: 1.0,
+        rate_probe: None,
         cancel: None,
     };
     let start = Start {

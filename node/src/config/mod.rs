@@ -229,6 +229,7 @@ mod tests {
             assert_eq!(c.evolution.min_insert_channels, 0);
             assert!(!c.evolution.nonlinear_insertions);
             assert_eq!(c.stop.final_training_lr_factor, 1.0);
+            assert!(c.stop.final_training_lr_probe.is_empty());
             assert!(!c.stop.final_training_augment_variant);
             assert_eq!(
                 c.evolution.mutation_options(),

@@ -85,6 +85,8 @@ impl ExperimentConfig {
                 final_training_share: 0.0,
                 final_training_members: 0,
                 final_training_lr_factor: 1.0,
+                final_training_lr_probe: vec![1.0],
+                final_training_probe_share: 0.05,
                 final_training_augment_variant: true,
             },
             node: NodeSection {

@@ -215,6 +215,7 @@ impl TrainingSection {
             schedule: self.schedule,
             max_seconds: None,
             lr_scale: 1.0,
+            rate_probe: None,
             cancel: None,
         }
     }
@@ -365,6 +366,13 @@ pub struct StopSection {
     /// for short trainings; a long one from the same rate can fall far below where it
     /// started). 1: the member's rate.
     pub final_training_lr_factor: f64,
+    /// Beyond the paper: factors of the member's own rate that a final training tries
+    /// first, each on a short copy of the member ([`trainer::rate_probe`]); the copy that
+    /// scores best on the validation images goes on training at its factor, in place of
+    /// `final_training_lr_factor`. Empty (the paper): no probe.
+    pub final_training_lr_probe: Vec<f64>,
+    /// The share of a final training's seconds that each copy of the rate probe trains.
+    pub final_training_probe_share: f64,
     /// Whether a worker the final training's members leave free trains a second copy of
     /// the best member with the augmentation `[training.augment]` gives, where the
     /// member's augmentation gene (chosen by short trainings) says otherwise; validation
@@ -382,6 +390,8 @@ impl Default for StopSection {
             final_training_share: 0.0,
             final_training_members: 0,
             final_training_lr_factor: 1.0,
+            final_training_lr_probe: Vec::new(),
+            final_training_probe_share: 0.05,
             final_training_augment_variant: false,
         }
     }

@@ -160,6 +160,33 @@ impl ExperimentConfig {
                 format!("{f} is not in (0, 1]"),
             );
         }
+        let probe = &s.final_training_lr_probe;
+        if probe.len() > trainer::rate_probe::MAX_FACTORS {
+            return invalid(
+                "stop.final_training_lr_probe",
+                format!(
+                    "{} factors are more than the {} a probe may try",
+                    probe.len(),
+                    trainer::rate_probe::MAX_FACTORS
+                ),
+            );
+        }
+        if let Some(f) = probe.iter().find(|f| !(**f > 0.0 && **f <= 4.0)) {
+            return invalid(
+                "stop.final_training_lr_probe",
+                format!("the factor {f} is not in (0, 4]"),
+            );
+        }
+        let p = s.final_training_probe_share;
+        if !(p > 0.0 && p * probe.len().max(1) as f64 <= 0.5) {
+            return invalid(
+                "stop.final_training_probe_share",
+                format!(
+                    "{p} is not > 0, or its copies ({} of them) would take more than half of the final training",
+                    probe.len()
+                ),
+            );
+        }
         if s.final_training_members > MAX_WORKERS {
             return invalid(
                 "stop.final_training_members",
@@ -428,6 +455,26 @@ mod tests {
                 "stop.final_training_lr_factor",
                 "1.5",
                 "stop.final_training_lr_factor",
+            ),
+            (
+                "stop.final_training_lr_probe",
+                "[1.0, 0.0]",
+                "stop.final_training_lr_probe",
+            ),
+            (
+                "stop.final_training_lr_probe",
+                "[1, 1, 1, 1, 1, 1, 1, 1, 1]",
+                "stop.final_training_lr_probe",
+            ),
+            (
+                "stop.final_training_probe_share",
+                "0",
+                "stop.final_training_probe_share",
+            ),
+            (
+                "stop.final_training_probe_share",
+                "0.3",
+                "stop.final_training_probe_share",
             ),
             ("node.workers", "0", "node.workers"),
             ("node.memory_gib", "-1", "node.memory_gib"),

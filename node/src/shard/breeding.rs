@@ -471,6 +471,11 @@ impl Shard {
                     max_seconds: Some(seconds),
                     schedule: trainer::train::Schedule::Cosine,
                     lr_scale: self.config.stop.final_training_lr_factor,
+                    rate_probe: finale::rate_probe(
+                        &self.config.stop.final_training_lr_probe,
+                        self.config.stop.final_training_probe_share,
+                        seconds,
+                    ),
                     cancel: Some(cancel),
                     ..self.config.training.train_config(seed)
                 },
@@ -677,8 +682,20 @@ impl Shard {
             self.maybe_migrate();
         }
         let best = self.population.best().map(|m| (m.id, m.fitness));
+        let probed = trained.probe.as_ref().map_or(String::new(), |p| {
+            format!(
+                ", at {} of its rate by a probe ({})",
+                trained.lr_scale,
+                p.factors
+                    .iter()
+                    .zip(&p.scores)
+                    .map(|(f, s)| format!("{f}: {}", percent(Some(*s))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
         self.reporter.line(&format!(
-            "birth #{id} ({origin}) val {} in {:.1} s{}; best #{} {}; {} trained",
+            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}; best #{} {}; {} trained",
             percent(Some(trained.fitness)),
             trained.seconds,
             if trained.diverged { ", diverged" } else { "" },
@@ -686,12 +703,16 @@ impl Shard {
             percent(best.and_then(|b| b.1)),
             self.records.len(),
         ));
-        self.reporter.json(serde_json::json!({
+        let mut event = serde_json::json!({
             "event": "birth", "id": id, "fitness": trained.fitness,
             "seconds": trained.seconds, "flops": trained.flops, "steps": trained.steps,
             "train_loss": trained.train_loss, "diverged": trained.diverged,
-            "inherited": trained.inherited,
-        }));
+            "inherited": trained.inherited, "lr_scale": trained.lr_scale,
+        });
+        if let (Some(probe), Some(fields)) = (&trained.probe, event.as_object_mut()) {
+            fields.insert("probe".into(), serde_json::json!(probe));
+        }
+        self.reporter.json(event);
         Ok(())
     }
 }
