@@ -214,6 +214,35 @@ fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
         data.to_str().unwrap(),
     ])));
     assert_eq!(single["test_accuracy"].as_f64().unwrap(), test);
+    // Several --model folders (exports of islands, say): each one's best, and their
+    // ensemble, which is the same as the export's top two here.
+    let second = export.join(ranking[1]["folder"].as_str().unwrap());
+    let pair = json_line(&ok(evo(&[
+        "evaluate",
+        "--model",
+        export.to_str().unwrap(),
+        "--model",
+        second.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ])));
+    assert_eq!(pair["ensemble_size"], 2);
+    assert_eq!(pair["ensemble_accuracy"].as_f64().unwrap(), ensemble);
+    assert_eq!(pair["test_accuracy"].as_f64().unwrap(), test);
+    // --ensemble is for one export.
+    let refused = evo(&[
+        "evaluate",
+        "--model",
+        export.to_str().unwrap(),
+        "--model",
+        second.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--ensemble",
+        "2",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--ensemble"));
 }
 
 /// A migrant that was still waiting to be scored when its receiver stopped is kept in

@@ -75,6 +75,16 @@ fn bench_search_runs_seeds_islands_and_a_reference_and_summarizes_them() {
         assert!(share > 0.0 && share <= 1.0, "{r}");
         assert!(!r["curve"].as_array().unwrap().is_empty());
     }
+    // Islands are also scored as the ensemble of each island's best; one node is not.
+    for r in &islands {
+        let e = r["ensemble_test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&e), "{r}");
+        assert_eq!(r["ensemble_dirs"].as_array().unwrap().len(), 2, "{r}");
+    }
+    for r in &one_node {
+        assert!(r["ensemble_test_accuracy"].is_null(), "{r}");
+    }
+    assert!(stdout.contains("islands' bests"), "{stdout}");
     // The two seeds are different runs.
     assert_ne!(one_node[0]["seed"], one_node[1]["seed"]);
     let checkpoints = summary["checkpoints"].as_array().unwrap();

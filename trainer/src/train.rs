@@ -495,6 +495,30 @@ impl Task<'_> {
         let all: Vec<usize> = (0..s.labels.len()).collect();
         accuracy(net, &s.images, &s.labels, &all, self.dims(), &self.norm)
     }
+
+    /// Test accuracy of the ensemble of `nets`: the class probabilities of each, averaged
+    /// (summed: the same argmax), decide each image. One network gives its own test
+    /// accuracy; none gives 0.
+    pub fn test_ensemble_accuracy(&self, nets: &[&Network]) -> Result<f64> {
+        let s = &self.dataset.test;
+        let all: Vec<usize> = (0..s.labels.len()).collect();
+        let classes = self.dataset.num_classes();
+        let mut sum: Vec<f32> = Vec::new();
+        for net in nets {
+            let probs = class_probabilities(net, &s.images, &all, self.dims(), &self.norm)?;
+            if sum.is_empty() {
+                sum = probs;
+            } else {
+                for (a, p) in sum.iter_mut().zip(&probs) {
+                    *a += p;
+                }
+            }
+        }
+        if sum.is_empty() {
+            return Ok(0.0);
+        }
+        Ok(probability_accuracy(&sum, classes, &s.labels))
+    }
 }
 
 #[cfg(test)]
@@ -673,6 +697,44 @@ mod tests {
     }
 
     #[test]
+    fn an_ensemble_decides_by_the_summed_probabilities_of_its_members() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
+        let g = Genome::initial(
+            InputShape {
+                height: 8,
+                width: 8,
+                channels: 3,
+            },
+            3,
+        );
+        // One trained member, one untrained: their ensemble is neither's accuracy in
+        // general, but exactly what their summed probabilities decide.
+        let (trained, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 5).unwrap();
+        let config = TrainConfig {
+            steps: 3,
+            batch: 20,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        train(&trained, &task, &config, |_| {}).unwrap();
+        let (fresh, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 9).unwrap();
+        let test = &data.test;
+        let all: Vec<usize> = (0..test.labels.len()).collect();
+        let a = class_probabilities(&trained, &test.images, &all, task.dims(), &task.norm).unwrap();
+        let b = class_probabilities(&fresh, &test.images, &all, task.dims(), &task.norm).unwrap();
+        let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let expected = probability_accuracy(&sum, 3, &test.labels);
+        let ensemble = task.test_ensemble_accuracy(&[&trained, &fresh]).unwrap();
+        assert_eq!(ensemble, expected);
+        // Order does not matter.
+        assert_eq!(
+            task.test_ensemble_accuracy(&[&fresh, &trained]).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
     fn class_probabilities_agree_with_accuracy_and_sum_to_one() {
         let data = dataset();
         let task = Task::new(&data, 60, 0).unwrap();
@@ -701,6 +763,9 @@ mod tests {
         }
         let from_probs = probability_accuracy(&probs, 3, &test.labels);
         assert_eq!(from_probs, task.test_accuracy(&net).unwrap());
+        // An ensemble of one is the network itself; of none, nothing.
+        assert_eq!(task.test_ensemble_accuracy(&[&net]).unwrap(), from_probs);
+        assert_eq!(task.test_ensemble_accuracy(&[]).unwrap(), 0.0);
         // All wrong, all right.
         assert_eq!(probability_accuracy(&[0.9, 0.1, 0.2, 0.8], 2, &[1, 0]), 0.0);
         assert_eq!(probability_accuracy(&[0.9, 0.1, 0.2, 0.8], 2, &[0, 1]), 1.0);

@@ -1,7 +1,8 @@
 //! `evo evaluate`: the test accuracy of a model written by `evo export` (or `evo train
 //! --out`), or of the ensemble of the top K models of an export, which averages their
-//! class probabilities. Test images are never seen by evolution: this is the figure to
-//! report.
+//! class probabilities, or of the ensemble of several exports' bests (one per island of
+//! an experiment, say: `--model` given once per export). Test images are never seen by
+//! evolution: this is the figure to report.
 
 use super::export::RANKING_FILE;
 use anyhow::{bail, Context, Result};
@@ -17,12 +18,13 @@ use trainer::Network;
 #[derive(Args)]
 pub struct EvaluateArgs {
     /// A model folder, or a folder written by `evo export` (its best model is scored).
-    #[arg(long)]
-    model: PathBuf,
+    /// Given several times, each one's best is scored and so is their ensemble.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
     /// The data set folder; its test split is used.
     #[arg(long)]
     data: PathBuf,
-    /// Also score the ensemble of the top K models of the export.
+    /// Also score the ensemble of the top K models of the export (one `--model` only).
     #[arg(long)]
     ensemble: Option<usize>,
     /// Device: cpu, cuda or cuda:N.
@@ -69,23 +71,50 @@ fn model_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// The model folders to score and whether to score them as an ensemble: the top
+/// `ensemble` (default 1) of one `--model`, or the best of each of several.
+fn chosen_models(models: &[PathBuf], ensemble: Option<usize>) -> Result<(Vec<PathBuf>, bool)> {
+    match models {
+        [] => bail!("give --model at least once"),
+        [one] => {
+            let dirs = model_dirs(one)?;
+            let wanted = ensemble.unwrap_or(1);
+            if wanted == 0 {
+                bail!("--ensemble must be at least 1");
+            }
+            if wanted > dirs.len() {
+                bail!(
+                    "--ensemble {wanted} asks for more models than {} holds ({})",
+                    one.display(),
+                    dirs.len()
+                );
+            }
+            Ok((dirs[..wanted].to_vec(), ensemble.is_some()))
+        }
+        several => {
+            if ensemble.is_some() {
+                bail!(
+                    "--ensemble takes the top K of one export; with {} --model folders their \
+                     bests are scored as one ensemble already",
+                    several.len()
+                );
+            }
+            let mut dirs = Vec::new();
+            for m in several {
+                let best = model_dirs(m)?.into_iter().next();
+                dirs.push(best.with_context(|| format!("{} holds no model", m.display()))?);
+            }
+            Ok((dirs, true))
+        }
+    }
+}
+
 /// Runs `evo evaluate`.
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let dirs = model_dirs(&args.model)?;
-    let wanted = args.ensemble.unwrap_or(1);
-    if wanted == 0 {
-        bail!("--ensemble must be at least 1");
-    }
-    if wanted > dirs.len() {
-        bail!(
-            "--ensemble {wanted} asks for more models than {} holds ({})",
-            args.model.display(),
-            dirs.len()
-        );
-    }
+    let (chosen, ensemble) = chosen_models(&args.model, args.ensemble)?;
     let device = trainer::device::open(&args.device)?;
     let mut models = Vec::new();
-    for dir in &dirs[..wanted] {
+    for dir in &chosen {
         let saved = trainer::individual::load(dir, &device)
             .with_context(|| format!("reading the model in {}", dir.display()))?;
         models.push((dir.clone(), saved));
@@ -159,9 +188,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         "model": scored[0]["model"],
         "test_images": all.len(),
     });
-    if args.ensemble.is_some() {
+    if ensemble {
         line["ensemble_accuracy"] = probability_accuracy(&sum, classes, &test.labels).into();
-        line["ensemble_size"] = wanted.into();
+        line["ensemble_size"] = chosen.len().into();
         line["models"] = scored.into();
     }
     println!("{line}");

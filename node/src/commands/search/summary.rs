@@ -35,11 +35,13 @@ fn pool_busy(dirs: &[PathBuf], from: f64, to: f64) -> Result<f64> {
     Ok(sum / dirs.len().max(1) as f64)
 }
 
-/// The best live individual of these nodes (by validation accuracy): its folder.
-fn best_individual(dirs: &[PathBuf]) -> Result<Option<(PathBuf, f64)>> {
-    let mut best: Option<(PathBuf, f64)> = None;
+/// The best live individual of each of these nodes (by validation accuracy): its folder
+/// and fitness, one entry per node that has one, in the order of `dirs`.
+fn best_per_node(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, f64)>> {
+    let mut bests = Vec::new();
     for d in dirs {
         let snap = node::state::snapshot(d)?;
+        let mut best: Option<(PathBuf, f64)> = None;
         for r in snap.records.iter().filter(|r| r.status == Status::Alive) {
             let Some(f) = r.fitness.filter(|f| f.is_finite()) else {
                 continue;
@@ -48,8 +50,20 @@ fn best_individual(dirs: &[PathBuf]) -> Result<Option<(PathBuf, f64)>> {
                 best = Some((d.join("individuals").join(r.id.to_string()), f));
             }
         }
+        bests.extend(best);
     }
-    Ok(best)
+    Ok(bests)
+}
+
+/// The best of the nodes' bests (by validation accuracy; the first on a tie).
+fn best_of(bests: &[(PathBuf, f64)]) -> Option<(PathBuf, f64)> {
+    bests
+        .iter()
+        .fold(None::<&(PathBuf, f64)>, |acc, b| match acc {
+            Some(a) if a.1 >= b.1 => Some(a),
+            _ => Some(b),
+        })
+        .cloned()
 }
 
 /// Workers the node of `dir` ran, from the summary line of its JSON log (`DIR.log`
@@ -134,7 +148,8 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
                 let whole = trace.window(0.0, seconds, workers);
                 let last_third = trace.window(seconds * 2.0 / 3.0, seconds, workers);
                 let busy = pool_busy(&job.dirs, seconds * 2.0 / 3.0, seconds)?;
-                let best = best_individual(&job.dirs)?;
+                let bests = best_per_node(&job.dirs)?;
+                let best = best_of(&bests);
                 let (test, best_val) = match &best {
                     Some((dir, f)) => {
                         let (net, _) = trainer::individual::load_network(dir, &device)?;
@@ -145,6 +160,23 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
                 if let Some(t) = test {
                     tests.entry(arm.clone()).or_default().push(t);
                 }
+                // Islands also as an ensemble: each island's best (its final training's
+                // model), their class probabilities averaged.
+                let ensemble = if bests.len() > 1 {
+                    let mut nets = Vec::new();
+                    for (dir, _) in &bests {
+                        nets.push(trainer::individual::load_network(dir, &device)?.0);
+                    }
+                    let refs: Vec<&trainer::Network> = nets.iter().collect();
+                    let e = task.test_ensemble_accuracy(&refs)?;
+                    tests
+                        .entry(format!("{arm} (ensemble of their bests)"))
+                        .or_default()
+                        .push(e);
+                    Some(e)
+                } else {
+                    None
+                };
                 let mut points = vec![(0.0, 0.0)];
                 points.extend(
                     checkpoints
@@ -165,6 +197,12 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
                     "workers": workers,
                     "best_val": best_val,
                     "test_accuracy": test,
+                    "ensemble_test_accuracy": ensemble,
+                    "ensemble_dirs": if ensemble.is_some() {
+                        bests.iter().map(|(d, _)| d.display().to_string()).collect::<Vec<_>>()
+                    } else {
+                        Vec::new()
+                    },
                     "best_dir": best.as_ref().map(|(d, _)| d.display().to_string()),
                     "curve": checkpoints.iter().zip(&curve)
                         .map(|(t, b)| serde_json::json!([t / 60.0, b])).collect::<Vec<_>>(),
@@ -212,6 +250,13 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
             100.0 * r["last_third_pool_busy"].as_f64().unwrap_or(0.0),
             r["last_third"]["flops_per_s"].as_f64().unwrap_or(0.0) / 1e9,
         );
+        if let Some(e) = r["ensemble_test_accuracy"].as_f64() {
+            println!(
+                "    ensemble of the {} islands' bests: test {}",
+                r["nodes"],
+                pct(Some(e))
+            );
+        }
     }
     let mut test_json = serde_json::Map::new();
     for (arm, values) in &tests {
