@@ -81,6 +81,21 @@ fn records(state: &Path) -> BTreeMap<u64, Value> {
     out
 }
 
+/// `evo evaluate` of these model folders or exports on the test images of `data`, with
+/// `extra` arguments.
+fn evaluate(models: &[&Path], data: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["evaluate".to_string()];
+    for m in models {
+        args.push("--model".into());
+        args.push(m.to_str().unwrap().into());
+    }
+    args.push("--data".into());
+    args.push(data.to_str().unwrap().into());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    evo(&args)
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     wait_for(limit, "the process to exit", || child.try_wait().unwrap())
 }
@@ -189,58 +204,24 @@ fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
         .fold(f64::MIN, f64::max);
     assert_eq!(ranking[0]["val_accuracy"].as_f64().unwrap(), best_fitness);
     assert_eq!(after[&best_id]["status"], "alive");
-    let scores = json_line(&ok(evo(&[
-        "evaluate",
-        "--model",
-        export.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--ensemble",
-        "2",
-    ])));
+    let scores = json_line(&ok(evaluate(&[&export], &data, &["--ensemble", "2"])));
     let test = scores["test_accuracy"].as_f64().unwrap();
     let ensemble = scores["ensemble_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&test) && (0.0..=1.0).contains(&ensemble));
     assert_eq!(scores["ensemble_size"], 2);
     // One model folder scores the same as the export's best.
-    let single = json_line(&ok(evo(&[
-        "evaluate",
-        "--model",
-        export
-            .join(ranking[0]["folder"].as_str().unwrap())
-            .to_str()
-            .unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ])));
+    let best = export.join(ranking[0]["folder"].as_str().unwrap());
+    let single = json_line(&ok(evaluate(&[&best], &data, &[])));
     assert_eq!(single["test_accuracy"].as_f64().unwrap(), test);
     // Several --model folders (exports of islands, say): each one's best, and their
     // ensemble, which is the same as the export's top two here.
     let second = export.join(ranking[1]["folder"].as_str().unwrap());
-    let pair = json_line(&ok(evo(&[
-        "evaluate",
-        "--model",
-        export.to_str().unwrap(),
-        "--model",
-        second.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ])));
+    let pair = json_line(&ok(evaluate(&[&export, &second], &data, &[])));
     assert_eq!(pair["ensemble_size"], 2);
     assert_eq!(pair["ensemble_accuracy"].as_f64().unwrap(), ensemble);
     assert_eq!(pair["test_accuracy"].as_f64().unwrap(), test);
     // --ensemble is for one export.
-    let refused = evo(&[
-        "evaluate",
-        "--model",
-        export.to_str().unwrap(),
-        "--model",
-        second.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--ensemble",
-        "2",
-    ]);
+    let refused = evaluate(&[&export, &second], &data, &["--ensemble", "2"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--ensemble"));
 }

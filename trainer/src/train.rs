@@ -696,10 +696,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_ensemble_decides_by_the_summed_probabilities_of_its_members() {
-        let data = dataset();
-        let task = Task::new(&data, 60, 0).unwrap();
+    /// The initial linear classifier of the 8x8 colour task, initialized by `seed` and
+    /// trained for `steps` steps (none: as initialized).
+    fn initial_network(task: &Task<'_>, seed: u64, steps: u64) -> Network {
         let g = Genome::initial(
             InputShape {
                 height: 8,
@@ -708,23 +707,38 @@ mod tests {
             },
             3,
         );
+        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), seed).unwrap();
+        if steps > 0 {
+            let config = TrainConfig {
+                steps,
+                batch: 20,
+                log_every: 0,
+                ..TrainConfig::default()
+            };
+            train(&net, task, &config, |_| {}).unwrap();
+        }
+        net
+    }
+
+    /// `net`'s class probabilities on every test image of `task`.
+    fn test_probabilities(task: &Task<'_>, net: &Network) -> Vec<f32> {
+        let test = &task.dataset.test;
+        let all: Vec<usize> = (0..test.labels.len()).collect();
+        class_probabilities(net, &test.images, &all, task.dims(), &task.norm).unwrap()
+    }
+
+    #[test]
+    fn an_ensemble_decides_by_the_summed_probabilities_of_its_members() {
+        let data = dataset();
+        let task = Task::new(&data, 60, 0).unwrap();
         // One trained member, one untrained: their ensemble is neither's accuracy in
         // general, but exactly what their summed probabilities decide.
-        let (trained, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 5).unwrap();
-        let config = TrainConfig {
-            steps: 3,
-            batch: 20,
-            log_every: 0,
-            ..TrainConfig::default()
-        };
-        train(&trained, &task, &config, |_| {}).unwrap();
-        let (fresh, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 9).unwrap();
-        let test = &data.test;
-        let all: Vec<usize> = (0..test.labels.len()).collect();
-        let a = class_probabilities(&trained, &test.images, &all, task.dims(), &task.norm).unwrap();
-        let b = class_probabilities(&fresh, &test.images, &all, task.dims(), &task.norm).unwrap();
+        let trained = initial_network(&task, 5, 3);
+        let fresh = initial_network(&task, 9, 0);
+        let a = test_probabilities(&task, &trained);
+        let b = test_probabilities(&task, &fresh);
         let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
-        let expected = probability_accuracy(&sum, 3, &test.labels);
+        let expected = probability_accuracy(&sum, 3, &data.test.labels);
         let ensemble = task.test_ensemble_accuracy(&[&trained, &fresh]).unwrap();
         assert_eq!(ensemble, expected);
         // Order does not matter.
@@ -738,26 +752,10 @@ mod tests {
     fn class_probabilities_agree_with_accuracy_and_sum_to_one() {
         let data = dataset();
         let task = Task::new(&data, 60, 0).unwrap();
-        let g = Genome::initial(
-            InputShape {
-                height: 8,
-                width: 8,
-                channels: 3,
-            },
-            3,
-        );
-        let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 3).unwrap();
-        let config = TrainConfig {
-            steps: 10,
-            batch: 20,
-            log_every: 0,
-            ..TrainConfig::default()
-        };
-        train(&net, &task, &config, |_| {}).unwrap();
+        let net = initial_network(&task, 3, 10);
         let test = &data.test;
-        let all: Vec<usize> = (0..test.labels.len()).collect();
-        let probs = class_probabilities(&net, &test.images, &all, task.dims(), &task.norm).unwrap();
-        assert_eq!(probs.len(), all.len() * 3);
+        let probs = test_probabilities(&task, &net);
+        assert_eq!(probs.len(), test.labels.len() * 3);
         for row in probs.chunks(3) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{row:?}");
         }
