@@ -6,7 +6,8 @@
 //! rate. This crate owns the graph ([`graph`]), its validation and shape inference
 //! ([`analysis`], [`shape`]), its costs ([`cost`]) and training memory ([`memory`]), the names of its weight tensors
 //! ([`tensors`]), the eleven mutations ([`mutation`]), their function-preserving forms
-//! ([`morphism`]) and how often each is drawn ([`weights`]), serialization ([`codec`]),
+//! ([`morphism`]) and how often each is drawn ([`weights`]), the widening of a whole
+//! network for a long training ([`widen`]), serialization ([`codec`]),
 //! renderings ([`render`], and SVG pictures in [`draw`]), the benchmark's reference nets ([`reference`]) and long
 //! mutation walks ([`walk`]). It knows nothing of tensors libraries or networks.
 
@@ -26,6 +27,7 @@ pub mod shape;
 pub mod tensors;
 pub mod walk;
 pub mod weights;
+pub mod widen;
 
 pub use analysis::Analysis;
 pub use codec::CodecError;
@@ -44,3 +46,4 @@ pub use shape::Shape;
 pub use tensors::{TensorRole, TensorSpec};
 pub use walk::{seeded_rng, walk, SeededRng, WalkReport};
 pub use weights::{MutationWeights, WeightsError};
+pub use widen::{widen, Widened};

@@ -215,6 +215,37 @@ pub fn grow_layout(
     inits
 }
 
+/// Doubles the channels of convolution edge `id` of `g` in place where that keeps the
+/// function exactly (it is a primary edge, twice its channels are at most
+/// `max_channels`, and [`layout_change`] can grow every consumer): the directives that
+/// keep the function (its kernel's new output channels fresh, the consumers' new input
+/// channels zero, so the new channels start unused), or `None` with `g` unchanged.
+/// `analysis` is `g`'s, before the change.
+pub fn double_channels(
+    g: &mut Genome,
+    analysis: &Analysis,
+    id: Id,
+    max_channels: u32,
+) -> Option<Vec<TensorInit>> {
+    let edge = g.edge(id)?;
+    let channels = edge.op.conv()?.channels;
+    if !edge.primary || channels.saturating_mul(2) > max_channels {
+        return None;
+    }
+    let chain = layout_change(g, analysis, edge.to, id, false)?;
+    match g.edges.iter_mut().find(|e| e.id == id).map(|e| &mut e.op) {
+        Some(crate::graph::EdgeOp::Conv(c)) => c.channels *= 2,
+        _ => return None,
+    }
+    let mut inits = vec![TensorInit::Grow {
+        name: conv_kernel_name(id),
+        split: None,
+        feature_block: 1,
+    }];
+    inits.extend(grow_layout(g, analysis, &chain, None));
+    Some(inits)
+}
+
 /// Whether every directive keeps the function exactly (only [`TensorInit::Resample`]
 /// approximates it).
 pub fn exact(inits: &[TensorInit]) -> bool {

@@ -10,8 +10,8 @@ use crate::error::GenomeError;
 use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, VertexKind};
 use crate::limits::Limits;
 use crate::morphism::{
-    grow_layout, layout_change, non_negative, resample_head, MutationOptions, MutationStyle,
-    TensorInit, HEAD_WEIGHT,
+    double_channels, grow_layout, layout_change, non_negative, resample_head, MutationOptions,
+    MutationStyle, TensorInit, HEAD_WEIGHT,
 };
 use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
 use crate::weights::MutationWeights;
@@ -481,27 +481,20 @@ fn preserve_in_place(
         }
         Mutation::AlterNumberOfChannels => {
             // Widening by doubling, where every consumer can be grown exactly.
-            let widenable: Vec<(Id, Vec<Id>)> = g
+            let widenable: Vec<Id> = g
                 .edges
                 .iter()
                 .filter(|e| e.primary)
                 .filter_map(|e| e.op.conv().map(|c| (e, c)))
                 .filter(|(_, c)| c.channels.saturating_mul(2) <= limits.max_channels)
-                .filter_map(|(e, _)| Some((e.id, layout_change(g, analysis, e.to, e.id, false)?)))
+                .filter(|(e, _)| layout_change(g, analysis, e.to, e.id, false).is_some())
+                .map(|(e, _)| e.id)
                 .collect();
-            let (id, chain) = widenable
-                .choose(rng)
-                .cloned()
-                .ok_or_else(|| not_applicable(mutation, "no convolution can be widened exactly"))?;
-            let conv = conv_mut(g, id);
-            conv.channels *= 2;
-            let mut inits = vec![TensorInit::Grow {
-                name: conv_kernel_name(id),
-                split: None,
-                feature_block: 1,
-            }];
-            inits.extend(grow_layout(g, analysis, &chain, None));
-            Ok(Some(inits))
+            let no_way = || not_applicable(mutation, "no convolution can be widened exactly");
+            let &id = widenable.choose(rng).ok_or_else(no_way)?;
+            double_channels(g, analysis, id, limits.max_channels)
+                .map(Some)
+                .ok_or_else(no_way)
         }
         Mutation::FilterSize => {
             // Growing a filter by two keeps the old taps in the centre, the new ones zero.

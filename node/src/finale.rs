@@ -5,6 +5,10 @@
 //! model rather than with the last of many short trainings: evolution chose the
 //! architecture and its weights, the final training spends what is left on them.
 //!
+//! With `stop.final_training_widen` the copy is first widened: every convolution that
+//! can double its channels exactly does ([`genome::widen`]), so the long training has
+//! more capacity than the short ones that chose the network, starting from its function.
+//!
 //! Plain functions of the clock, the config and the population's ranking; the shard
 //! wires them.
 
@@ -135,6 +139,73 @@ pub fn training_seconds(remaining_s: f64, overhead_s: f64) -> Option<f64> {
     (s.is_finite() && s >= MIN_FINAL_SECONDS).then_some(s)
 }
 
+/// What decides how far a final training widens its member
+/// (`stop.final_training_widen`, `stop.final_training_widen_min_epochs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Widening {
+    /// The most rounds of doubling (0: none).
+    pub rounds: u32,
+    /// The fewest epochs the final training must still give the wider network.
+    pub min_epochs: f64,
+    /// SGD steps per second measured when the member trained (`None`: unknown, as for an
+    /// immigrant: no widening).
+    pub steps_per_s: Option<f64>,
+    /// Seconds of SGD the final training has.
+    pub seconds: f64,
+    /// Images per step.
+    pub batch: usize,
+    /// Training images (the validation images held out).
+    pub train_images: usize,
+}
+
+/// Epochs of `train_images` images that `seconds` of SGD in batches of `batch` give a
+/// network of `flops` forward FLOPs per image, when a network of `member_flops` ran at
+/// `steps_per_s` (the pace taken as inversely proportional to the cost). 0 where an
+/// input leaves it undefined.
+pub fn predicted_epochs(
+    steps_per_s: f64,
+    seconds: f64,
+    member_flops: u64,
+    flops: u64,
+    batch: usize,
+    train_images: usize,
+) -> f64 {
+    if flops == 0 || train_images == 0 || !(steps_per_s.is_finite() && seconds.is_finite()) {
+        return 0.0;
+    }
+    let steps = steps_per_s.max(0.0) * seconds.max(0.0) * member_flops as f64 / flops as f64;
+    steps * batch as f64 / train_images as f64
+}
+
+/// The member `genome` widened for its final training: the most rounds, up to
+/// `w.rounds`, after which the final training still gives the wider network
+/// `w.min_epochs` epochs; `None` where nothing changes (no rounds asked, an unknown
+/// pace, no convolution that can double within `limits`, not enough time for even one
+/// round, or a genome that is not valid under the limits: it trains as it is).
+pub fn widened(
+    genome: &genome::Genome,
+    limits: &genome::Limits,
+    w: &Widening,
+) -> Option<genome::Widened> {
+    if w.rounds == 0 {
+        return None;
+    }
+    let rate = w.steps_per_s?;
+    let member_flops = genome.analyze(limits).ok()?.cost.forward_flops;
+    (1..=w.rounds).rev().find_map(|rounds| {
+        let wide = genome::widen(genome, rounds, limits).ok()?;
+        let epochs = predicted_epochs(
+            rate,
+            w.seconds,
+            member_flops,
+            wide.analysis.cost.forward_flops,
+            w.batch,
+            w.train_images,
+        );
+        (wide.doublings > 0 && epochs >= w.min_epochs).then_some(wide)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +326,56 @@ mod tests {
         // Nothing to choose between: no probe.
         assert_eq!(rate_probe(&[0.25], 0.05, 200.0), None);
         assert_eq!(rate_probe(&[], 0.05, 200.0), None);
+    }
+
+    #[test]
+    fn the_epochs_a_final_training_gives_follow_the_cost() {
+        // 100 steps/s for 100 s at a quarter of the cost: 2,500 steps of 50 images.
+        let e = predicted_epochs(100.0, 100.0, 1_000_000, 4_000_000, 50, 50_000);
+        assert!((e - 2.5).abs() < 1e-9, "{e}");
+        assert_eq!(predicted_epochs(100.0, 100.0, 1, 0, 50, 50_000), 0.0);
+        assert_eq!(predicted_epochs(100.0, 100.0, 1, 1, 50, 0), 0.0);
+        assert_eq!(predicted_epochs(f64::NAN, 100.0, 1, 1, 50, 10), 0.0);
+    }
+
+    #[test]
+    fn a_final_copy_is_widened_as_far_as_its_epochs_allow() {
+        let small = genome::ReferenceNet::Small.genome(genome::InputShape::CIFAR, 10);
+        let limits = genome::Limits::default();
+        let flops = |g: &genome::Genome| g.analyze(&limits).unwrap().cost.forward_flops;
+        let one = genome::widen(&small, 1, &limits).unwrap();
+        let ratio = flops(&one.genome) as f64 / flops(&small) as f64;
+        assert!(ratio > 2.0 && ratio <= 4.0, "{ratio}");
+        // The member runs 50,000 images (one epoch) per second at 50 a step.
+        let w = Widening {
+            rounds: 2,
+            min_epochs: 10.0,
+            steps_per_s: Some(1000.0),
+            seconds: 10.0,
+            batch: 50,
+            train_images: 50_000,
+        };
+        // As it is: 10 epochs; one round costs more than twice as much: no widening.
+        assert!(widened(&small, &limits, &w).is_none());
+        // With 4 times the time one round fits, two (about 16 times the cost) do not.
+        let longer = Widening { seconds: 40.0, ..w };
+        let got = widened(&small, &limits, &longer).unwrap();
+        assert_eq!(got.genome, one.genome);
+        // With ample time, both rounds.
+        let ample = Widening {
+            seconds: 1000.0,
+            ..w
+        };
+        assert_eq!(widened(&small, &limits, &ample).unwrap().doublings, 6);
+        // Not asked, or the pace unknown: none.
+        assert!(widened(&small, &limits, &Widening { rounds: 0, ..ample }).is_none());
+        let unknown = Widening {
+            steps_per_s: None,
+            ..ample
+        };
+        assert!(widened(&small, &limits, &unknown).is_none());
+        // The linear start has no convolution to widen.
+        let linear = genome::Genome::initial(genome::InputShape::CIFAR, 10);
+        assert!(widened(&linear, &limits, &ample).is_none());
     }
 }

@@ -145,6 +145,73 @@ fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
     ]));
     assert_eq!(again["inherited"], 2);
     assert_eq!(again["fresh"], 0);
+    // A rate probe, as a final training runs one: a copy per factor, the best goes on.
+    let probed = json_line(&train(&[
+        "--steps",
+        "10",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--lr-probe",
+        "1,0.5",
+        "--probe-seconds",
+        "30",
+    ]));
+    let probe = &probed["probe"];
+    assert_eq!(probe["factors"], serde_json::json!([1.0, 0.5]), "{probed}");
+    assert_eq!(
+        probe["scores"].as_array().map(Vec::len),
+        Some(2),
+        "{probed}"
+    );
+    assert_eq!(
+        probe["losses"].as_array().map(Vec::len),
+        Some(2),
+        "{probed}"
+    );
+    let chosen = probed["lr_scale"].as_f64().unwrap();
+    assert!(chosen == 1.0 || chosen == 0.5, "{probed}");
+    // Each copy's steps and the long training's.
+    assert_eq!(probed["steps"], 30, "{probed}");
+    assert!(json_line(&train(&["--steps", "1", "--lr-scale", "0.5"]))["probe"].is_null());
+    // The linear classifier has no convolution to widen: it trains as it is.
+    let widened = json_line(&train(&["--steps", "1", "--widen", "1"]));
+    assert_eq!(widened["params"], r["params"], "{widened}");
+    // A network with convolutions trains wider: the small reference's 16, 32 and 64
+    // channels become 32, 64 and 128.
+    let small = dir.path().join("small.json");
+    std::fs::write(&small, ok(evo(&["genome", "reference", "small"])).stdout).unwrap();
+    let small_train = |extra: &[&str]| {
+        let mut args = vec!["train", "--genome", small.to_str().unwrap()];
+        args.extend_from_slice(&["--data", data.to_str().unwrap(), "--batch", "10"]);
+        args.extend_from_slice(&["--validation", "20", "--steps", "1", "--quiet"]);
+        args.extend_from_slice(extra);
+        json_line(&ok(evo(&args)))
+    };
+    let narrow = small_train(&[])["params"].as_u64().unwrap();
+    let wide = small_train(&["--widen", "1"])["params"].as_u64().unwrap();
+    assert!(wide > 2 * narrow, "{narrow} -> {wide}");
+    // Bad probes are refused with a reason.
+    for bad in [
+        &["--lr-probe", "1,0.5"][..],
+        &["--lr-probe", "1", "--probe-seconds", "5"],
+        &["--lr-probe", "1,-0.5", "--probe-seconds", "5"],
+        &["--lr-probe", "1,0.5", "--probe-seconds", "0"],
+        &["--lr-scale", "0"],
+        &["--widen", "5"],
+    ] {
+        let mut args = vec!["train", "--genome", genome.to_str().unwrap()];
+        args.extend_from_slice(&["--data", data.to_str().unwrap(), "--steps", "1"]);
+        args.extend_from_slice(bad);
+        let out = evo(&args);
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            ["probe", "lr-scale", "widen"]
+                .iter()
+                .any(|w| err.contains(w)),
+            "{bad:?}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -360,8 +360,41 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     assert_eq!(finals.len(), 1, "one final training: {records:?}");
     let mut parents = std::collections::BTreeSet::new();
     for r in &finals {
-        assert_eq!(r["mutations"], serde_json::json!(["IDENTITY"]), "{r}");
-        assert!(parents.insert(r["parent"].as_u64().unwrap()), "{r}");
+        // A copy (IDENTITY), widened by the quick config's stop.final_training_widen
+        // where its epochs allow: one ALTER-NUMBER-OF-CHANNELS per doubling, the same
+        // graph with each convolution as wide as its parent's or twice as wide.
+        let mutations = r["mutations"].as_array().unwrap();
+        assert_eq!(mutations[0], "IDENTITY", "{r}");
+        assert!(
+            mutations[1..]
+                .iter()
+                .all(|m| m == "ALTER-NUMBER-OF-CHANNELS"),
+            "{r}"
+        );
+        let parent = r["parent"].as_u64().unwrap();
+        let convs = |g: &Value| -> Vec<(u64, u64)> {
+            g["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["id"].as_u64().unwrap(),
+                        e["op"]["Conv"]["channels"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        };
+        let (mine, theirs) = (convs(&r["genome"]), convs(&records[&parent]["genome"]));
+        assert_eq!(mine.len(), theirs.len(), "{r}");
+        let mut doubled = 0;
+        for ((id, c), (pid, pc)) in mine.iter().zip(&theirs) {
+            assert_eq!(id, pid, "{r}");
+            assert!(*c == *pc || *c == 2 * pc, "{r}");
+            doubled += usize::from(*c == 2 * pc && *pc > 0);
+        }
+        assert_eq!(doubled, mutations.len() - 1, "{r}");
+        assert!(parents.insert(parent), "{r}");
     }
     let first_final = finals
         .iter()

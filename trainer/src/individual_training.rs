@@ -77,6 +77,9 @@ pub struct ProbeReport {
     pub factors: Vec<f64>,
     /// Each copy's validation accuracy (0 if it diverged).
     pub scores: Vec<f64>,
+    /// Each copy's mean training loss over its last steps (as
+    /// [`crate::train::TrainOutcome::train_loss`]).
+    pub losses: Vec<f64>,
     /// Seconds the copies took, their validation included.
     pub seconds: f64,
 }
@@ -103,6 +106,7 @@ fn run_probe(
 ) -> Result<Probed> {
     let began = Instant::now();
     let mut scores = Vec::with_capacity(probe.factors.len());
+    let mut losses = Vec::with_capacity(probe.factors.len());
     let mut steps = 0;
     let mut best: Option<Network> = None;
     let mut first = Some(first);
@@ -129,6 +133,7 @@ fn run_probe(
         };
         let outcome = train::train(&net, task, &trial, &mut *on_progress)?;
         steps += outcome.steps;
+        losses.push(outcome.train_loss);
         scores.push(if outcome.diverged {
             0.0
         } else {
@@ -148,6 +153,7 @@ fn run_probe(
         report: ProbeReport {
             factors: probe.factors.clone(),
             scores,
+            losses,
             seconds: began.elapsed().as_secs_f64(),
         },
     })
@@ -383,6 +389,10 @@ mod tests {
         let probe = t.probe.as_ref().unwrap();
         assert_eq!(probe.factors, vec![1e-6, 1.0]);
         assert!(probe.scores[1] > probe.scores[0], "{probe:?}");
+        // Each copy's own training loss: finite, and different at different rates.
+        assert_eq!(probe.losses.len(), 2);
+        assert!(probe.losses.iter().all(|l| l.is_finite()), "{probe:?}");
+        assert_ne!(probe.losses[0], probe.losses[1], "{probe:?}");
         assert_eq!(t.lr_scale, 1.0);
         assert!(!t.diverged);
         // Both copies' steps and the long training's.

@@ -168,6 +168,54 @@ proptest! {
     }
 }
 
+/// Widens every convolution of `pg` `rounds` times ([`genome::widen`]) and checks the
+/// wider network's logits against the parent's; the doublings made.
+fn check_widened(seed: u64, steps: usize, rounds: u32) -> usize {
+    let (pg, tensors) = parent(seed, steps);
+    let wide_limits = Limits {
+        max_channels: 96,
+        ..limits()
+    };
+    let w = genome::widen(&pg, rounds, &wide_limits).unwrap();
+    let (p_net, _) =
+        Network::new(&pg, &Device::Cpu, Some(&tensors), &Invalidated::none(), 0).unwrap();
+    let (c_net, _) = Network::with_inits(
+        &w.genome,
+        &Device::Cpu,
+        Some(&tensors),
+        &Invalidated::none(),
+        &w.inits,
+        seed + 1,
+    )
+    .unwrap();
+    let x = batch(seed + 100, 7);
+    let what = format!("seed {seed}, {steps} steps, {rounds} rounds: {:?}", w.inits);
+    assert_close(&logits(&c_net, &x), &logits(&p_net, &x), &what);
+    w.doublings
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn widening_every_convolution_keeps_the_parents_logits(
+        seed in 0u64..1_000_000,
+        steps in 0usize..14,
+        rounds in 1u32..3,
+    ) {
+        check_widened(seed, steps, rounds);
+    }
+}
+
+/// Widening is not vacuous: on such parents it usually doubles something.
+#[test]
+fn widening_applies_on_most_evolved_parents() {
+    let widened = (0..24u64)
+        .filter(|&seed| check_widened(seed, 10, 1) > 0)
+        .count();
+    assert!(widened >= 12, "only {widened} of 24 parents widened");
+}
+
 /// Each exact preserving form applies often on such parents (the property is not
 /// vacuous), and insertions into the linear start keep its function too.
 #[test]

@@ -74,6 +74,51 @@ pub struct TrainArgs {
     /// Threads of the CPU training pool (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Train at this factor of the genome's learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    lr_scale: f64,
+    /// A learning-rate probe, as a run's final training has one: factors of the genome's
+    /// rate (comma-separated, e.g. 1,0.5,0.25), each tried first by a copy trained for
+    /// --probe-seconds with a decay of its own; the copy that scores best on the
+    /// validation images goes on at its factor (in place of --lr-scale).
+    #[arg(long, value_delimiter = ',', requires = "probe_seconds")]
+    lr_probe: Vec<f64>,
+    /// Seconds of SGD each copy of --lr-probe trains.
+    #[arg(long, requires = "lr_probe")]
+    probe_seconds: Option<f64>,
+    /// Double the channels of every convolution that can widen exactly this many times
+    /// before training, as a run's final training does with `stop.final_training_widen`
+    /// (with --init-from the wider network starts from the model's function).
+    #[arg(long, default_value_t = 0)]
+    widen: u32,
+}
+
+/// The rate probe that `--lr-probe` and `--probe-seconds` ask for, checked (none
+/// without them).
+fn rate_probe(
+    factors: &[f64],
+    seconds: Option<f64>,
+) -> Result<Option<trainer::rate_probe::RateProbe>> {
+    let Some(seconds) = seconds else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "--probe-seconds must be a positive number of seconds, not {seconds}"
+    );
+    anyhow::ensure!(
+        factors.len() >= 2 && factors.len() <= trainer::rate_probe::MAX_FACTORS,
+        "--lr-probe takes 2 to {} factors, not {}",
+        trainer::rate_probe::MAX_FACTORS,
+        factors.len()
+    );
+    if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        anyhow::bail!("--lr-probe factors must be positive numbers, not {bad}");
+    }
+    Ok(Some(trainer::rate_probe::RateProbe {
+        factors: factors.to_vec(),
+        seconds,
+    }))
 }
 
 /// Parses a learning-rate schedule name.
@@ -96,8 +141,26 @@ pub fn label_mode(s: &str) -> Result<LabelMode> {
 
 /// Runs `evo train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.lr_scale.is_finite() && args.lr_scale > 0.0,
+        "--lr-scale must be a positive number, not {}",
+        args.lr_scale
+    );
+    let probe = rate_probe(&args.lr_probe, args.probe_seconds)?;
     trainer::threads::configure(args.threads);
     let genome = super::genome::read_genome(&args.genome)?;
+    anyhow::ensure!(
+        args.widen <= 4,
+        "--widen takes at most 4 doublings (each multiplies the cost by up to 4), not {}",
+        args.widen
+    );
+    let (genome, inits) = if args.widen > 0 {
+        let w = genome::widen(&genome, args.widen, &genome::Limits::default())
+            .context("widening the genome")?;
+        (w.genome, w.inits)
+    } else {
+        (genome, Vec::new())
+    };
     let device = trainer::device::open(&args.device)?;
     let options = LoadOptions {
         label_mode: label_mode(&args.labels)?,
@@ -137,15 +200,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         schedule: args.schedule,
         max_seconds: args.seconds,
-        lr_scale: 1.0,
-        rate_probe: None,
+        lr_scale: args.lr_scale,
+        rate_probe: probe,
         cancel: None,
     };
     let start = Start {
         genome: &genome,
         parent: parent.as_ref(),
         invalidated: &Invalidated::none(),
-        inits: &[],
+        inits: &inits,
         seed: args.seed,
     };
     let trained = trainer::threads::run(|| {
@@ -179,6 +242,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "flops": trained.flops,
         "params": trained.params,
         "learning_rate": genome.learning_rate,
+        "lr_scale": trained.lr_scale,
+        "probe": trained.probe,
         "images_per_s": trained.images_per_s,
         "diverged": trained.diverged,
         "device": trainer::device::describe(&device),

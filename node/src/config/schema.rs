@@ -378,6 +378,17 @@ pub struct StopSection {
     /// member's augmentation gene (chosen by short trainings) says otherwise; validation
     /// then decides which copy is the run's best. false: the spare workers stay idle.
     pub final_training_augment_variant: bool,
+    /// Beyond the paper: how many times a final training doubles the channels of every
+    /// convolution of its member that can widen exactly ([`genome::widen`]) before it
+    /// trains: the search favours networks that learn fast in short trainings, a long
+    /// training can use more capacity, and the wider network starts from the member's
+    /// function. 0 (the paper): the member as it is.
+    pub final_training_widen: u32,
+    /// The fewest epochs of the training images the final training must still give the
+    /// widened network (at the pace measured for its member, scaled by their costs) for
+    /// a round of `final_training_widen` to be taken: a network that is costly already
+    /// is widened less, or not at all.
+    pub final_training_widen_min_epochs: f64,
 }
 
 impl Default for StopSection {
@@ -393,6 +404,8 @@ impl Default for StopSection {
             final_training_lr_probe: Vec::new(),
             final_training_probe_share: 0.05,
             final_training_augment_variant: false,
+            final_training_widen: 0,
+            final_training_widen_min_epochs: 10.0,
         }
     }
 }
@@ -435,6 +448,9 @@ impl Default for NodeSection {
 
 /// Most training workers a node may run.
 pub const MAX_WORKERS: usize = 4096;
+
+/// The most channel doublings `stop.final_training_widen` may ask for.
+pub const MAX_FINAL_WIDEN: u32 = 4;
 
 /// `node.workers`: how many individuals a node trains at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -187,6 +187,22 @@ impl ExperimentConfig {
                 ),
             );
         }
+        if s.final_training_widen > MAX_FINAL_WIDEN {
+            return invalid(
+                "stop.final_training_widen",
+                format!(
+                    "{} is more than {MAX_FINAL_WIDEN} doublings (each multiplies a network's cost by up to 4)",
+                    s.final_training_widen
+                ),
+            );
+        }
+        let e = s.final_training_widen_min_epochs;
+        if !(e.is_finite() && (0.0..=1e6).contains(&e)) {
+            return invalid(
+                "stop.final_training_widen_min_epochs",
+                format!("{e} is not a number of epochs in [0, 1e6]"),
+            );
+        }
         if s.final_training_members > MAX_WORKERS {
             return invalid(
                 "stop.final_training_members",

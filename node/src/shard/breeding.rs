@@ -295,17 +295,30 @@ impl Shard {
                         return Assignment::Wait(WAIT);
                     }
                 };
-                (
-                    parent_genome,
-                    vec![if augment.is_some() {
-                        Mutation::AlterAugmentation
-                    } else {
-                        Mutation::Identity
-                    }],
-                    Invalidated::none(),
-                    Vec::new(),
-                    Some(tensors),
-                )
+                let mut mutations = vec![if augment.is_some() {
+                    Mutation::AlterAugmentation
+                } else {
+                    Mutation::Identity
+                }];
+                let widening = finale::Widening {
+                    rounds: self.config.stop.final_training_widen,
+                    min_epochs: self.config.stop.final_training_widen_min_epochs,
+                    steps_per_s: self.sgd_rates.get(&p).copied(),
+                    seconds: final_seconds.unwrap_or(0.0),
+                    batch: self.config.training.batch,
+                    train_images: self.train_images,
+                };
+                let (genome, inits) = match finale::widened(&parent_genome, &limits, &widening) {
+                    Some(w) => {
+                        mutations.extend(std::iter::repeat_n(
+                            Mutation::AlterNumberOfChannels,
+                            w.doublings,
+                        ));
+                        (w.genome, w.inits)
+                    }
+                    None => (parent_genome, Vec::new()),
+                };
+                (genome, mutations, Invalidated::none(), inits, Some(tensors))
             }
             Some(p) => {
                 let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
@@ -385,14 +398,25 @@ impl Shard {
             return Assignment::Stop;
         }
         let what = match (parent, final_seconds) {
-            (Some(p), Some(seconds)) => match final_copy.and_then(|c| c.augment) {
-                None => format!("final training of #{p} for {seconds:.0} s"),
-                Some(a) => format!(
-                    "final training of #{p} for {seconds:.0} s with the experiment's augmentation (crop {}, flip {})",
-                    if a.crop { "on" } else { "off" },
-                    if a.flip { "on" } else { "off" }
-                ),
-            },
+            (Some(p), Some(seconds)) => {
+                let doublings = mutations
+                    .iter()
+                    .filter(|m| **m == Mutation::AlterNumberOfChannels)
+                    .count();
+                let widened = if doublings > 0 {
+                    format!(", widened ({doublings} channel doublings)")
+                } else {
+                    String::new()
+                };
+                match final_copy.and_then(|c| c.augment) {
+                    None => format!("final training of #{p} for {seconds:.0} s{widened}"),
+                    Some(a) => format!(
+                        "final training of #{p} for {seconds:.0} s{widened} with the experiment's augmentation (crop {}, flip {})",
+                        if a.crop { "on" } else { "off" },
+                        if a.flip { "on" } else { "off" }
+                    ),
+                }
+            }
             (None, _) => "initial".to_string(),
             (Some(p), None) => format!(
                 "from #{p} by {}",
