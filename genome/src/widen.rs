@@ -73,6 +73,10 @@ mod tests {
     use crate::graph::InputShape;
     use crate::reference::ReferenceNet;
 
+    fn small() -> Genome {
+        ReferenceNet::Small.genome(InputShape::CIFAR, 10)
+    }
+
     fn channels(g: &Genome) -> Vec<u32> {
         g.edges
             .iter()
@@ -82,7 +86,7 @@ mod tests {
 
     #[test]
     fn every_convolution_doubles_once_per_round() {
-        let small = ReferenceNet::Small.genome(InputShape::CIFAR, 10);
+        let small = small();
         assert_eq!(channels(&small), vec![16, 32, 64]);
         let w = widen(&small, 1, &Limits::default()).unwrap();
         assert_eq!(channels(&w.genome), vec![32, 64, 128]);
@@ -106,7 +110,7 @@ mod tests {
 
     #[test]
     fn limits_stop_a_doubling_and_nothing_else() {
-        let small = ReferenceNet::Small.genome(InputShape::CIFAR, 10);
+        let small = small();
         let limits = Limits {
             max_channels: 64,
             ..Limits::default()
@@ -139,7 +143,7 @@ mod tests {
 
     #[test]
     fn an_invalid_parent_is_an_error() {
-        let small = ReferenceNet::Small.genome(InputShape::CIFAR, 10);
+        let small = small();
         let tiny = Limits {
             max_channels: 8,
             ..Limits::default()
