@@ -29,6 +29,34 @@ fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String>
     args
 }
 
+/// How many convolutions of `child`'s genome have twice the channels of `parent`'s; the
+/// test fails unless the two graphs have the same edges with each convolution as wide
+/// as the parent's or twice as wide (a final copy widened by `stop.final_training_widen`).
+fn doublings(child: &Value, parent: &Value) -> usize {
+    let convs = |g: &Value| -> Vec<(u64, u64)> {
+        g["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_u64().unwrap(),
+                    e["op"]["Conv"]["channels"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let (mine, theirs) = (convs(&child["genome"]), convs(&parent["genome"]));
+    assert_eq!(mine.len(), theirs.len(), "{child}");
+    let mut doubled = 0;
+    for ((id, c), (pid, pc)) in mine.iter().zip(&theirs) {
+        assert_eq!(id, pid, "{child}");
+        assert!(*c == *pc || *c == 2 * pc, "{child}");
+        doubled += usize::from(*c == 2 * pc && *pc > 0);
+    }
+    doubled
+}
+
 /// `evo run --offline` to its end on fresh test data (`images` per batch file), with `extra`
 /// settings and `flags`: the temporary folder (kept while the caller holds it), the
 /// state directory and what the run printed; the test fails if the run does.
@@ -372,28 +400,7 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
             "{r}"
         );
         let parent = r["parent"].as_u64().unwrap();
-        let convs = |g: &Value| -> Vec<(u64, u64)> {
-            g["edges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    (
-                        e["id"].as_u64().unwrap(),
-                        e["op"]["Conv"]["channels"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        };
-        let (mine, theirs) = (convs(&r["genome"]), convs(&records[&parent]["genome"]));
-        assert_eq!(mine.len(), theirs.len(), "{r}");
-        let mut doubled = 0;
-        for ((id, c), (pid, pc)) in mine.iter().zip(&theirs) {
-            assert_eq!(id, pid, "{r}");
-            assert!(*c == *pc || *c == 2 * pc, "{r}");
-            doubled += usize::from(*c == 2 * pc && *pc > 0);
-        }
-        assert_eq!(doubled, mutations.len() - 1, "{r}");
+        assert_eq!(doublings(r, &records[&parent]), mutations.len() - 1, "{r}");
         assert!(parents.insert(parent), "{r}");
     }
     let first_final = finals
@@ -436,16 +443,26 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
     let records = records(&state);
     let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
     let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 4.0).collect();
+    // A final copy's record names what made it first (IDENTITY for the copy as it is,
+    // ALTER-AUGMENTATION for the variant), then one ALTER-NUMBER-OF-CHANNELS per channel
+    // doubling where the quick config's widening took a round.
+    let first = |r: &Value| r["mutations"][0].as_str().unwrap_or("").to_string();
+    let widenings_only = |r: &Value| {
+        r["mutations"].as_array().unwrap()[1..]
+            .iter()
+            .all(|m| m == "ALTER-NUMBER-OF-CHANNELS")
+    };
     let copy = finals
         .iter()
-        .find(|r| r["mutations"] == serde_json::json!(["IDENTITY"]))
+        .find(|r| first(r) == "IDENTITY")
         .expect("the copy of the best");
+    assert!(widenings_only(copy), "{copy}");
     let best = &records[&copy["parent"].as_u64().unwrap()];
     // The quick config crops and flips: what the initial individuals' genes say.
     let configured = serde_json::json!({"crop": true, "flip": true});
     let variants: Vec<&&Value> = finals
         .iter()
-        .filter(|r| r["mutations"] == serde_json::json!(["ALTER-AUGMENTATION"]))
+        .filter(|r| first(r) == "ALTER-AUGMENTATION")
         .collect();
     if best["genome"]["augment"] == configured {
         assert_eq!(
@@ -457,11 +474,16 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
         assert_eq!(finals.len(), 2, "{finals:?}");
         assert_eq!(variants.len(), 1, "{finals:?}");
         let variant = variants[0];
+        assert!(widenings_only(variant), "{variant}");
         assert_eq!(variant["parent"], copy["parent"]);
         assert_eq!(variant["genome"]["augment"], configured);
-        // Otherwise the same network.
-        assert_eq!(variant["genome"]["vertices"], best["genome"]["vertices"]);
-        assert_eq!(variant["genome"]["edges"], best["genome"]["edges"]);
+        // Otherwise the best's network, widened as far as its own epochs allowed.
+        let rounds = variant["mutations"].as_array().unwrap().len() - 1;
+        assert_eq!(doublings(variant, best), rounds, "{variant}");
+        if rounds == 0 {
+            assert_eq!(variant["genome"]["vertices"], best["genome"]["vertices"]);
+            assert_eq!(variant["genome"]["edges"], best["genome"]["edges"]);
+        }
     }
     eprintln!(
         "best's gene {}; {} final trainings",
