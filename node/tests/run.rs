@@ -77,6 +77,24 @@ fn run_offline(
     (dir, state, out)
 }
 
+/// `evo run --offline` resumed on `state` (its config and data as saved there) until
+/// `max_individuals` have been trained: what it printed to stderr; the test fails if the
+/// run does.
+fn resume_offline(state: &Path, max_individuals: usize) -> String {
+    let port = free_port().to_string();
+    let stop = format!("--stop.max_individuals={max_individuals}");
+    let out = ok(evo(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--http",
+        &format!("127.0.0.1:{port}"),
+        "--offline",
+        &stop,
+    ]));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn spawn(args: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_evo"))
         .args(args)
@@ -307,16 +325,7 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
         std::fs::write(to.join("arrival.json"), note.to_string()).unwrap();
     }
 
-    let out = ok(evo(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--http",
-        &format!("127.0.0.1:{}", free_port()),
-        "--offline",
-        "--stop.max_individuals=5",
-    ]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = resume_offline(&state, 5);
     assert!(
         stderr.contains("1 migrants waiting to be scored"),
         "{stderr}"
@@ -751,16 +760,7 @@ fn a_resume_quarantines_what_is_damaged_and_goes_on() {
     log.extend_from_slice(b"{\"event\":\"bir");
     std::fs::write(&events, &log).unwrap();
 
-    let out = ok(evo(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--http",
-        &format!("127.0.0.1:{}", free_port()),
-        "--offline",
-        "--stop.max_individuals=8",
-    ]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = resume_offline(&state, 8);
     assert!(
         stderr.contains("2 damaged individuals quarantined"),
         "{stderr}"
