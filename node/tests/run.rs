@@ -77,21 +77,26 @@ fn run_offline(
     (dir, state, out)
 }
 
-/// `evo run --offline` resumed on `state` (its config and data as saved there) until
-/// `max_individuals` have been trained: what it printed to stderr; the test fails if the
-/// run does.
-fn resume_offline(state: &Path, max_individuals: usize) -> String {
-    let port = free_port().to_string();
+/// `evo run` resumed on `state` (its config and data as saved there) with `flags` until
+/// `max_individuals` have been trained; the test fails if the run does.
+fn resume(state: &Path, max_individuals: usize, flags: &[&str]) -> std::process::Output {
+    let http = format!("127.0.0.1:{}", free_port());
     let stop = format!("--stop.max_individuals={max_individuals}");
-    let out = ok(evo(&[
+    let mut args = vec![
         "run",
         "--state-dir",
         state.to_str().unwrap(),
         "--http",
-        &format!("127.0.0.1:{port}"),
-        "--offline",
-        &stop,
-    ]));
+        &http,
+    ];
+    args.extend(flags);
+    args.push(&stop);
+    ok(evo(&args))
+}
+
+/// [`resume`] offline: what the run printed to stderr.
+fn resume_offline(state: &Path, max_individuals: usize) -> String {
+    let out = resume(state, max_individuals, &["--offline"]);
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -166,17 +171,8 @@ fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
     assert!(before.len() >= 6);
 
     // Resume on the same state directory, with the config frozen there.
-    let port = free_port();
     let target = before.len() + 5;
-    let out = ok(evo(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--http",
-        &format!("127.0.0.1:{port}"),
-        "--json-log",
-        &format!("--stop.max_individuals={target}"),
-    ]));
+    let out = resume(&state, target, &["--json-log"]);
     let summary = json_line(&out);
     assert_eq!(summary["event"], "summary");
     assert_eq!(summary["individuals_trained"], target);
