@@ -49,6 +49,52 @@ pub fn augment_variant(
         .map(|_| configured)
 }
 
+/// The augmentation probe of a final training of `seconds` of a member whose gene is
+/// `member` (`stop.final_training_augment_variant` with
+/// `_augment_probe_share` > 0): a short copy with the member's gene and one with the
+/// experiment's augmentation (`configured`), each `share` of the seconds; `None` where
+/// no variant is due ([`augment_variant`]) or the share is 0 (the variant then trains
+/// on a spare worker, if any). The member's gene is kept only where its copy scores more
+/// than `margin` above the other's (`stop.final_training_augment_probe_margin`).
+pub fn augment_probe(
+    member: Option<AugmentGene>,
+    configured: AugmentGene,
+    share: f64,
+    margin: f64,
+    seconds: f64,
+) -> Option<trainer::augment_probe::AugmentProbe> {
+    let variant = augment_variant(member, configured)?;
+    let probe = trainer::augment_probe::AugmentProbe {
+        alternatives: vec![variant],
+        seconds: share * seconds,
+        margin,
+    };
+    (share > 0.0 && probe.is_active()).then_some(probe)
+}
+
+/// The genome and mutations a final copy is recorded with once its training is done:
+/// where an augmentation probe ran (`probe`), the gene it chose (which the saved model
+/// trained with), and ALTER-AUGMENTATION in place of IDENTITY where that is not the
+/// member's own; otherwise as they were.
+pub fn with_probed_augmentation(
+    mut genome: genome::Genome,
+    mut mutations: Vec<genome::Mutation>,
+    probe: Option<&trainer::augment_probe::AugmentProbeReport>,
+) -> (genome::Genome, Vec<genome::Mutation>) {
+    if let Some(probe) = probe {
+        let own = probe.genes.first().copied();
+        genome.augment = Some(probe.chosen);
+        if own != Some(probe.chosen) {
+            for m in mutations.iter_mut() {
+                if *m == genome::Mutation::Identity {
+                    *m = genome::Mutation::AlterAugmentation;
+                }
+            }
+        }
+    }
+    (genome, mutations)
+}
+
 /// The rate probe of a final training of `seconds` (`stop.final_training_lr_probe`,
 /// `_probe_share`): each factor's copy trains `share` of them; `None` with fewer than two
 /// factors (nothing to choose).
@@ -316,6 +362,70 @@ mod tests {
         assert_eq!(training_seconds(9.0, 5.0), None);
         assert_eq!(training_seconds(-3.0, 5.0), None);
         assert_eq!(training_seconds(f64::INFINITY, 5.0), None);
+    }
+
+    #[test]
+    fn an_augmentation_probe_tries_the_experiments_augmentation_where_the_member_differs() {
+        let on = AugmentGene {
+            crop: true,
+            flip: true,
+        };
+        let no_crop = AugmentGene {
+            crop: false,
+            flip: true,
+        };
+        let p = augment_probe(Some(no_crop), on, 0.15, 0.01, 500.0).unwrap();
+        assert_eq!(p.alternatives, vec![on]);
+        assert!((p.seconds - 75.0).abs() < 1e-9);
+        assert_eq!(p.margin, 0.01);
+        // The member trains with the experiment's augmentation already: nothing to try.
+        assert_eq!(augment_probe(Some(on), on, 0.15, 0.01, 500.0), None);
+        assert_eq!(augment_probe(None, on, 0.15, 0.01, 500.0), None);
+        // A share of 0: the variant is not tried within the training.
+        assert_eq!(augment_probe(Some(no_crop), on, 0.0, 0.01, 500.0), None);
+    }
+
+    #[test]
+    fn a_final_copy_is_recorded_with_the_gene_its_probe_chose() {
+        use genome::{Genome, InputShape, Mutation};
+        use trainer::augment_probe::AugmentProbeReport;
+        let on = AugmentGene {
+            crop: true,
+            flip: true,
+        };
+        let no_crop = AugmentGene {
+            crop: false,
+            flip: true,
+        };
+        let shape = InputShape {
+            height: 8,
+            width: 8,
+            channels: 1,
+        };
+        let mut member = Genome::initial(shape, 10);
+        member.augment = Some(no_crop);
+        let report = |chosen| AugmentProbeReport {
+            genes: vec![no_crop, on],
+            scores: vec![0.5, 0.6],
+            losses: vec![1.0, 1.1],
+            chosen,
+            seconds: 3.0,
+        };
+        let mutations = vec![Mutation::Identity, Mutation::AlterNumberOfChannels];
+        let (g, m) = with_probed_augmentation(member.clone(), mutations.clone(), Some(&report(on)));
+        assert_eq!(g.augment, Some(on));
+        assert_eq!(
+            m,
+            vec![Mutation::AlterAugmentation, Mutation::AlterNumberOfChannels]
+        );
+        // The member's own gene won: nothing changes.
+        let (g, m) =
+            with_probed_augmentation(member.clone(), mutations.clone(), Some(&report(no_crop)));
+        assert_eq!(g, member);
+        assert_eq!(m, mutations);
+        // No probe ran.
+        let (g, m) = with_probed_augmentation(member.clone(), mutations.clone(), None);
+        assert_eq!((g, m), (member, mutations));
     }
 
     #[test]

@@ -440,6 +440,7 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
         "2".into(),
         "stop.final_training_members=1".into(),
         "stop.final_training_augment_variant=true".into(),
+        "stop.final_training_augment_probe_share=0".into(),
         "evolution.augmentation_gene=true".into(),
         "evolution.mutation_weights.ALTER-AUGMENTATION=50".into(),
     ]);
@@ -494,6 +495,79 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
         "best's gene {}; {} final trainings",
         best["genome"]["augment"],
         finals.len()
+    );
+}
+
+/// With `stop.final_training_augment_probe_share`, the variant is tried within the one
+/// final training instead: a single final copy, on all the threads, recorded (and saved)
+/// with the gene its probe chose; ALTER-AUGMENTATION where that is the experiment's
+/// augmentation rather than the member's own.
+#[test]
+fn the_final_training_tries_the_experiments_augmentation_within_itself_and_keeps_the_better() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    args.extend([
+        "--offline".into(),
+        "stop.max_wall_minutes=0.4".into(),
+        "stop.final_training_share=0.5".into(),
+        "stop.max_individuals=100000".into(),
+        "--workers".into(),
+        "2".into(),
+        "stop.final_training_members=1".into(),
+        "stop.final_training_augment_variant=true".into(),
+        "stop.final_training_augment_probe_share=0.2".into(),
+        "evolution.augmentation_gene=true".into(),
+        "evolution.mutation_weights.ALTER-AUGMENTATION=50".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(evo(&args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let records = records(&state);
+    let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
+    let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 4.0).collect();
+    assert_eq!(
+        finals.len(),
+        1,
+        "one final training, no spare-worker copy: {finals:?}"
+    );
+    let copy = finals[0];
+    let best = &records[&copy["parent"].as_u64().unwrap()];
+    let configured = serde_json::json!({"crop": true, "flip": true});
+    let first = copy["mutations"][0].as_str().unwrap_or("");
+    if best["genome"]["augment"] == configured {
+        // Nothing to try: the member's own gene is the experiment's.
+        assert_eq!(first, "IDENTITY", "{copy}");
+        assert_eq!(copy["genome"]["augment"], configured);
+    } else {
+        assert!(
+            stderr.contains("by an augmentation probe (crop "),
+            "the birth line names the trial: {stderr}"
+        );
+        match first {
+            "IDENTITY" => assert_eq!(copy["genome"]["augment"], best["genome"]["augment"]),
+            "ALTER-AUGMENTATION" => assert_eq!(copy["genome"]["augment"], configured),
+            other => panic!("a final copy made by {other}: {copy}"),
+        }
+    }
+    // The saved model carries the gene its record names.
+    let id = copy["id"].as_u64().unwrap();
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            state
+                .join("individuals")
+                .join(id.to_string())
+                .join("genome.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["augment"], copy["genome"]["augment"]);
+    eprintln!(
+        "best's gene {}; the final copy's {} ({first})",
+        best["genome"]["augment"], copy["genome"]["augment"]
     );
 }
 

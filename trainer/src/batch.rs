@@ -29,6 +29,15 @@ impl Default for AugmentConfig {
 }
 
 impl AugmentConfig {
+    /// These settings as an augmentation gene: it crops where they pad, it flips where
+    /// they flip (whether augmentation is enabled at all is not the gene's to say).
+    pub fn as_gene(&self) -> genome::AugmentGene {
+        genome::AugmentGene {
+            crop: self.pad != Pad::Pixels(0),
+            flip: self.flip,
+        }
+    }
+
     /// These settings as a genome's augmentation gene says: no crop unless it crops, no
     /// flip unless it flips (`None`: as they are).
     pub fn with_gene(self, gene: Option<genome::AugmentGene>) -> AugmentConfig {

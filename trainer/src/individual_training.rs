@@ -5,11 +5,14 @@
 //!
 //! With a rate probe in its config ([`crate::rate_probe`]), short copies at each of the
 //! probe's factors train first; the best of them on the validation images goes on
-//! training at its factor for what is left of the time.
+//! training at its factor for what is left of the time. With an augmentation probe
+//! ([`crate::augment_probe`]) short copies with the genome's augmentation gene and each
+//! alternative train next, at that factor; the best goes on with its gene.
 //!
 //! A training whose loss diverged scores 0 (its weights are NaN or infinite: what they
 //! would predict means nothing), on validation and test alike.
 
+use crate::augment_probe::{self, AugmentProbe, AugmentProbeReport};
 use crate::individual::{self, ModelMeta};
 use crate::network::Network;
 use crate::rate_probe::{self, RateProbe};
@@ -68,6 +71,10 @@ pub struct TrainedIndividual {
     /// What the rate probe found, if one ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeReport>,
+    /// What the augmentation probe found, if one ran (the gene the model trained with
+    /// is then its `chosen`, which the saved genome carries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment_probe: Option<AugmentProbeReport>,
 }
 
 /// What a rate probe found: the validation accuracy of each factor's short copy.
@@ -159,6 +166,75 @@ fn run_probe(
     })
 }
 
+/// The winner of an augmentation probe and what the probe cost.
+struct AugmentProbed {
+    net: Network,
+    steps: u64,
+    report: AugmentProbeReport,
+}
+
+/// Trains a short copy of the individual of `start` with each of `genes` (the genome's
+/// own first) for `probe`'s seconds at `config`'s factor, each from `start`'s weights
+/// with a decay of its own, scores each on the validation images and keeps the one
+/// [`augment_probe::choose`] picks with `probe`'s margin.
+fn run_augment_probe(
+    start: &Start<'_>,
+    device: &Device,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    probe: &AugmentProbe,
+    genes: &[genome::AugmentGene],
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<AugmentProbed> {
+    let began = Instant::now();
+    let mut scores = Vec::with_capacity(genes.len());
+    let mut losses = Vec::with_capacity(genes.len());
+    let mut steps = 0;
+    let mut nets = Vec::with_capacity(genes.len());
+    for gene in genes {
+        let mut genome = start.genome.clone();
+        genome.augment = Some(*gene);
+        let (net, _) = Network::with_inits(
+            &genome,
+            device,
+            start.parent,
+            start.invalidated,
+            start.inits,
+            start.seed,
+        )?;
+        let trial = TrainConfig {
+            max_seconds: Some(probe.seconds),
+            rate_probe: None,
+            augment_probe: None,
+            ..config.clone()
+        };
+        let outcome = train::train(&net, task, &trial, &mut *on_progress)?;
+        steps += outcome.steps;
+        losses.push(outcome.train_loss);
+        scores.push(if outcome.diverged {
+            0.0
+        } else {
+            task.validation_accuracy(&net)?
+        });
+        nets.push(net);
+    }
+    let chosen = augment_probe::choose(&scores, probe.margin).unwrap_or(0);
+    let net = nets.into_iter().nth(chosen).ok_or_else(|| {
+        crate::error::TrainError::Mismatch("an augmentation probe with no genes".into())
+    })?;
+    Ok(AugmentProbed {
+        net,
+        steps,
+        report: AugmentProbeReport {
+            genes: genes.to_vec(),
+            scores,
+            losses,
+            chosen: genes[chosen],
+            seconds: began.elapsed().as_secs_f64(),
+        },
+    })
+}
+
 /// Builds, trains, scores (and with `test` also on the test images) the individual of
 /// `start` on `task`, and saves the model into `save_to` if given; `on_progress` hears
 /// the training's progress.
@@ -203,11 +279,51 @@ pub fn train_individual(
         }
         _ => (net, config.clone(), None),
     };
+    let augment_genes = config
+        .augment_probe
+        .as_ref()
+        .filter(|p| p.is_active())
+        .map(|p| {
+            (
+                p,
+                p.candidates(start.genome.augment, config.augment.as_gene()),
+            )
+        })
+        .filter(|(_, genes)| genes.len() > 1);
+    let (net, config, augment_probed) = match augment_genes {
+        Some((probe, genes)) => {
+            // `config.max_seconds` is what the rate probe left.
+            let probe = AugmentProbe {
+                seconds: config
+                    .max_seconds
+                    .map_or(probe.seconds, |left| left.min(probe.seconds)),
+                ..probe.clone()
+            };
+            let a = run_augment_probe(
+                start,
+                device,
+                task,
+                &config,
+                &probe,
+                &genes,
+                &mut on_progress,
+            )?;
+            let rest = TrainConfig {
+                max_seconds: rate_probe::remaining_seconds(config.max_seconds, a.report.seconds),
+                augment_probe: None,
+                ..config
+            };
+            (a.net, rest, Some((a.steps, a.report)))
+        }
+        None => (net, config, None),
+    };
     let config = &config;
     let outcome = train::train(&net, task, config, &mut on_progress)?;
     lap(&mut phases.train);
-    let probe_steps = probed.as_ref().map_or(0, |(steps, _)| *steps);
+    let probe_steps = probed.as_ref().map_or(0, |(steps, _)| *steps)
+        + augment_probed.as_ref().map_or(0, |(steps, _)| *steps);
     let probe = probed.map(|(_, report)| report);
+    let augment_probe = augment_probed.map(|(_, report)| report);
     let score = |accuracy: &dyn Fn() -> Result<f64>| -> Result<f64> {
         if outcome.diverged {
             Ok(0.0)
@@ -231,14 +347,16 @@ pub fn train_individual(
             dataset: task.dataset.name.clone(),
             weights_sha256: None,
         };
-        individual::save(dir, start.genome, net.weights(), &meta)?;
+        individual::save(dir, net.genome(), net.weights(), &meta)?;
     }
     lap(&mut phases.save);
     let cost = TrainingCost::new(
         net.analysis().cost.forward_flops,
         config.batch as u64,
         outcome.steps + probe_steps,
-        task.validation.len() as u64 * (1 + probe.as_ref().map_or(0, |p| p.scores.len() as u64)),
+        task.validation.len() as u64
+            * (1 + probe.as_ref().map_or(0, |p| p.scores.len() as u64)
+                + augment_probe.as_ref().map_or(0, |p| p.scores.len() as u64)),
     );
     Ok(TrainedIndividual {
         fitness,
@@ -255,6 +373,7 @@ pub fn train_individual(
         phases,
         lr_scale: config.lr_scale,
         probe,
+        augment_probe,
     })
 }
 
@@ -408,6 +527,95 @@ mod tests {
         let t = train_individual(&start, &Device::Cpu, &task, &plain, false, None, |_| {}).unwrap();
         assert!(t.probe.is_none());
         assert_eq!(t.lr_scale, 0.5);
+        assert_eq!(t.steps, 20);
+    }
+
+    #[test]
+    fn an_augmentation_probe_goes_on_with_the_gene_that_scores_best_and_saves_it() {
+        let dataset = Dataset {
+            name: "test".into(),
+            classes: vec!["r".into(), "g".into(), "b".into()],
+            height: 4,
+            width: 4,
+            channels: 3,
+            train: split(60),
+            test: split(30),
+        };
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let own = genome::AugmentGene {
+            crop: false,
+            flip: true,
+        };
+        let other = genome::AugmentGene {
+            crop: true,
+            flip: false,
+        };
+        let mut genome = Genome::initial(shape, 3);
+        genome.augment = Some(own);
+        let start = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+        };
+        let config = TrainConfig {
+            steps: 20,
+            batch: 10,
+            log_every: 0,
+            max_seconds: Some(1000.0),
+            augment_probe: Some(crate::augment_probe::AugmentProbe {
+                alternatives: vec![other, own],
+                seconds: 100.0,
+                margin: 0.05,
+            }),
+            ..TrainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &config,
+            false,
+            Some(dir.path()),
+            |_| {},
+        )
+        .unwrap();
+        let probe = t.augment_probe.as_ref().unwrap();
+        // The genome's own gene first, each gene once.
+        assert_eq!(probe.genes, vec![own, other]);
+        assert_eq!(probe.scores.len(), 2);
+        assert!(probe.losses.iter().all(|l| l.is_finite()), "{probe:?}");
+        // The genome's own gene only where it wins by more than the margin.
+        let expected = if probe.scores[0] > probe.scores[1] + 0.05 {
+            own
+        } else {
+            other
+        };
+        assert_eq!(probe.chosen, expected, "{probe:?}");
+        // Both copies' steps and the long training's, each validated.
+        assert_eq!(t.steps, 20 + 20 + 20);
+        // The model is saved with the gene it trained with.
+        let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(saved.genome.augment, Some(probe.chosen));
+        assert_eq!(saved.meta.steps, t.steps);
+        // An alternative equal to the genome's own gene: nothing to choose, no probe.
+        let same = TrainConfig {
+            augment_probe: Some(crate::augment_probe::AugmentProbe {
+                alternatives: vec![own],
+                seconds: 100.0,
+                margin: 0.0,
+            }),
+            ..config
+        };
+        let t = train_individual(&start, &Device::Cpu, &task, &same, false, None, |_| {}).unwrap();
+        assert!(t.augment_probe.is_none());
         assert_eq!(t.steps, 20);
     }
 }

@@ -8,6 +8,7 @@
 //! measures speed, [`doctor`] checks every op on a device against a reference, [`data`]
 //! reads data sets and [`fetch`] downloads them.
 
+pub mod augment_probe;
 pub mod batch;
 pub mod bench;
 pub mod data;

@@ -1,6 +1,7 @@
 //! Training and evaluation: SGD on augmented mini-batches at the genome's learning rate,
 //! accuracy on held-out images.
 
+use crate::augment_probe::AugmentProbe;
 use crate::batch::{assemble, AugmentConfig, Augmentation, DeviceSplit, ImageDims, Normalization};
 use crate::data::{validation_split, Dataset};
 use crate::error::{Result, TrainError};
@@ -78,6 +79,12 @@ pub struct TrainConfig {
     /// [`crate::individual_training::train_individual`] runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_probe: Option<RateProbe>,
+    /// A short trial of the genome's augmentation gene against others before the
+    /// training (after the rate probe, at its factor), which then runs with the best of
+    /// them and from that copy's weights (`None`: none). [`train`] ignores it;
+    /// [`crate::individual_training::train_individual`] runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment_probe: Option<AugmentProbe>,
     /// Stops the training from another thread (`None`: it runs to its end). Not part of
     /// a saved config.
     #[serde(skip)]
@@ -101,6 +108,7 @@ impl Default for TrainConfig {
             max_seconds: None,
             lr_scale: 1.0,
             rate_probe: None,
+            augment_probe: None,
             cancel: None,
         }
     }

@@ -86,6 +86,20 @@ pub struct TrainArgs {
     /// Seconds of SGD each copy of --lr-probe trains.
     #[arg(long, requires = "lr_probe")]
     probe_seconds: Option<f64>,
+    /// An augmentation probe, as a run's final training has one: an augmentation gene
+    /// (crop+flip, crop, flip or none) tried against the genome's own by a copy each,
+    /// trained for --augment-probe-seconds with a decay of its own (after the rate
+    /// probe, at its factor); the copy that scores best on the validation images goes on
+    /// with its gene.
+    #[arg(long, value_parser = parse_gene, requires = "augment_probe_seconds")]
+    augment_probe: Option<genome::AugmentGene>,
+    /// Seconds of SGD each copy of --augment-probe trains.
+    #[arg(long, requires = "augment_probe")]
+    augment_probe_seconds: Option<f64>,
+    /// How far (0.01: one point of validation accuracy) the copy with the genome's own
+    /// gene must score above the --augment-probe copy to be kept.
+    #[arg(long, default_value_t = 0.0)]
+    augment_probe_margin: f64,
     /// Double the channels of every convolution that can widen exactly this many times
     /// before training, as a run's final training does with `stop.final_training_widen`
     /// (with --init-from the wider network starts from the model's function).
@@ -121,6 +135,22 @@ fn rate_probe(
     }))
 }
 
+/// Parses an augmentation gene: crop+flip, crop, flip or none.
+fn parse_gene(s: &str) -> Result<genome::AugmentGene, String> {
+    let (crop, flip) = match s {
+        "crop+flip" | "flip+crop" => (true, true),
+        "crop" => (true, false),
+        "flip" => (false, true),
+        "none" => (false, false),
+        other => {
+            return Err(format!(
+                "expected crop+flip, crop, flip or none, not {other:?}"
+            ))
+        }
+    };
+    Ok(genome::AugmentGene { crop, flip })
+}
+
 /// Parses a learning-rate schedule name.
 fn parse_schedule(s: &str) -> Result<trainer::Schedule, String> {
     match s {
@@ -147,6 +177,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.lr_scale
     );
     let probe = rate_probe(&args.lr_probe, args.probe_seconds)?;
+    let augment_probe = match (args.augment_probe, args.augment_probe_seconds) {
+        (Some(gene), Some(seconds)) => {
+            anyhow::ensure!(
+                seconds.is_finite() && seconds > 0.0,
+                "--augment-probe-seconds must be a positive number of seconds, not {seconds}"
+            );
+            let margin = args.augment_probe_margin;
+            anyhow::ensure!(
+                margin.is_finite() && (0.0..=1.0).contains(&margin),
+                "--augment-probe-margin must be a share in [0, 1], not {margin}"
+            );
+            Some(trainer::augment_probe::AugmentProbe {
+                alternatives: vec![gene],
+                seconds,
+                margin,
+            })
+        }
+        _ => None,
+    };
     trainer::threads::configure(args.threads);
     let genome = super::genome::read_genome(&args.genome)?;
     anyhow::ensure!(
@@ -202,6 +251,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         max_seconds: args.seconds,
         lr_scale: args.lr_scale,
         rate_probe: probe,
+        augment_probe,
         cancel: None,
     };
     let start = Start {
@@ -244,6 +294,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "learning_rate": genome.learning_rate,
         "lr_scale": trained.lr_scale,
         "probe": trained.probe,
+        "augment_probe": trained.augment_probe,
         "images_per_s": trained.images_per_s,
         "diverged": trained.diverged,
         "device": trainer::device::describe(&device),

@@ -231,6 +231,7 @@ mod tests {
             assert_eq!(c.stop.final_training_lr_factor, 1.0);
             assert!(c.stop.final_training_lr_probe.is_empty());
             assert!(!c.stop.final_training_augment_variant);
+            assert_eq!(c.stop.final_training_augment_probe_share, 0.0);
             assert_eq!(c.stop.final_training_widen, 0);
             assert_eq!(
                 c.evolution.mutation_options(),

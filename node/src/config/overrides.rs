@@ -88,6 +88,8 @@ impl ExperimentConfig {
                 final_training_lr_probe: vec![1.0],
                 final_training_probe_share: 0.05,
                 final_training_augment_variant: true,
+                final_training_augment_probe_share: 0.0,
+                final_training_augment_probe_margin: 0.0,
                 final_training_widen: 1,
                 final_training_widen_min_epochs: 1.0,
             },

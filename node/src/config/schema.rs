@@ -216,6 +216,7 @@ impl TrainingSection {
             max_seconds: None,
             lr_scale: 1.0,
             rate_probe: None,
+            augment_probe: None,
             cancel: None,
         }
     }
@@ -378,6 +379,18 @@ pub struct StopSection {
     /// member's augmentation gene (chosen by short trainings) says otherwise; validation
     /// then decides which copy is the run's best. false: the spare workers stay idle.
     pub final_training_augment_variant: bool,
+    /// With `final_training_augment_variant`: where the variant trains. 0: on a worker
+    /// the members leave free, beside the member's own copy, each on its share of the
+    /// threads for all of the time. More: within the one final training, on all of its
+    /// threads, as a short copy with the member's gene and one with the experiment's
+    /// augmentation ([`trainer::augment_probe`]), each training this share of the final
+    /// training's seconds; the better on the validation images goes on alone.
+    pub final_training_augment_probe_share: f64,
+    /// How far (a share of the validation images: 0.01 is one point) the copy with the
+    /// member's gene must score above the one with the experiment's augmentation for the
+    /// probe to keep it: short copies favour less augmentation than a long training
+    /// needs. 0: the better score wins.
+    pub final_training_augment_probe_margin: f64,
     /// Beyond the paper: how many times a final training doubles the channels of every
     /// convolution of its member that can widen exactly ([`genome::widen`]) before it
     /// trains: the search favours networks that learn fast in short trainings, a long
@@ -404,6 +417,8 @@ impl Default for StopSection {
             final_training_lr_probe: Vec::new(),
             final_training_probe_share: 0.05,
             final_training_augment_variant: false,
+            final_training_augment_probe_share: 0.0,
+            final_training_augment_probe_margin: 0.0,
             final_training_widen: 0,
             final_training_widen_min_epochs: 10.0,
         }

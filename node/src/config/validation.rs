@@ -187,6 +187,27 @@ impl ExperimentConfig {
                 ),
             );
         }
+        let a = s.final_training_augment_probe_share;
+        let rate_share = if probe.len() > 1 {
+            p * probe.len() as f64
+        } else {
+            0.0
+        };
+        if !(a.is_finite() && a >= 0.0 && rate_share + 2.0 * a <= 0.8) {
+            return invalid(
+                "stop.final_training_augment_probe_share",
+                format!(
+                    "{a} is not >= 0, or its two copies and the rate probe's would take more than 80% of the final training"
+                ),
+            );
+        }
+        let m = s.final_training_augment_probe_margin;
+        if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
+            return invalid(
+                "stop.final_training_augment_probe_margin",
+                format!("{m} is not a share in [0, 1]"),
+            );
+        }
         if s.final_training_widen > MAX_FINAL_WIDEN {
             return invalid(
                 "stop.final_training_widen",
@@ -491,6 +512,21 @@ mod tests {
                 "stop.final_training_probe_share",
                 "0.3",
                 "stop.final_training_probe_share",
+            ),
+            (
+                "stop.final_training_augment_probe_share",
+                "-0.1",
+                "stop.final_training_augment_probe_share",
+            ),
+            (
+                "stop.final_training_augment_probe_share",
+                "0.45",
+                "stop.final_training_augment_probe_share",
+            ),
+            (
+                "stop.final_training_augment_probe_margin",
+                "1.5",
+                "stop.final_training_augment_probe_margin",
             ),
             ("node.workers", "0", "node.workers"),
             ("node.memory_gib", "-1", "node.memory_gib"),

@@ -115,7 +115,7 @@ impl Shard {
         let copy = finale::FinalCopy {
             seconds,
             augment: None,
-            threads: self.final_threads(self.final_variant(best).is_some()),
+            threads: self.final_threads(self.variant_on_spare_worker(best)),
         };
         self.start(worker, Some(parent), Some(copy))
     }
@@ -144,6 +144,13 @@ impl Shard {
             variant_due,
         );
         trainer::threads::share(trainer::threads::count(), at_once)
+    }
+
+    /// Whether a spare worker trains a second copy of `best` with another augmentation
+    /// (its variant is due and not tried within the final training instead).
+    fn variant_on_spare_worker(&self, best: IndividualId) -> bool {
+        self.config.stop.final_training_augment_probe_share <= 0.0
+            && self.final_variant(best).is_some()
     }
 
     /// The augmentation a second copy of `best` trains with, if
@@ -204,6 +211,9 @@ impl Shard {
         }
         let best = *self.final_members.first()?;
         self.final_variant_decided = true;
+        if !self.variant_on_spare_worker(best) {
+            return None;
+        }
         let augment = self.final_variant(best)?;
         let seconds = self.final_seconds(best, max_wall_minutes)?;
         let copy = finale::FinalCopy {
@@ -217,11 +227,7 @@ impl Shard {
     /// The augmentation `[training.augment]` gives, as a gene: what the initial
     /// individuals start with.
     fn configured_augmentation(&self) -> genome::AugmentGene {
-        let a = &self.config.training.augment;
-        genome::AugmentGene {
-            crop: a.pad != trainer::batch::Pad::Pixels(0),
-            flip: a.flip,
-        }
+        self.config.training.augment.as_gene()
     }
 
     /// When the final training begins: the breeding trainings in flight are abandoned
@@ -269,6 +275,7 @@ impl Shard {
     ) -> Assignment {
         let final_seconds = final_copy.map(|c| c.seconds);
         let limits = self.config.evolution.limits;
+        let mut augment_probe = None;
         let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
             None => (
                 self.initial_genome(),
@@ -284,6 +291,16 @@ impl Shard {
                 let augment = final_copy.and_then(|c| c.augment);
                 if augment.is_some() {
                     parent_genome.augment = augment;
+                } else if self.config.stop.final_training_augment_variant
+                    && self.config.training.augment.enabled
+                {
+                    augment_probe = finale::augment_probe(
+                        parent_genome.augment,
+                        self.configured_augmentation(),
+                        self.config.stop.final_training_augment_probe_share,
+                        self.config.stop.final_training_augment_probe_margin,
+                        final_seconds.unwrap_or(0.0),
+                    );
                 }
                 let dir = self.state.individual_dir(p);
                 let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
@@ -408,12 +425,19 @@ impl Shard {
                 } else {
                     String::new()
                 };
+                let trial = match &augment_probe {
+                    Some(probe) => format!(
+                        ", first {:.0} s each with its own augmentation and the experiment's",
+                        probe.seconds
+                    ),
+                    None => String::new(),
+                };
                 match final_copy.and_then(|c| c.augment) {
-                    None => format!("final training of #{p} for {seconds:.0} s{widened}"),
+                    None => format!("final training of #{p} for {seconds:.0} s{widened}{trial}"),
                     Some(a) => format!(
                         "final training of #{p} for {seconds:.0} s{widened} with the experiment's augmentation (crop {}, flip {})",
-                        if a.crop { "on" } else { "off" },
-                        if a.flip { "on" } else { "off" }
+                        on_off(a.crop),
+                        on_off(a.flip)
                     ),
                 }
             }
@@ -500,6 +524,7 @@ impl Shard {
                         self.config.stop.final_training_probe_share,
                         seconds,
                     ),
+                    augment_probe,
                     cancel: Some(cancel),
                     ..self.config.training.train_config(seed)
                 },
@@ -654,14 +679,19 @@ impl Shard {
             seconds: trained.seconds,
             phases: Some(trained.phases),
         })?;
+        let (genome, mutations) = finale::with_probed_augmentation(
+            flight.genome,
+            flight.mutations,
+            trained.augment_probe.as_ref(),
+        );
         let record = Record {
             id,
-            genome: flight.genome,
+            genome,
             fitness: Some(trained.fitness),
             test_accuracy: None,
             status: Status::Alive,
             parent: flight.parent,
-            mutations: flight.mutations,
+            mutations,
             born_at_ms: flight.born_at_ms,
             died_at_ms: None,
             flops: trained.flops,
@@ -718,8 +748,26 @@ impl Shard {
                     .join(", ")
             )
         });
+        let augment_probed = trained.augment_probe.as_ref().map_or(String::new(), |p| {
+            format!(
+                ", with crop {} and flip {} by an augmentation probe ({})",
+                on_off(p.chosen.crop),
+                on_off(p.chosen.flip),
+                p.genes
+                    .iter()
+                    .zip(&p.scores)
+                    .map(|(g, s)| format!(
+                        "crop {}, flip {}: {}",
+                        on_off(g.crop),
+                        on_off(g.flip),
+                        percent(Some(*s))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        });
         self.reporter.line(&format!(
-            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}; best #{} {}; {} trained",
+            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}{augment_probed}; best #{} {}; {} trained",
             percent(Some(trained.fitness)),
             trained.seconds,
             if trained.diverged { ", diverged" } else { "" },
@@ -733,6 +781,9 @@ impl Shard {
             "train_loss": trained.train_loss, "diverged": trained.diverged,
             "inherited": trained.inherited, "lr_scale": trained.lr_scale,
         });
+        if let (Some(probe), Some(fields)) = (&trained.augment_probe, event.as_object_mut()) {
+            fields.insert("augment_probe".into(), serde_json::json!(probe));
+        }
         if let (Some(probe), Some(fields)) = (&trained.probe, event.as_object_mut()) {
             fields.insert("probe".into(), serde_json::json!(probe));
         }
@@ -780,5 +831,14 @@ impl Shard {
             self.config.evolution.population_size,
             self.config.training.budget_max_factor,
         )
+    }
+}
+
+/// "on" or "off".
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
