@@ -99,6 +99,29 @@ struct Probed {
     report: ProbeReport,
 }
 
+/// Trains one short copy of a probe (`net`, with `config`'s time and rate; no probe of
+/// its own) and scores it on the validation images: its steps, its training loss over the
+/// last steps, and its validation accuracy (0 if it diverged).
+fn train_trial(
+    net: &Network,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<(u64, f64, f64)> {
+    let trial = TrainConfig {
+        rate_probe: None,
+        augment_probe: None,
+        ..config.clone()
+    };
+    let outcome = train::train(net, task, &trial, on_progress)?;
+    let score = if outcome.diverged {
+        0.0
+    } else {
+        task.validation_accuracy(net)?
+    };
+    Ok((outcome.steps, outcome.train_loss, score))
+}
+
 /// Trains a short copy of the individual of `start` at each of `probe`'s factors (the
 /// first copy is `first`, already built), scores each on the validation images and
 /// keeps the best.
@@ -135,17 +158,12 @@ fn run_probe(
         let trial = TrainConfig {
             max_seconds: Some(probe.seconds),
             lr_scale: factor,
-            rate_probe: None,
             ..config.clone()
         };
-        let outcome = train::train(&net, task, &trial, &mut *on_progress)?;
-        steps += outcome.steps;
-        losses.push(outcome.train_loss);
-        scores.push(if outcome.diverged {
-            0.0
-        } else {
-            task.validation_accuracy(&net)?
-        });
+        let (trained, loss, score) = train_trial(&net, task, &trial, &mut *on_progress)?;
+        steps += trained;
+        losses.push(loss);
+        scores.push(score);
         if rate_probe::choose(&scores) == Some(i) {
             best = Some(net);
         }
@@ -204,18 +222,12 @@ fn run_augment_probe(
         )?;
         let trial = TrainConfig {
             max_seconds: Some(probe.seconds),
-            rate_probe: None,
-            augment_probe: None,
             ..config.clone()
         };
-        let outcome = train::train(&net, task, &trial, &mut *on_progress)?;
-        steps += outcome.steps;
-        losses.push(outcome.train_loss);
-        scores.push(if outcome.diverged {
-            0.0
-        } else {
-            task.validation_accuracy(&net)?
-        });
+        let (trained, loss, score) = train_trial(&net, task, &trial, &mut *on_progress)?;
+        steps += trained;
+        losses.push(loss);
+        scores.push(score);
         nets.push(net);
     }
     let chosen = augment_probe::choose(&scores, probe.margin).unwrap_or(0);
@@ -399,9 +411,9 @@ mod tests {
         Split { images, labels }
     }
 
-    #[test]
-    fn an_individual_is_trained_scored_saved_and_accounted_for() {
-        let dataset = Dataset {
+    /// Three colour classes of 4x4 images: 60 to train (20 held out), 30 to test.
+    fn rgb_dataset() -> Dataset {
+        Dataset {
             name: "test".into(),
             classes: vec!["r".into(), "g".into(), "b".into()],
             height: 4,
@@ -409,7 +421,12 @@ mod tests {
             channels: 3,
             train: split(60),
             test: split(30),
-        };
+        }
+    }
+
+    #[test]
+    fn an_individual_is_trained_scored_saved_and_accounted_for() {
+        let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let shape = InputShape {
             height: 4,
@@ -458,15 +475,7 @@ mod tests {
 
     #[test]
     fn a_rate_probe_keeps_the_factor_that_scores_best_and_counts_its_copies() {
-        let dataset = Dataset {
-            name: "test".into(),
-            classes: vec!["r".into(), "g".into(), "b".into()],
-            height: 4,
-            width: 4,
-            channels: 3,
-            train: split(60),
-            test: split(30),
-        };
+        let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let shape = InputShape {
             height: 4,
@@ -532,15 +541,7 @@ mod tests {
 
     #[test]
     fn an_augmentation_probe_goes_on_with_the_gene_that_scores_best_and_saves_it() {
-        let dataset = Dataset {
-            name: "test".into(),
-            classes: vec!["r".into(), "g".into(), "b".into()],
-            height: 4,
-            width: 4,
-            channels: 3,
-            train: split(60),
-            test: split(30),
-        };
+        let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let shape = InputShape {
             height: 4,
