@@ -45,6 +45,20 @@ pub struct Finished {
     pub seconds: f64,
     /// Where that time went, when the log has it.
     pub phases: Option<PhaseSeconds>,
+    /// The training threads it was given, when the log has them.
+    pub threads: Option<usize>,
+}
+
+/// A training that never finished: its span (seconds since the start) and the training
+/// threads it was given, when the log has them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unfinished {
+    /// When it started.
+    pub from: f64,
+    /// When it failed, was abandoned or the log ends.
+    pub to: f64,
+    /// Its training threads, when the log has them.
+    pub threads: Option<usize>,
 }
 
 /// What one run's event log tells of its progress.
@@ -60,7 +74,7 @@ pub struct RunTrace {
     /// that failed or were abandoned when the run stopped, until then, and those still
     /// running at the end of the log, until its last event. Their workers were training,
     /// though the work was lost.
-    pub unfinished: Vec<(f64, f64)>,
+    pub unfinished: Vec<Unfinished>,
     /// Seconds from the start to the last event.
     pub last_s: f64,
 }
@@ -79,6 +93,12 @@ pub struct Window {
     /// training's SGD seconds shared out evenly over its wall time, and the trainings
     /// that never finished ([`RunTrace::unfinished`]) counted as training throughout.
     pub training_share: f64,
+    /// Share of the training threads' time in the window spent in SGD steps: as
+    /// `training_share`, each training weighed by the threads it was given (a training
+    /// the log gives no threads for, by its worker's even share of them). A lone final
+    /// training on all the threads keeps this at its SGD share though the other workers
+    /// wait.
+    pub thread_training_share: f64,
 }
 
 /// Seconds of `[start, end]` inside `[from, to]`.
@@ -107,12 +127,18 @@ impl RunTrace {
         for e in &events {
             trace.last_s = trace.last_s.max(since(e.at_ms()));
             match e {
-                Event::TrainingStarted { at_ms, id, .. } => {
-                    running.insert(*id, since(*at_ms));
+                Event::TrainingStarted {
+                    at_ms, id, threads, ..
+                } => {
+                    running.insert(*id, (since(*at_ms), *threads));
                 }
                 Event::TrainingFailed { at_ms, id, .. } => {
-                    if let Some(start) = running.remove(id) {
-                        trace.unfinished.push((start, since(*at_ms)));
+                    if let Some((from, threads)) = running.remove(id) {
+                        trace.unfinished.push(Unfinished {
+                            from,
+                            to: since(*at_ms),
+                            threads,
+                        });
                     }
                 }
                 Event::Resumed { lost, .. } => {
@@ -140,12 +166,13 @@ impl RunTrace {
                     phases,
                     ..
                 } => {
-                    running.remove(id);
+                    let threads = running.remove(id).and_then(|(_, t)| t);
                     trace.finished.push(Finished {
                         at_s: since(*at_ms),
                         flops: *flops,
                         seconds: *seconds,
                         phases: *phases,
+                        threads,
                     })
                 }
                 _ => {}
@@ -154,7 +181,11 @@ impl RunTrace {
         let end = trace.last_s;
         trace
             .unfinished
-            .extend(running.into_values().map(|start| (start, end)));
+            .extend(running.into_values().map(|(from, threads)| Unfinished {
+                from,
+                to: end,
+                threads,
+            }));
         Some(trace)
     }
 
@@ -176,15 +207,20 @@ impl RunTrace {
             .reduce(f64::max)
     }
 
-    /// What `workers` workers did between `from` and `to` seconds after the start.
-    pub fn window(&self, from: f64, to: f64, workers: usize) -> Window {
+    /// What `workers` workers sharing `threads` training threads did between `from` and
+    /// `to` seconds after the start.
+    pub fn window(&self, from: f64, to: f64, workers: usize, threads: usize) -> Window {
+        let workers = workers.max(1);
+        let threads = threads.max(1);
+        // A training the log gives no threads for had its worker's even share.
+        let threads_of = |t: Option<usize>| t.map_or(threads as f64 / workers as f64, |t| t as f64);
         let trained = self
             .finished
             .iter()
             .filter(|f| f.at_s > from && f.at_s <= to)
             .count();
         let span = (to - from).max(0.0);
-        let (mut flops, mut train) = (0.0, 0.0);
+        let (mut flops, mut train, mut thread_train) = (0.0, 0.0, 0.0);
         for f in &self.finished {
             let start = f.at_s - f.seconds;
             // The share of its wall time inside the window (all of it for an instant).
@@ -196,20 +232,28 @@ impl RunTrace {
                 0.0
             };
             flops += share * f.flops as f64;
-            train += share * f.phases.map_or(f.seconds, |p| p.train);
+            let sgd = share * f.phases.map_or(f.seconds, |p| p.train);
+            train += sgd;
+            thread_train += sgd * threads_of(f.threads);
         }
-        train += self
-            .unfinished
-            .iter()
-            .map(|&(start, end)| overlap(start, end, from, to))
-            .sum::<f64>();
-        let capacity = span * workers.max(1) as f64;
+        for u in &self.unfinished {
+            let inside = overlap(u.from, u.to, from, to);
+            train += inside;
+            thread_train += inside * threads_of(u.threads);
+        }
+        let capacity = span * workers as f64;
+        let thread_capacity = span * threads as f64;
         Window {
             trained,
             flops,
             flops_per_s: if span > 0.0 { flops / span } else { 0.0 },
             training_share: if capacity > 0.0 {
                 (train / capacity).min(1.0)
+            } else {
+                0.0
+            },
+            thread_training_share: if thread_capacity > 0.0 {
+                (thread_train / thread_capacity).min(1.0)
             } else {
                 0.0
             },
@@ -230,7 +274,7 @@ impl RunTrace {
             .finished
             .iter()
             .map(|f| (f.at_s - f.seconds, f.at_s))
-            .chain(self.unfinished.iter().copied())
+            .chain(self.unfinished.iter().map(|u| (u.from, u.to)))
             .map(|(a, b)| (a.max(from), b.min(to)))
             .filter(|(a, b)| b > a)
             .collect();
@@ -265,7 +309,11 @@ impl RunTrace {
             }));
             merged
                 .unfinished
-                .extend(t.unfinished.iter().map(|(a, b)| (a + d, b + d)));
+                .extend(t.unfinished.iter().map(|u| Unfinished {
+                    from: u.from + d,
+                    to: u.to + d,
+                    ..*u
+                }));
             merged.last_s = merged.last_s.max(t.last_s + d);
         }
         merged
@@ -360,12 +408,17 @@ mod tests {
     }
 
     fn started(at_ms: u64, id: u64) -> Event {
+        started_on(at_ms, id, None)
+    }
+
+    fn started_on(at_ms: u64, id: u64, threads: Option<usize>) -> Event {
         Event::TrainingStarted {
             at_ms,
             id,
             parent: None,
             mutations: Vec::new(),
             node: "n".into(),
+            threads,
         }
     }
 
@@ -418,7 +471,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(t.unfinished.is_empty());
-        let w = t.window(10.0, 20.0, 1);
+        let w = t.window(10.0, 20.0, 1, 1);
         assert_eq!(w.trained, 2);
         // 2 of the second's 7 seconds and all of the third are inside.
         let flops = 300.0 * 2.0 / 7.0 + 500.0;
@@ -426,10 +479,10 @@ mod tests {
         assert!((w.flops_per_s - flops / 10.0).abs() < 1e-9);
         let train = 6.0 * 2.0 / 7.0 + 5.0;
         assert!((w.training_share - train / 10.0).abs() < 1e-12);
-        let w = t.window(10.0, 20.0, 2);
+        let w = t.window(10.0, 20.0, 2, 2);
         assert!((w.training_share - train / 20.0).abs() < 1e-12);
-        assert_eq!(t.window(20.0, 20.0, 1).flops_per_s, 0.0);
-        let whole = t.window(0.0, 18.0, 1);
+        assert_eq!(t.window(20.0, 20.0, 1, 1).flops_per_s, 0.0);
+        let whole = t.window(0.0, 18.0, 1, 1);
         assert_eq!(whole.trained, 3);
         assert!((whole.flops - 900.0).abs() < 1e-9);
         assert!((whole.training_share - 15.0 / 18.0).abs() < 1e-12);
@@ -452,15 +505,58 @@ mod tests {
         ]))
         .unwrap();
         // Number 3 failed after a second; number 2 still runs at the last event.
-        assert_eq!(t.unfinished, vec![(6.0, 7.0), (6.0, 10.0)]);
+        let spans: Vec<(f64, f64)> = t.unfinished.iter().map(|u| (u.from, u.to)).collect();
+        assert_eq!(spans, vec![(6.0, 7.0), (6.0, 10.0)]);
         // The first: 5 of its 6 seconds SGD; then two workers training.
-        let w = t.window(0.0, 10.0, 2);
+        let w = t.window(0.0, 10.0, 2, 2);
         assert_eq!(w.trained, 1);
         assert!((w.training_share - (5.0 + 1.0 + 4.0) / 20.0).abs() < 1e-12);
-        let w = t.window(5.0, 10.0, 2);
+        let w = t.window(5.0, 10.0, 2, 2);
         assert!((w.training_share - (5.0 / 6.0 + 1.0 + 4.0) / 10.0).abs() < 1e-12);
-        let w = t.window(8.0, 10.0, 2);
+        let w = t.window(8.0, 10.0, 2, 2);
         assert!((w.training_share - 2.0 / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_thread_share_weighs_each_training_by_its_threads() {
+        // Two workers, two threads: two breeding trainings on a thread each, [0, 10],
+        // 8 s of SGD each; then one final training on both threads, [10, 20], 9 s of
+        // SGD, while the other worker waits.
+        let t = RunTrace::parse(&log(&[
+            created(0),
+            started_on(0, 1, Some(1)),
+            started_on(0, 2, Some(1)),
+            finished(10_000, 1, 100, 8.0),
+            finished(10_000, 2, 100, 8.0),
+            started_on(10_000, 3, Some(2)),
+            finished(20_000, 3, 100, 9.0),
+        ]))
+        .unwrap();
+        assert_eq!(t.finished[2].threads, Some(2));
+        let w = t.window(0.0, 10.0, 2, 2);
+        assert!((w.training_share - 0.8).abs() < 1e-12);
+        assert!((w.thread_training_share - 0.8).abs() < 1e-12);
+        // The worker share halves; the threads were training 90% of the time.
+        let w = t.window(10.0, 20.0, 2, 2);
+        assert!((w.training_share - 0.45).abs() < 1e-12);
+        assert!((w.thread_training_share - 0.9).abs() < 1e-12);
+        // A log without threads: each training had its worker's even share.
+        let old = RunTrace::parse(&log(&[
+            created(0),
+            started(0, 1),
+            finished(10_000, 1, 100, 9.0),
+        ]))
+        .unwrap();
+        let w = old.window(0.0, 10.0, 2, 2);
+        assert!((w.thread_training_share - w.training_share).abs() < 1e-12);
+        // An unfinished training on both threads keeps them all training.
+        let open = RunTrace::parse(&log(&[
+            created(0),
+            started_on(0, 1, Some(2)),
+            birth(10_000, 0.5),
+        ]))
+        .unwrap();
+        assert!((open.window(0.0, 10.0, 2, 2).thread_training_share - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -404,12 +404,14 @@ impl Shard {
             self.finish("the population is inconsistent".into(), Some(e.to_string()));
             return Assignment::Stop;
         }
+        let threads = final_copy.map_or_else(|| self.worker_threads(), |c| c.threads);
         if let Err(e) = self.state.append(&Event::TrainingStarted {
             at_ms: born_at_ms,
             id,
             parent,
             mutations: mutations.clone(),
             node: self.node_id.clone(),
+            threads: Some(threads),
         }) {
             self.fatal(e);
             return Assignment::Stop;
@@ -534,7 +536,7 @@ impl Shard {
                     ..self.config.training.train_config(seed)
                 },
             },
-            threads: final_copy.map_or_else(|| self.worker_threads(), |c| c.threads),
+            threads,
         }))
     }
 
@@ -566,6 +568,7 @@ impl Shard {
                 parent,
                 mutations,
                 node: self.node_id.clone(),
+                threads: None,
             })
             .and_then(|()| {
                 self.state.append(&Event::TrainingFailed {

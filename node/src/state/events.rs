@@ -44,6 +44,10 @@ pub enum Event {
         mutations: Vec<Mutation>,
         /// The node training it.
         node: String,
+        /// The CPU training threads it was given (absent in logs written before it was
+        /// recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<usize>,
     },
     /// Training finished and the individual was scored.
     TrainingFinished {

@@ -732,6 +732,7 @@ mod tests {
                 parent: r.parent,
                 mutations: r.mutations.clone(),
                 node: r.node.clone(),
+                threads: None,
             })
             .unwrap();
             s.save_model(r.id, &r.genome, net.weights(), &meta())
@@ -745,6 +746,7 @@ mod tests {
             parent: Some(2),
             mutations: vec![Mutation::AddSkip],
             node: "test-node".into(),
+            threads: Some(1),
         })
         .unwrap();
         records

@@ -145,8 +145,9 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
                 let curve: Vec<Option<f64>> =
                     checkpoints.iter().map(|&t| trace.best_at(t)).collect();
                 let workers: usize = job.dirs.iter().map(|d| workers_of(d)).sum();
-                let whole = trace.window(0.0, seconds, workers);
-                let last_third = trace.window(seconds * 2.0 / 3.0, seconds, workers);
+                let threads = args.threads * job.dirs.len();
+                let whole = trace.window(0.0, seconds, workers, threads);
+                let last_third = trace.window(seconds * 2.0 / 3.0, seconds, workers, threads);
                 let busy = pool_busy(&job.dirs, seconds * 2.0 / 3.0, seconds)?;
                 let bests = best_per_node(&job.dirs)?;
                 let best = best_of(&bests);
@@ -238,7 +239,8 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
     for r in &runs_json {
         println!(
             "  {} seed {}: best val {} test {} | {} trained, {:.3e} FLOPs, {:.0}% training, \
-             last third {:.0}% training (pool busy {:.0}%) at {:.2} GFLOP/s",
+             last third {:.0}% training (of the threads' time {:.0}%, pool busy {:.0}%) \
+             at {:.2} GFLOP/s",
             r["arm"].as_str().unwrap_or(""),
             r["seed"],
             pct(r["best_val"].as_f64()),
@@ -247,6 +249,10 @@ pub(super) fn summarize(args: &SearchArgs, label: &str, done: &[Done]) -> Result
             r["whole_run"]["flops"].as_f64().unwrap_or(0.0),
             100.0 * r["whole_run"]["training_share"].as_f64().unwrap_or(0.0),
             100.0 * r["last_third"]["training_share"].as_f64().unwrap_or(0.0),
+            100.0
+                * r["last_third"]["thread_training_share"]
+                    .as_f64()
+                    .unwrap_or(0.0),
             100.0 * r["last_third_pool_busy"].as_f64().unwrap_or(0.0),
             r["last_third"]["flops_per_s"].as_f64().unwrap_or(0.0) / 1e9,
         );
