@@ -7,7 +7,10 @@
 //! probe's factors train first; the best of them on the validation images goes on
 //! training at its factor for what is left of the time. With an augmentation probe
 //! ([`crate::augment_probe`]) short copies with the genome's augmentation gene and each
-//! alternative train next, at that factor; the best goes on with its gene.
+//! alternative train next, at that factor; the best goes on with its gene. The copy a
+//! probe chose is a scored model: where the rest of the training ends below its score (a
+//! long training that overfits, or diverges), the copy's weights, kept aside, are the
+//! model instead.
 //!
 //! A training whose loss diverged scores 0 (its weights are NaN or infinite: what they
 //! would predict means nothing), on validation and test alike.
@@ -75,6 +78,11 @@ pub struct TrainedIndividual {
     /// is then its `chosen`, which the saved genome carries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment_probe: Option<AugmentProbeReport>,
+    /// Where the training after the probes ended below the validation accuracy of the
+    /// copy they chose, so that copy is the model: the accuracy the longer training had
+    /// reached (discarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_copy_kept: Option<f64>,
 }
 
 /// What a rate probe found: the validation accuracy of each factor's short copy.
@@ -95,6 +103,8 @@ pub struct ProbeReport {
 struct Probed {
     net: Network,
     factor: f64,
+    /// The chosen copy's validation accuracy.
+    score: f64,
     steps: u64,
     report: ProbeReport,
 }
@@ -174,6 +184,7 @@ fn run_probe(
     Ok(Probed {
         net,
         factor: probe.factors[chosen],
+        score: scores[chosen],
         steps,
         report: ProbeReport {
             factors: probe.factors.clone(),
@@ -187,6 +198,8 @@ fn run_probe(
 /// The winner of an augmentation probe and what the probe cost.
 struct AugmentProbed {
     net: Network,
+    /// The chosen copy's validation accuracy.
+    score: f64,
     steps: u64,
     report: AugmentProbeReport,
 }
@@ -236,6 +249,7 @@ fn run_augment_probe(
     })?;
     Ok(AugmentProbed {
         net,
+        score: scores[chosen],
         steps,
         report: AugmentProbeReport {
             genes: genes.to_vec(),
@@ -287,7 +301,7 @@ pub fn train_individual(
                 rate_probe: None,
                 ..config.clone()
             };
-            (p.net, rest, Some((p.steps, p.report)))
+            (p.net, rest, Some((p.steps, p.report, p.score)))
         }
         _ => (net, config.clone(), None),
     };
@@ -325,25 +339,47 @@ pub fn train_individual(
                 augment_probe: None,
                 ..config
             };
-            (a.net, rest, Some((a.steps, a.report)))
+            (a.net, rest, Some((a.steps, a.report, a.score)))
         }
         None => (net, config, None),
     };
     let config = &config;
+    // The probes' chosen copy, kept aside with its score in case the rest ends below it.
+    let chosen_copy = match (&augment_probed, &probed) {
+        (Some((_, _, score)), _) | (None, Some((_, _, score))) if *score > 0.0 => {
+            Some((net.weights().snapshot()?, *score))
+        }
+        _ => None,
+    };
     let outcome = train::train(&net, task, config, &mut on_progress)?;
     lap(&mut phases.train);
-    let probe_steps = probed.as_ref().map_or(0, |(steps, _)| *steps)
-        + augment_probed.as_ref().map_or(0, |(steps, _)| *steps);
-    let probe = probed.map(|(_, report)| report);
-    let augment_probe = augment_probed.map(|(_, report)| report);
+    let probe_steps = probed.as_ref().map_or(0, |(steps, _, _)| *steps)
+        + augment_probed.as_ref().map_or(0, |(steps, _, _)| *steps);
+    let probe = probed.map(|(_, report, _)| report);
+    let augment_probe = augment_probed.map(|(_, report, _)| report);
+    let trained_fitness = if outcome.diverged {
+        0.0
+    } else {
+        task.validation_accuracy(&net)?
+    };
+    let (diverged, fitness, probe_copy_kept) = match chosen_copy {
+        Some((weights, score)) if keep_probe_copy(score, trained_fitness) => {
+            net.weights().restore(&weights)?;
+            (
+                false,
+                task.validation_accuracy(&net)?,
+                Some(trained_fitness),
+            )
+        }
+        _ => (outcome.diverged, trained_fitness, None),
+    };
     let score = |accuracy: &dyn Fn() -> Result<f64>| -> Result<f64> {
-        if outcome.diverged {
+        if diverged {
             Ok(0.0)
         } else {
             accuracy()
         }
     };
-    let fitness = score(&|| task.validation_accuracy(&net))?;
     let test_accuracy = if test {
         Some(score(&|| task.test_accuracy(&net))?)
     } else {
@@ -367,7 +403,8 @@ pub fn train_individual(
         config.batch as u64,
         outcome.steps + probe_steps,
         task.validation.len() as u64
-            * (1 + probe.as_ref().map_or(0, |p| p.scores.len() as u64)
+            * (1 + u64::from(probe_copy_kept.is_some())
+                + probe.as_ref().map_or(0, |p| p.scores.len() as u64)
                 + augment_probe.as_ref().map_or(0, |p| p.scores.len() as u64)),
     );
     Ok(TrainedIndividual {
@@ -377,7 +414,7 @@ pub fn train_individual(
         seconds: began.elapsed().as_secs_f64(),
         train_loss: outcome.train_loss,
         images_per_s: outcome.images_per_s,
-        diverged: outcome.diverged,
+        diverged,
         flops: cost.total(),
         params: net.analysis().cost.params,
         inherited: inheritance.inherited,
@@ -386,7 +423,15 @@ pub fn train_individual(
         lr_scale: config.lr_scale,
         probe,
         augment_probe,
+        probe_copy_kept,
     })
+}
+
+/// Whether the copy a probe chose, scored `probe_score` on the validation images, is
+/// the model rather than the longer training that went on from it and scored
+/// `trained_score`: only where the training lost ground (a tie keeps the training).
+fn keep_probe_copy(probe_score: f64, trained_score: f64) -> bool {
+    probe_score > trained_score
 }
 
 #[cfg(test)]
@@ -409,6 +454,14 @@ mod tests {
             labels.push(class);
         }
         Split { images, labels }
+    }
+
+    #[test]
+    fn the_probe_copy_is_kept_only_where_the_training_after_it_lost_ground() {
+        assert!(keep_probe_copy(0.6855, 0.647));
+        assert!(keep_probe_copy(0.4, 0.0));
+        assert!(!keep_probe_copy(0.6, 0.6));
+        assert!(!keep_probe_copy(0.5, 0.7));
     }
 
     /// Three colour classes of 4x4 images: 60 to train (20 held out), 30 to test.

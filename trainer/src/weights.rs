@@ -165,6 +165,25 @@ impl Weights {
             .collect()
     }
 
+    /// Sets every tensor to its values in `snapshot` (as [`Weights::snapshot`] took
+    /// them); a tensor it lacks, or one of another shape, is an error.
+    pub fn restore(&self, snapshot: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, p) in &self.params {
+            let t = snapshot.get(name).ok_or_else(|| {
+                crate::error::TrainError::Mismatch(format!("the snapshot has no tensor {name}"))
+            })?;
+            if t.dims() != p.var.as_tensor().dims() {
+                return Err(crate::error::TrainError::Mismatch(format!(
+                    "the snapshot's {name} is {:?}, the network's {:?}",
+                    t.dims(),
+                    p.var.as_tensor().dims()
+                )));
+            }
+            p.var.set(t)?;
+        }
+        Ok(())
+    }
+
     /// Number of tensors.
     pub fn len(&self) -> usize {
         self.params.len()
@@ -181,6 +200,34 @@ mod tests {
     use crate::network::Network;
     use candle_core::Device;
     use genome::{apply, seeded_rng, InputShape, Invalidated, Limits, Mutation, ReferenceNet};
+
+    #[test]
+    fn a_snapshot_restores_the_values_it_took_and_refuses_another_network() {
+        let genome = ReferenceNet::Small.genome(InputShape::CIFAR, 10);
+        let (net, _) = Network::new(&genome, &Device::Cpu, None, &Invalidated::none(), 1).unwrap();
+        let values = |net: &Network| -> Vec<Vec<f32>> {
+            net.weights()
+                .iter()
+                .map(|(_, p)| p.var.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+                .collect()
+        };
+        let before = values(&net);
+        let snapshot = net.weights().snapshot().unwrap();
+        for (_, p) in net.weights().iter() {
+            let t = p.var.as_tensor();
+            p.var.set(&(t + 0.5).unwrap()).unwrap();
+        }
+        assert_ne!(values(&net), before);
+        net.weights().restore(&snapshot).unwrap();
+        assert_eq!(values(&net), before);
+        // Another network's snapshot lacks tensors or has other shapes.
+        let other = ReferenceNet::Linear.genome(InputShape::CIFAR, 10);
+        let (other, _) = Network::new(&other, &Device::Cpu, None, &Invalidated::none(), 1).unwrap();
+        assert!(net
+            .weights()
+            .restore(&other.weights().snapshot().unwrap())
+            .is_err());
+    }
 
     /// Trains nothing: perturbs the parent's tensors so inherited values are recognizable,
     /// then checks the child copied exactly the tensors whose names and shapes match.

@@ -80,7 +80,9 @@ pub struct TrainArgs {
     /// A learning-rate probe, as a run's final training has one: factors of the genome's
     /// rate (comma-separated, e.g. 1,0.5,0.25), each tried first by a copy trained for
     /// --probe-seconds with a decay of its own; the copy that scores best on the
-    /// validation images goes on at its factor (in place of --lr-scale).
+    /// validation images goes on at its factor (in place of --lr-scale); where the rest
+    /// of the training ends below that copy's score, the copy is the model
+    /// (`probe_copy_kept` gives what the rest had reached).
     #[arg(long, value_delimiter = ',', requires = "probe_seconds")]
     lr_probe: Vec<f64>,
     /// Seconds of SGD each copy of --lr-probe trains.
@@ -295,6 +297,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "lr_scale": trained.lr_scale,
         "probe": trained.probe,
         "augment_probe": trained.augment_probe,
+        "probe_copy_kept": trained.probe_copy_kept,
         "images_per_s": trained.images_per_s,
         "diverged": trained.diverged,
         "device": trainer::device::describe(&device),

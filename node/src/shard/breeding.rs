@@ -769,8 +769,14 @@ impl Shard {
                     .join("; ")
             )
         });
+        let kept = trained.probe_copy_kept.map_or(String::new(), |trained_to| {
+            format!(
+                ", the probe's copy kept (the training after it ended at {})",
+                percent(Some(trained_to))
+            )
+        });
         self.reporter.line(&format!(
-            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}{augment_probed}; best #{} {}; {} trained",
+            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}{augment_probed}{kept}; best #{} {}; {} trained",
             percent(Some(trained.fitness)),
             trained.seconds,
             if trained.diverged { ", diverged" } else { "" },
@@ -789,6 +795,9 @@ impl Shard {
         }
         if let (Some(probe), Some(fields)) = (&trained.probe, event.as_object_mut()) {
             fields.insert("probe".into(), serde_json::json!(probe));
+        }
+        if let (Some(trained_to), Some(fields)) = (trained.probe_copy_kept, event.as_object_mut()) {
+            fields.insert("probe_copy_kept".into(), serde_json::json!(trained_to));
         }
         self.reporter.json(event);
         Ok(())
