@@ -14,27 +14,7 @@ use common::browser::{screenshot, Browser};
 use common::*;
 use node::state::{Record, Status};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_evo"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("evo starts")
-}
-
-/// Stops a node when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn trained(port: u16) -> u64 {
     get(port, "/status")
@@ -57,8 +37,7 @@ fn the_dashboard_draws_a_live_run_in_a_browser() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let port = free_port();
-    let mut args = tiny_run_args(&data, &state, port);
+    let mut args = tiny_run_args(&data, &state, 0);
     args.extend([
         "--offline".into(),
         "training.steps=10".into(),
@@ -67,7 +46,8 @@ fn the_dashboard_draws_a_live_run_in_a_browser() {
         "stop.max_wall_minutes=10".into(),
         "stop.final_training_share=0".into(),
     ]);
-    let _node = Running(spawn(&args));
+    let node = Evo::spawn(&args);
+    let port = node.port();
     wait_for(Duration::from_secs(120), "six individuals trained", || {
         (trained(port) >= 6).then_some(())
     });
@@ -189,7 +169,7 @@ fn big_history(dir: &Path) -> PathBuf {
     write_cifar10(dir, 30);
     let data = dir.join("cifar-10-batches-bin");
     let state = dir.join("state");
-    let mut args = tiny_run_args(&data, &state, free_port());
+    let mut args = tiny_run_args(&data, &state, 0);
     args.extend([
         "--offline".into(),
         "training.steps=5".into(),
@@ -230,18 +210,18 @@ fn big_history(dir: &Path) -> PathBuf {
 fn ten_thousand_individuals_load_and_redraw() {
     let dir = tempfile::tempdir().unwrap();
     let state = big_history(dir.path());
-    let port = free_port();
     // Resumed, it trains on and serves its 10,004 individuals.
-    let _node = Running(spawn(&[
+    let node = Evo::spawn(&[
         "run".into(),
         "--state-dir".into(),
         state.display().to_string(),
         "--http".into(),
-        format!("127.0.0.1:{port}"),
+        "127.0.0.1:0".into(),
         "--offline".into(),
         "stop.max_individuals=100000".into(),
         "stop.max_wall_minutes=30".into(),
-    ]));
+    ]);
+    let port = node.port();
     wait_for(Duration::from_secs(60), "the resumed node answers", || {
         (trained(port) >= 10_004).then_some(())
     });

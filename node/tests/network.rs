@@ -6,56 +6,18 @@
 
 mod common;
 
-use common::{free_port, get, poll, sha256_hex, tiny_run_args, wait_for, write_cifar10};
+use common::{get, poll, sha256_hex, tiny_run_args, wait_for, write_cifar10, Evo};
 use serde_json::Value;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
-/// A node of the test experiment; killed when dropped. Its stderr is drained into `log`
-/// by a thread, so that a chatty node never blocks on a full pipe and a failing test can
-/// show what the node said.
-struct Node {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Node {
-    /// What the node has written to stderr so far.
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// Waits (up to `limit`) for the node to exit, then for its stderr to be drained.
-    fn wait_exit(&mut self, limit: Duration, what: &str) -> (std::process::ExitStatus, String) {
-        let exit = wait_for(limit, what, || self.child.try_wait().unwrap());
-        // The reader thread sees end-of-file once the process is gone.
-        wait_for(Duration::from_secs(5), "the node's stderr to close", || {
-            (Arc::strong_count(&self.log) == 1).then_some(())
-        });
-        (exit, self.log())
-    }
-}
-
-impl Drop for Node {
-    /// Stops the node; if the test failed, prints what the node logged, for the CI log.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Ok(log) = self.log.lock() {
-                eprintln!("--- the log of the node on port {} ---\n{log}", self.port);
-            }
-        }
-    }
-}
+/// A node of the test experiment: an `evo run` process, killed when dropped.
+type Node = Evo;
 
 fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
-    let port = free_port();
-    let mut args = tiny_run_args(data, &state, port);
+    // Port 0: the node binds a free one and says which; `Evo::port` reads it.
+    let mut args = tiny_run_args(data, &state, 0);
     args.extend([
         "--listen".into(),
         "/ip4/127.0.0.1/tcp/0".into(),
@@ -64,25 +26,7 @@ fn start(data: &Path, state: PathBuf, extra: &[&str]) -> Node {
         "evolution.initial_population=2".into(),
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_evo"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("evo starts");
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(mut log) = sink.lock() {
-                log.push_str(&line);
-                log.push('\n');
-            }
-        }
-    });
-    Node { child, port, log }
+    Evo::spawn(&args)
 }
 
 fn get_json(port: u16, path: &str) -> Option<Value> {
@@ -97,7 +41,7 @@ fn status(port: u16) -> Option<Value> {
 /// The node's first full listen address.
 fn address(node: &Node) -> String {
     wait_for(Duration::from_secs(60), "a listen address", || {
-        status(node.port)?["listen_addrs"][0]
+        status(node.port())?["listen_addrs"][0]
             .as_str()
             .map(str::to_string)
     })
@@ -118,7 +62,7 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
         .iter()
         .map(|n| {
             wait_for(Duration::from_secs(60), "a peer id", || {
-                status(n.port)?["peer_id"].as_str().map(str::to_string)
+                status(n.port())?["peer_id"].as_str().map(str::to_string)
             })
         })
         .collect();
@@ -128,7 +72,7 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
             Duration::from_secs(90),
             "gossip from both other islands",
             || {
-                let s = status(n.port)?;
+                let s = status(n.port())?;
                 (s["islands_known"].as_u64()? >= 2).then_some(())
             },
         );
@@ -137,14 +81,14 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
     let bests: Vec<f64> = nodes
         .iter()
         .map(|n| {
-            status(n.port).unwrap()["best_fitness"]
+            status(n.port()).unwrap()["best_fitness"]
                 .as_f64()
                 .unwrap_or(0.0)
         })
         .collect();
     let top = bests.iter().cloned().fold(f64::MIN, f64::max);
     wait_for(Duration::from_secs(60), "the experiment-wide best", || {
-        let s = status(a.port)?;
+        let s = status(a.port())?;
         (s["experiment_best"]["fitness"].as_f64()? >= top - 1e-12).then_some(())
     });
     assert!(ids.iter().all(|id| id.starts_with("12D3Koo")), "{ids:?}");
@@ -176,7 +120,7 @@ fn gossip_reaches_every_node_and_a_node_with_another_config_is_refused() {
     assert!(stderr.contains("data_digest"), "{stderr}");
     assert!(!stderr.contains("steps"), "{stderr}");
     // The others carry on.
-    assert!(status(a.port).is_some());
+    assert!(status(a.port()).is_some());
 }
 
 #[test]
@@ -215,12 +159,12 @@ fn a_peer_without_the_key_cannot_connect() {
         ],
     );
     wait_for(Duration::from_secs(60), "the friend to connect", || {
-        (status(friend.port)?["connected_peers"].as_u64()? >= 1).then_some(())
+        (status(friend.port())?["connected_peers"].as_u64()? >= 1).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    let s = status(stranger.port).unwrap();
+    let s = status(stranger.port()).unwrap();
     assert_eq!(s["connected_peers"], 0, "{s}");
-    assert_eq!(status(a.port).unwrap()["connected_peers"], 1);
+    assert_eq!(status(a.port()).unwrap()["connected_peers"], 1);
 }
 
 #[test]
@@ -240,9 +184,9 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
     // Wait for an individual to arrive on either node.
     let (port, state, arrival) = wait_for(Duration::from_secs(120), "a migration", || {
         for (node, state) in [(&a, "a"), (&b, "b")] {
-            let list = get_json(node.port, "/migrations")?;
+            let list = get_json(node.port(), "/migrations")?;
             if let Some(m) = list.as_array()?.iter().find(|m| m["direction"] == "in") {
-                return Some((node.port, state, m.clone()));
+                return Some((node.port(), state, m.clone()));
             }
         }
         None
@@ -273,7 +217,7 @@ fn a_migration_moves_an_individual_and_its_weights_intact() {
     // same accuracy as its sender measured.
     assert_eq!(arrival["fitness"], arrival["claimed"], "{arrival}");
     // The sender logged it too, with the same checksum.
-    let other = if port == a.port { b.port } else { a.port };
+    let other = if port == a.port() { b.port() } else { a.port() };
     let sent = wait_for(Duration::from_secs(30), "the sender's record", || {
         get_json(other, "/migrations")?
             .as_array()?
@@ -315,13 +259,13 @@ fn joining_leaving_and_dying_nodes() {
     let mut c = join("c");
     for n in [&a, &b, &c] {
         wait_for(Duration::from_secs(60), "a few individuals", || {
-            (trained(n.port)? >= 3).then_some(())
+            (trained(n.port())? >= 3).then_some(())
         });
     }
     // B and C joined a running experiment: each started from migrants pulled from A.
     for n in [&b, &c] {
         let list = wait_for(Duration::from_secs(90), "migrants on joining", || {
-            let l = get_json(n.port, "/migrations")?;
+            let l = get_json(n.port(), "/migrations")?;
             l.as_array()?
                 .iter()
                 .any(|m| m["direction"] == "in")
@@ -333,13 +277,13 @@ fn joining_leaving_and_dying_nodes() {
     // C dies abruptly: A and B carry on.
     c.child.kill().unwrap();
     c.child.wait().unwrap();
-    let (ta, tb) = (trained(a.port).unwrap(), trained(b.port).unwrap());
+    let (ta, tb) = (trained(a.port()).unwrap(), trained(b.port()).unwrap());
     wait_for(Duration::from_secs(60), "A and B to keep training", || {
-        (trained(a.port)? > ta && trained(b.port)? > tb).then_some(())
+        (trained(a.port())? > ta && trained(b.port())? > tb).then_some(())
     });
 
     // B leaves cleanly: it hands its best to A and exits.
-    let b_id = status(b.port).unwrap()["peer_id"]
+    let b_id = status(b.port()).unwrap()["peer_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -353,7 +297,7 @@ fn joining_leaving_and_dying_nodes() {
     assert!(exit.success(), "{exit:?}\n{b_log}");
     // A scores what B handed over, then admits it.
     let admitted = poll(Duration::from_secs(60), || {
-        get_json(a.port, "/migrations")?
+        get_json(a.port(), "/migrations")?
             .as_array()?
             .iter()
             .any(|m| m["direction"] == "in" && m["peer"] == b_id.as_str())
@@ -366,7 +310,7 @@ fn joining_leaving_and_dying_nodes() {
     );
     let events = std::fs::read_to_string(dir.path().join("b/events.jsonl")).unwrap();
     assert!(events.contains("stopped by SIGTERM"), "{events}");
-    assert!(status(a.port).is_some());
+    assert!(status(a.port()).is_some());
 }
 
 /// A hostile peer, in this process: it joins a real node's topic and sends garbage
@@ -382,7 +326,7 @@ fn garbled_gossip_is_rejected_and_its_sender_penalized() {
     let data = dir.path().join("cifar-10-batches-bin");
     let node = start(&data, dir.path().join("a"), &[]);
     let addr = address(&node);
-    let experiment = status(node.port).unwrap()["experiment_id"]
+    let experiment = status(node.port()).unwrap()["experiment_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -417,7 +361,7 @@ fn garbled_gossip_is_rejected_and_its_sender_penalized() {
         Duration::from_secs(10),
         "the penalty and the disconnection",
         || {
-            let s = status(node.port)?;
+            let s = status(node.port())?;
             (s["penalized_peers"].as_u64()? >= 1 && s["connected_peers"].as_u64()? == 0)
                 .then_some(s)
         },
@@ -425,7 +369,7 @@ fn garbled_gossip_is_rejected_and_its_sender_penalized() {
     // The node is alive and still training.
     let before = s["individuals_trained"].as_u64().unwrap();
     wait_for(Duration::from_secs(60), "more training", || {
-        (status(node.port)?["individuals_trained"].as_u64()? > before).then_some(())
+        (status(node.port())?["individuals_trained"].as_u64()? > before).then_some(())
     });
 }
 
@@ -753,7 +697,7 @@ fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
     );
     let addr = address(&node);
     wait_for(Duration::from_secs(60), "a trained individual", || {
-        (trained(node.port)? >= 1).then_some(())
+        (trained(node.port())? >= 1).then_some(())
     });
 
     let model = dir.path().join("liar");
@@ -769,10 +713,10 @@ fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
     assert!(refused.contains("hello"), "{refused}");
     assert!(disconnected, "the node did not disconnect the liar");
     let s = wait_for(Duration::from_secs(10), "the penalty", || {
-        let s = status(node.port)?;
+        let s = status(node.port())?;
         (s["penalized_peers"].as_u64()? >= 1).then_some(s)
     });
-    let migrations = get_json(node.port, "/migrations").unwrap();
+    let migrations = get_json(node.port(), "/migrations").unwrap();
     assert!(
         !migrations
             .as_array()
@@ -792,7 +736,7 @@ fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
         "the node did not disconnect the greedy peer"
     );
     wait_for(Duration::from_secs(10), "the second penalty", || {
-        (status(node.port)?["penalized_peers"].as_u64()? >= 2).then_some(())
+        (status(node.port())?["penalized_peers"].as_u64()? >= 2).then_some(())
     });
 
     // A request whose length prefix says 2^40 bytes, far over the cap: rejected before
@@ -804,12 +748,12 @@ fn lying_invalid_and_oversized_requests_get_their_senders_penalized() {
         "the node did not disconnect the sender of an oversized request"
     );
     wait_for(Duration::from_secs(10), "the third penalty", || {
-        (status(node.port)?["penalized_peers"].as_u64()? >= 3).then_some(())
+        (status(node.port())?["penalized_peers"].as_u64()? >= 3).then_some(())
     });
     // The node is alive and still training; no immigrant joined it.
     let before = s["individuals_trained"].as_u64().unwrap();
     wait_for(Duration::from_secs(60), "more training", || {
-        (trained(node.port)? > before).then_some(())
+        (trained(node.port())? > before).then_some(())
     });
     let records: Vec<Value> = std::fs::read_dir(dir.path().join("a/individuals"))
         .unwrap()

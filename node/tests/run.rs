@@ -7,14 +7,13 @@
 mod common;
 
 use common::{
-    evo, free_port, get, json_line, ok, quick_config, sha256_hex, tiny_run_args, wait_for,
-    write_cifar10,
+    evo, get, json_line, ok, quick_config, sha256_hex, tiny_run_args, wait_for, write_cifar10, Evo,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// `evo run` on the test data with a tiny population, plus `extra` arguments.
@@ -69,7 +68,7 @@ fn run_offline(
     write_cifar10(dir.path(), images);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), extra);
+    let mut args = run_args(&data, &state, 0, extra);
     args.push("--offline".into());
     args.extend(flags.iter().map(|f| f.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -80,7 +79,7 @@ fn run_offline(
 /// `evo run` resumed on `state` (its config and data as saved there) with `flags` until
 /// `max_individuals` have been trained; the test fails if the run does.
 fn resume(state: &Path, max_individuals: usize, flags: &[&str]) -> std::process::Output {
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = "127.0.0.1:0".to_string();
     let stop = format!("--stop.max_individuals={max_individuals}");
     let mut args = vec![
         "run",
@@ -98,15 +97,6 @@ fn resume(state: &Path, max_individuals: usize, flags: &[&str]) -> std::process:
 fn resume_offline(state: &Path, max_individuals: usize) -> String {
     let out = resume(state, max_individuals, &["--offline"]);
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_evo"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("evo starts")
 }
 
 fn get_json(port: u16, path: &str) -> Value {
@@ -147,26 +137,22 @@ fn evaluate(models: &[&Path], data: &Path, extra: &[&str]) -> std::process::Outp
     evo(&args)
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    wait_for(limit, "the process to exit", || child.try_wait().unwrap())
-}
-
 #[test]
 fn a_killed_run_resumes_with_every_finished_individual_intact_then_exports() {
     let dir = tempfile::tempdir().unwrap();
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let port = free_port();
-    let mut node = spawn(&run_args(&data, &state, port, &["training.steps=60"]));
+    let mut node = Evo::spawn(&run_args(&data, &state, 0, &["training.steps=60"]));
+    let port = node.port();
     // Let it train a few individuals, then kill it without warning.
     wait_for(Duration::from_secs(120), "six individuals", || {
         (records(&state).len() >= 6).then_some(())
     });
     let status = get_json(port, "/status");
     assert_eq!(status["target_size"], 5);
-    node.kill().unwrap(); // SIGKILL
-    node.wait().unwrap();
+    node.child.kill().unwrap(); // SIGKILL
+    node.child.wait().unwrap();
     let before = records(&state);
     assert!(before.len() >= 6);
 
@@ -277,7 +263,7 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
     args.extend(["--offline".into(), "--stop.max_individuals=3".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(evo(&args));
@@ -357,7 +343,7 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
     args.extend([
         "--offline".into(),
         "stop.max_wall_minutes=0.4".into(),
@@ -430,7 +416,7 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
     args.extend([
         "--offline".into(),
         "stop.max_wall_minutes=0.4".into(),
@@ -508,7 +494,7 @@ fn the_final_training_tries_the_experiments_augmentation_within_itself_and_keeps
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), &["training.steps=20"]);
+    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
     args.extend([
         "--offline".into(),
         "stop.max_wall_minutes=0.4".into(),
@@ -580,7 +566,7 @@ fn the_final_training_abandons_the_breeding_trainings_in_flight() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, free_port(), &["training.steps=10000000"]);
+    let mut args = run_args(&data, &state, 0, &["training.steps=10000000"]);
     args.extend([
         "--offline".into(),
         "stop.max_wall_minutes=0.3".into(),
@@ -622,14 +608,14 @@ fn status_answers_within_100_ms_while_every_worker_trains() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let port = free_port();
     // Trainings far longer than the test.
-    let mut node = spawn(&run_args(
+    let mut node = Evo::spawn(&run_args(
         &data,
         &state,
-        port,
+        0,
         &["--workers", "2", "--training.steps", "10000000"],
     ));
+    let port = node.port();
     let status = wait_for(Duration::from_secs(60), "both workers training", || {
         let (code, body) = get(port, "/status").ok()?;
         let v: Value = serde_json::from_str(&body).ok()?;
@@ -672,11 +658,11 @@ fn status_answers_within_100_ms_while_every_worker_trains() {
     assert!(text.contains("listening   /ip4/"), "{text}");
     // SIGTERM stops it cleanly, abandoning the trainings in flight.
     let term = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
+        .args(["-TERM", &node.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let exit = wait_exit(&mut node, Duration::from_secs(20));
+    let (exit, _) = node.wait_exit(Duration::from_secs(20), "the node to exit");
     assert!(exit.success(), "{exit:?}");
     let events = std::fs::read_to_string(state.join("events.jsonl")).unwrap();
     assert!(events.contains("stopped by SIGTERM"), "{events}");
@@ -719,7 +705,7 @@ fn bad_input_gives_a_clear_error_and_touches_nothing() {
     write_cifar10(dir.path(), 10);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let port = free_port();
+    let port = 0;
 
     // A wrong config key, a wrong value, a config file with an unknown key.
     fails_with(
@@ -802,7 +788,7 @@ fn a_resume_quarantines_what_is_damaged_and_goes_on() {
     write_cifar10(dir.path(), 10);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let port = free_port();
+    let port = 0;
     let first = run_args(
         &data,
         &state,

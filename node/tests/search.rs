@@ -17,7 +17,6 @@ fn bench_search_runs_seeds_islands_and_a_reference_and_summarizes_them() {
     write_cifar10(dir.path(), 40);
     let data = dir.path().join("cifar-10-batches-bin");
     let out = dir.path().join("bench");
-    let port = free_port().to_string();
     let quick = quick_config();
     let (data_s, out_s) = (data.display().to_string(), out.display().to_string());
     let args = [
@@ -43,8 +42,6 @@ fn bench_search_runs_seeds_islands_and_a_reference_and_summarizes_them() {
         "linear",
         "--checkpoint",
         "3",
-        "--port",
-        &port,
         "data.validation_images=30",
         "training.batch=10",
         "training.steps=20",

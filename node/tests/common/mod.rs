@@ -5,9 +5,11 @@
 pub mod browser;
 
 use serde_json::Value;
+use std::io::BufRead;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub fn evo(args: &[&str]) -> Output {
@@ -72,6 +74,8 @@ pub fn quick_config() -> String {
 
 /// The arguments of `evo run` on the quick config with the test's `data`, a state
 /// directory and an HTTP port, and tiny validation and batch sizes; callers add the rest.
+/// Port 0 lets the system pick a free port when the node binds it, which no other
+/// process can take in between; [`Evo::port`] reads the one picked from the node's log.
 pub fn tiny_run_args(data: &Path, state: &Path, port: u16) -> Vec<String> {
     vec![
         "run".into(),
@@ -93,7 +97,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     trainer::individual::sha256_hex(bytes)
 }
 
-/// A port nobody listens on now.
+/// A port nobody listens on now (another process may take it before the caller binds
+/// it: where a node is to listen, give it port 0 and read [`Evo::port`] instead).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -138,4 +143,96 @@ pub fn get(port: u16, path: &str) -> Result<(u16, String), String> {
         .read_to_string()
         .map_err(|e| e.to_string())?;
     Ok((status, body))
+}
+
+/// An `evo` process started by a test; killed when dropped. Its stderr is drained into a
+/// log by a thread, so that a chatty process never blocks on a full pipe, the test can
+/// read what it said (its HTTP port among it), and a failing test shows it.
+pub struct Evo {
+    /// The process.
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+    port: OnceLock<u16>,
+}
+
+impl Evo {
+    /// Starts `evo` with `args` (stdout discarded).
+    pub fn spawn(args: &[String]) -> Evo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_evo"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("evo starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        Evo {
+            child,
+            log,
+            port: OnceLock::new(),
+        }
+    }
+
+    /// What the process has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The port of the node's HTTP endpoint, from the `dashboard:` line it prints once
+    /// it has bound it (started with port 0, the system chose it). Waits up to 60 s; the
+    /// test fails if the line never comes.
+    pub fn port(&self) -> u16 {
+        *self.port.get_or_init(|| {
+            poll(Duration::from_secs(60), || dashboard_port(&self.log())).unwrap_or_else(|| {
+                panic!(
+                    "the node never said where its dashboard is; its log:\n{}",
+                    self.log()
+                )
+            })
+        })
+    }
+
+    /// Waits (up to `limit`) for the process to exit, then for its stderr to be drained:
+    /// how it exited and everything it wrote to stderr.
+    pub fn wait_exit(&mut self, limit: Duration, what: &str) -> (ExitStatus, String) {
+        let exit = wait_for(limit, what, || self.child.try_wait().unwrap());
+        // The reader thread sees end-of-file once the process is gone.
+        wait_for(
+            Duration::from_secs(5),
+            "the process's stderr to close",
+            || (Arc::strong_count(&self.log) == 1).then_some(()),
+        );
+        (exit, self.log())
+    }
+}
+
+impl Drop for Evo {
+    /// Stops the process; if the test failed, prints what it logged, for the CI log.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let port = self.port.get().map_or("?".to_string(), |p| p.to_string());
+            eprintln!("--- the log of the node on port {port} ---\n{}", self.log());
+        }
+    }
+}
+
+/// The port in the first `dashboard: http://HOST:PORT/` line of a node's log.
+pub fn dashboard_port(log: &str) -> Option<u16> {
+    let url = log
+        .lines()
+        .find_map(|l| l.strip_prefix("dashboard: http://"))?;
+    let host_port = url.split('/').next()?;
+    host_port.rsplit(':').next()?.parse().ok()
 }

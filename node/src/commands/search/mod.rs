@@ -68,8 +68,9 @@ pub struct SearchArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 60.0)]
     checkpoint: f64,
-    /// The first TCP port for the runs' HTTP endpoints (each run takes the next ones).
-    #[arg(long, default_value_t = 18_700)]
+    /// The first TCP port for the runs' HTTP endpoints, each run taking the next one; 0
+    /// (the default) lets each run bind a free port, which nothing can take in between.
+    #[arg(long, default_value_t = 0)]
     port: u16,
     /// Keep the jobs already finished in --out (a run whose log ends with its summary, a
     /// reference whose result is written) and run only the others.
@@ -383,8 +384,7 @@ fn start(
     match kind {
         JobKind::Evolution(seed) => {
             let state = runs.join(&name);
-            let mut c = run_command(args, evo, pin, cores, *seed, &state, *port);
-            *port += 1;
+            let mut c = run_command(args, evo, pin, cores, *seed, &state, next_port(port));
             c.arg("--offline")
                 .stdout(log_file(&state.with_extension("log"))?)
                 .stderr(log_file(&runs.join(format!("{name}.err")))?);
@@ -397,8 +397,7 @@ fn start(
                 let state = runs.join(&name).join(format!("node-{i}"));
                 std::fs::create_dir_all(runs.join(&name))?;
                 let node_cores = &cores[i * args.threads..(i + 1) * args.threads];
-                let http = *port;
-                *port += 1;
+                let http = next_port(port);
                 let mut c = run_command(args, evo, pin, node_cores, *seed, &state, http);
                 c.arg("--listen").arg("/ip4/127.0.0.1/tcp/0");
                 if let Some(addr) = &bootstrap {
@@ -406,11 +405,12 @@ fn start(
                 }
                 c.stdout(log_file(&state.with_extension("log"))?)
                     .stderr(log_file(&runs.join(&name).join(format!("node-{i}.err")))?);
-                children.push(c.spawn().context("starting evo run")?);
-                dirs.push(state);
+                let mut child = c.spawn().context("starting evo run")?;
                 if bootstrap.is_none() {
-                    bootstrap = Some(listen_address(http)?);
+                    bootstrap = Some(listen_address(&state.with_extension("log"), &mut child)?);
                 }
+                children.push(child);
+                dirs.push(state);
             }
         }
         JobKind::Reference(net) => {
@@ -489,26 +489,47 @@ fn data_shape(path: &Path) -> Result<(InputShape, u32)> {
     ))
 }
 
-/// The full listen address of the node whose HTTP endpoint is on `port`, once it has one.
-fn listen_address(port: u16) -> Result<String> {
-    let url = format!("http://127.0.0.1:{port}/status");
+/// The HTTP port for the next run: `port`, and the one after it next time; 0 stays 0
+/// (each run binds a free port).
+fn next_port(port: &mut u16) -> u16 {
+    let this = *port;
+    if this != 0 {
+        *port = port.saturating_add(1);
+    }
+    this
+}
+
+/// The full listen address of the node writing its JSON log to `log`, once it has one
+/// (its first `listening` event); an error if the node exits first or none comes within
+/// two minutes.
+fn listen_address(log: &Path, node: &mut std::process::Child) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
-        if let Ok(mut resp) = ureq::get(&url).call() {
-            let body = resp.body_mut().read_to_string().unwrap_or_default();
-            if let Ok(status) = serde_json::from_str::<serde_json::Value>(&body) {
-                if let Some(addr) = status["listen_addrs"]
-                    .as_array()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.as_str())
-                {
-                    return Ok(addr.to_string());
-                }
-            }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = first_listen_address(&text) {
+            return Ok(addr);
+        }
+        if let Some(exit) = node.try_wait()? {
+            bail!(
+                "the first island exited ({exit}) before it listened; see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("the first island (HTTP port {port}) never showed a listen address")
+    bail!(
+        "the first island never said where it listens (its log: {})",
+        log.display()
+    )
+}
+
+/// The address of the first `listening` event in a node's JSON log (lines that are not
+/// JSON, or a last line still being written, are skipped).
+fn first_listen_address(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "listening")
+        .and_then(|e| e["address"].as_str().map(str::to_string))
 }
 
 /// Whether every process of `job` has exited (an error for one that failed).
@@ -548,4 +569,38 @@ fn progress(running: &[Running]) {
         ));
     }
     eprintln!("{}", parts.join(" | "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_count_up_from_a_given_one_and_zero_stays_zero() {
+        let mut port = 18_700;
+        assert_eq!(next_port(&mut port), 18_700);
+        assert_eq!(next_port(&mut port), 18_701);
+        let mut any = 0;
+        assert_eq!(next_port(&mut any), 0);
+        assert_eq!(next_port(&mut any), 0);
+        let mut last = u16::MAX;
+        assert_eq!(next_port(&mut last), u16::MAX);
+    }
+
+    #[test]
+    fn the_listen_address_is_the_first_listening_event() {
+        let log = concat!(
+            "{\"event\":\"started\"}\n",
+            "not json\n",
+            "{\"event\":\"listening\",\"address\":\"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooA\"}\n",
+            "{\"event\":\"listening\",\"address\":\"/ip4/10.0.0.2/tcp/4001/p2p/12D3KooA\"}\n",
+            "{\"event\":\"listen",
+        );
+        assert_eq!(
+            first_listen_address(log).as_deref(),
+            Some("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooA")
+        );
+        assert_eq!(first_listen_address("{\"event\":\"listen"), None);
+        assert_eq!(first_listen_address(""), None);
+    }
 }
