@@ -6,7 +6,6 @@ pub mod browser;
 
 use serde_json::Value;
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -95,16 +94,6 @@ pub fn tiny_run_args(data: &Path, state: &Path, port: u16) -> Vec<String> {
 /// SHA-256 of `bytes`, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     trainer::individual::sha256_hex(bytes)
-}
-
-/// A port nobody listens on now (another process may take it before the caller binds
-/// it: where a node is to listen, give it port 0 and read [`Evo::port`] instead).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls until `f` gives something; fails the test, naming `what`, after `limit`.
