@@ -362,17 +362,11 @@ pub fn train_individual(
     } else {
         task.validation_accuracy(&net)?
     };
-    let (diverged, fitness, probe_copy_kept) = match chosen_copy {
-        Some((weights, score)) if keep_probe_copy(score, trained_fitness) => {
-            net.weights().restore(&weights)?;
-            (
-                false,
-                task.validation_accuracy(&net)?,
-                Some(trained_fitness),
-            )
-        }
-        _ => (outcome.diverged, trained_fitness, None),
-    };
+    let Settled {
+        diverged,
+        fitness,
+        probe_copy_kept,
+    } = settle(&net, task, chosen_copy, outcome.diverged, trained_fitness)?;
     let score = |accuracy: &dyn Fn() -> Result<f64>| -> Result<f64> {
         if diverged {
             Ok(0.0)
@@ -427,6 +421,46 @@ pub fn train_individual(
     })
 }
 
+/// How a training ended once its probes' chosen copy had its say: whether the model
+/// diverged, its fitness, and whether the copy was kept in place of the training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Settled {
+    /// Whether the model diverged (never, where the copy was kept).
+    diverged: bool,
+    /// The model's validation accuracy (0 where it diverged).
+    fitness: f64,
+    /// Where the copy was kept: the validation accuracy the discarded training reached.
+    probe_copy_kept: Option<f64>,
+}
+
+/// The end of a training: where the probes chose a copy (its weights, as taken before
+/// the rest of the training, and its score) and that copy scored above what the
+/// training reached (`trained_fitness`, 0 where it `diverged`), `net` gets the copy's
+/// weights back and is scored again; otherwise it stays as the training left it.
+fn settle(
+    net: &Network,
+    task: &Task,
+    chosen_copy: Option<(HashMap<String, Tensor>, f64)>,
+    diverged: bool,
+    trained_fitness: f64,
+) -> Result<Settled> {
+    match chosen_copy {
+        Some((weights, score)) if keep_probe_copy(score, trained_fitness) => {
+            net.weights().restore(&weights)?;
+            Ok(Settled {
+                diverged: false,
+                fitness: task.validation_accuracy(net)?,
+                probe_copy_kept: Some(trained_fitness),
+            })
+        }
+        _ => Ok(Settled {
+            diverged,
+            fitness: trained_fitness,
+            probe_copy_kept: None,
+        }),
+    }
+}
+
 /// Whether the copy a probe chose, scored `probe_score` on the validation images, is
 /// the model rather than the longer training that went on from it and scored
 /// `trained_score`: only where the training lost ground (a tie keeps the training).
@@ -462,6 +496,88 @@ mod tests {
         assert!(keep_probe_copy(0.4, 0.0));
         assert!(!keep_probe_copy(0.6, 0.6));
         assert!(!keep_probe_copy(0.5, 0.7));
+    }
+
+    /// Settling a training: a copy that scored above the training's end comes back, with
+    /// its weights and its score; one that did not leaves the trained network as it is;
+    /// a diverged training gives way to any copy that scored.
+    #[test]
+    fn settling_restores_the_copy_only_where_it_beat_the_training() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let genome = Genome::initial(shape, 3);
+        let (net, _) =
+            Network::with_inits(&genome, &Device::Cpu, None, &Invalidated::none(), &[], 1).unwrap();
+        let values = |net: &Network| -> Vec<Vec<f32>> {
+            let snap = net.weights().snapshot().unwrap();
+            let mut names: Vec<&String> = snap.keys().collect();
+            names.sort();
+            names
+                .iter()
+                .map(|n| snap[*n].flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect()
+        };
+        let fresh = (net.weights().snapshot().unwrap(), values(&net));
+        let fresh_score = task.validation_accuracy(&net).unwrap();
+        let config = TrainConfig {
+            steps: 30,
+            batch: 10,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        train::train(&net, &task, &config, |_| {}).unwrap();
+        let trained = (net.weights().snapshot().unwrap(), values(&net));
+        let trained_score = task.validation_accuracy(&net).unwrap();
+        assert!(
+            trained_score > fresh_score,
+            "{fresh_score} -> {trained_score}"
+        );
+
+        // The copy (the trained weights) beat where the training ended (the fresh ones).
+        net.weights().restore(&fresh.0).unwrap();
+        let s = settle(
+            &net,
+            &task,
+            Some((trained.0, trained_score)),
+            false,
+            fresh_score,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            Settled {
+                diverged: false,
+                fitness: trained_score,
+                probe_copy_kept: Some(fresh_score),
+            }
+        );
+        assert_eq!(values(&net), trained.1);
+
+        // A copy below the training's end changes nothing.
+        let s = settle(
+            &net,
+            &task,
+            Some((fresh.0, fresh_score)),
+            false,
+            trained_score,
+        )
+        .unwrap();
+        assert_eq!(s.probe_copy_kept, None);
+        assert_eq!(s.fitness, trained_score);
+        assert_eq!(values(&net), trained.1);
+
+        // A diverged training (fitness 0) keeps any copy that scored, and is no longer
+        // diverged; with no copy it stays diverged.
+        let snap = net.weights().snapshot().unwrap();
+        let s = settle(&net, &task, Some((snap, trained_score)), true, 0.0).unwrap();
+        assert!(!s.diverged && s.fitness == trained_score, "{s:?}");
+        let s = settle(&net, &task, None, true, 0.0).unwrap();
+        assert!(s.diverged && s.fitness == 0.0, "{s:?}");
     }
 
     /// Three colour classes of 4x4 images: 60 to train (20 held out), 30 to test.
