@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// this times its norm (0: off).
     #[arg(long, default_value_t = 0.0)]
     gradient_clip: f64,
+    /// The share of the training over which the learning rate rises linearly from near
+    /// zero, as `training.warmup` gives a run's trainings (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
     /// Turn off augmentation (random crop and flip).
     #[arg(long)]
     no_augment: bool,
@@ -178,6 +182,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "--lr-scale must be a positive number, not {}",
         args.lr_scale
     );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.warmup),
+        "--warmup must be a share in [0, 1), not {}",
+        args.warmup
+    );
     let probe = rate_probe(&args.lr_probe, args.probe_seconds)?;
     let augment_probe = match (args.augment_probe, args.augment_probe_seconds) {
         (Some(gene), Some(seconds)) => {
@@ -250,6 +259,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         log_every: if args.quiet { 0 } else { args.log_every },
         seed: args.seed,
         schedule: args.schedule,
+        warmup: args.warmup,
         max_seconds: args.seconds,
         lr_scale: args.lr_scale,
         rate_probe: probe,

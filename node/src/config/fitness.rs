@@ -41,6 +41,9 @@ pub struct FitnessSettings {
     /// `training.gradient_clip` (absent when off).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gradient_clip: f64,
+    /// `training.warmup` (absent when off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup: f64,
     /// `evolution.augmentation_gene` (absent when off).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub augmentation_gene: bool,
@@ -63,16 +66,21 @@ impl FitnessSettings {
         format!("{:016x}", fnv1a64(self.canonical().as_bytes()))
     }
 
-    /// The settings that differ, as `name: ours vs theirs`, in field order.
+    /// The settings that differ, as `name: ours vs theirs`, in field order (ours, then
+    /// any only theirs have; one left out on a side reads `null` there).
     pub fn differences(&self, other: &FitnessSettings) -> Vec<String> {
         let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
             (serde_json::to_value(self), serde_json::to_value(other))
         else {
             return Vec::new();
         };
+        // Every key either side has: a setting left out where it is off (0, false) is
+        // in only one of them.
+        let null = serde_json::Value::Null;
+        let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
         let mut out = Vec::new();
-        for (key, va) in &a {
-            let vb = b.get(key).unwrap_or(&serde_json::Value::Null);
+        for key in keys {
+            let (va, vb) = (a.get(key).unwrap_or(&null), b.get(key).unwrap_or(&null));
             if va != vb {
                 out.push(format!("{key}: {va} vs {vb}"));
             }
@@ -113,6 +121,7 @@ impl ExperimentConfig {
                 .then_some((self.training.budget, self.training.budget_max_factor)),
             augmentation_gene: self.evolution.augmentation_gene,
             gradient_clip: self.training.gradient_clip,
+            warmup: self.training.warmup,
             data_digest: None,
         }
     }
@@ -160,6 +169,7 @@ mod tests {
             ("training.momentum", "0.8"),
             ("training.weight_decay", "0.0"),
             ("training.augment.flip", "false"),
+            ("training.warmup", "0.05"),
         ] {
             let mut c = base.clone();
             c.apply_override(k, v).unwrap();

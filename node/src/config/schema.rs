@@ -179,6 +179,10 @@ pub struct TrainingSection {
     /// Beyond the paper: adaptive gradient clipping, the gradient of each kernel and
     /// weight matrix scaled to at most this times the tensor's norm (0: off).
     pub gradient_clip: f64,
+    /// Beyond the paper: the share of each training (of its steps, or of its seconds
+    /// for a training on a time budget) over which the learning rate rises linearly from
+    /// near zero to what the schedule gives (0: none, the paper).
+    pub warmup: f64,
 }
 
 impl Default for TrainingSection {
@@ -194,6 +198,7 @@ impl Default for TrainingSection {
             budget: Budget::Fixed,
             budget_max_factor: 4,
             gradient_clip: 0.0,
+            warmup: 0.0,
         }
     }
 }
@@ -213,6 +218,7 @@ impl TrainingSection {
             log_every: self.log_every,
             seed,
             schedule: self.schedule,
+            warmup: self.warmup,
             max_seconds: None,
             lr_scale: 1.0,
             rate_probe: None,

@@ -46,6 +46,12 @@ impl ExperimentConfig {
                 format!("{} is not a finite number >= 0", t.gradient_clip),
             );
         }
+        if !(0.0..1.0).contains(&t.warmup) {
+            return invalid(
+                "training.warmup",
+                format!("{} is not a share in [0, 1)", t.warmup),
+            );
+        }
         if t.budget_max_factor == 0 || t.budget_max_factor > 1000 {
             return invalid(
                 "training.budget_max_factor",
@@ -454,6 +460,9 @@ mod tests {
             ("training.batch", "0", "training.batch"),
             ("training.steps", "0", "training.steps"),
             ("training.momentum", "1.0", "training.momentum"),
+            ("training.warmup", "1.0", "training.warmup"),
+            ("training.warmup", "-0.01", "training.warmup"),
+            ("training.warmup", "nan", "training.warmup"),
             ("training.weight_decay", "-1", "training.weight_decay"),
             ("training.augment.pad", "100", "training.augment.pad"),
             ("data.validation_images", "0", "data.validation_images"),

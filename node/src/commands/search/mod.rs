@@ -441,6 +441,8 @@ fn start(
                 .arg(format!("{:?}", t.weight_decay))
                 .arg("--gradient-clip")
                 .arg(format!("{:?}", t.gradient_clip))
+                .arg("--warmup")
+                .arg(format!("{:?}", t.warmup))
                 .arg("--validation")
                 .arg(config.data.validation_images.to_string())
                 .arg("--split-seed")
