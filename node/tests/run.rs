@@ -16,6 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The overrides that give every mutation but `keep` a weight of 0.
+fn only_mutations(keep: &[genome::Mutation]) -> Vec<String> {
+    genome::Mutation::WITH_AUGMENTATION
+        .iter()
+        .filter(|m| !keep.contains(m))
+        .map(|m| format!("evolution.mutation_weights.{m}=0"))
+        .collect()
+}
+
 /// `evo run` on the test data with a tiny population, plus `extra` arguments.
 fn run_args(data: &Path, state: &Path, port: u16, extra: &[&str]) -> Vec<String> {
     let mut args = tiny_run_args(data, state, port);
@@ -931,18 +940,11 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
     // Only the mutations that keep the linear start linear: the budget is what is
     // tested, and a lineage that grows wide convolutions (the run's draws are not the
     // same from one test run to the next) once took a single child 15 minutes here.
-    let weights: Vec<String> = genome::Mutation::WITH_AUGMENTATION
-        .iter()
-        .filter(|m| {
-            !matches!(
-                m,
-                genome::Mutation::Identity
-                    | genome::Mutation::AlterLearningRate
-                    | genome::Mutation::ResetWeights
-            )
-        })
-        .map(|m| format!("evolution.mutation_weights.{m}=0"))
-        .collect();
+    let weights = only_mutations(&[
+        genome::Mutation::Identity,
+        genome::Mutation::AlterLearningRate,
+        genome::Mutation::ResetWeights,
+    ]);
     let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
     let (stdout, planned, records) = budget_run("stall", 40, &weights);
     assert_eq!(records.len(), 40);
@@ -972,18 +974,11 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
 /// images can stay linear for 60 births, and every child then trains the base steps).
 #[test]
 fn the_cost_budget_gives_cheaper_children_more_steps() {
-    let weights: Vec<String> = genome::Mutation::WITH_AUGMENTATION
-        .iter()
-        .filter(|m| {
-            !matches!(
-                m,
-                genome::Mutation::InsertConvolution
-                    | genome::Mutation::RemoveConvolution
-                    | genome::Mutation::AlterStride
-            )
-        })
-        .map(|m| format!("evolution.mutation_weights.{m}=0"))
-        .collect();
+    let weights = only_mutations(&[
+        genome::Mutation::InsertConvolution,
+        genome::Mutation::RemoveConvolution,
+        genome::Mutation::AlterStride,
+    ]);
     let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
     let (_, planned, records) = budget_run("cost", 60, &weights);
     assert_eq!(records.len(), 60);

@@ -628,6 +628,15 @@ mod tests {
         );
     }
 
+    /// The values of a network's output layer's weights.
+    fn head_weights(net: &Network) -> Vec<f32> {
+        net.weights().snapshot().unwrap()["head.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn the_rate_is_the_genomes_times_its_scale() {
         let data = dataset();
@@ -649,18 +658,10 @@ mod tests {
                 ..TrainConfig::default()
             };
             train(&net, &task, &config, |_| {}).unwrap();
-            net.weights().snapshot().unwrap()["head.weight"]
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
+            head_weights(&net)
         };
         let (fresh, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
-        let start = fresh.weights().snapshot().unwrap()["head.weight"]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let start = head_weights(&fresh);
         // A scale of 0 leaves the weights where they were; a smaller scale moves them less.
         assert_eq!(trained(0.0), start);
         let moved = |w: Vec<f32>| -> f32 { w.iter().zip(&start).map(|(a, b)| (a - b).abs()).sum() };
@@ -692,16 +693,9 @@ mod tests {
             },
             3,
         );
-        let head = |net: &Network| -> Vec<f32> {
-            net.weights().snapshot().unwrap()["head.weight"]
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
         let first_step = |warmup: f64| -> f32 {
             let (net, _) = Network::new(&g, &Device::Cpu, None, &Invalidated::none(), 0).unwrap();
-            let start = head(&net);
+            let start = head_weights(&net);
             let cancel = Cancel::new();
             let config = TrainConfig {
                 steps: 10,
@@ -713,7 +707,7 @@ mod tests {
             };
             let result = train(&net, &task, &config, |_| cancel.cancel());
             assert!(matches!(result, Err(TrainError::Cancelled)));
-            head(&net)
+            head_weights(&net)
                 .iter()
                 .zip(&start)
                 .map(|(a, b)| (a - b).abs())
