@@ -12,6 +12,10 @@
 //! long training that overfits, or diverges), the copy's weights, kept aside, are the
 //! model instead.
 //!
+//! With [`TrainConfig::collapse_retry`], a training whose network collapsed (its output
+//! no longer depends on its input, [`crate::collapse`]) trains again, once, from where it
+//! started at a lower rate, and the model is saved with that rate in its genome.
+//!
 //! A training whose loss diverged scores 0 (its weights are NaN or infinite: what they
 //! would predict means nothing), on validation and test alike.
 
@@ -83,6 +87,9 @@ pub struct TrainedIndividual {
     /// reached (discarded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_copy_kept: Option<f64>,
+    /// Where the training collapsed and the model is a second training at a lower rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collapse: Option<CollapseReport>,
 }
 
 /// What a rate probe found: the validation accuracy of each factor's short copy.
@@ -352,6 +359,26 @@ pub fn train_individual(
         _ => None,
     };
     let outcome = train::train(&net, task, config, &mut on_progress)?;
+    let (net, outcome, collapse) = match config.collapse_retry {
+        Some(factor) if outcome.collapsed => {
+            let from = chosen_copy.as_ref().map(|(weights, _)| weights);
+            let retried = retry_collapsed(
+                start,
+                device,
+                task,
+                config,
+                Retry {
+                    collapsed: &net,
+                    first: &outcome,
+                    from,
+                    factor,
+                },
+                &mut on_progress,
+            )?;
+            (retried.0, retried.1, Some(retried.2))
+        }
+        _ => (net, outcome, None),
+    };
     lap(&mut phases.train);
     let probe_steps = probed.as_ref().map_or(0, |(steps, _, _)| *steps)
         + augment_probed.as_ref().map_or(0, |(steps, _, _)| *steps);
@@ -418,7 +445,74 @@ pub fn train_individual(
         probe,
         augment_probe,
         probe_copy_kept,
+        collapse,
     })
+}
+
+/// Where a training collapsed ([`crate::collapse`]) and trained again: the step it was
+/// stopped at and the learning rate of the training that made the model, which the
+/// genome the model is saved with carries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CollapseReport {
+    /// The steps the collapsed training ran before it was stopped.
+    pub at_step: u64,
+    /// The genome's learning rate the network trained at again (the factor
+    /// [`TrainConfig::collapse_retry`] of the rate it collapsed at).
+    pub learning_rate: f64,
+}
+
+/// What a retry starts from: the network that collapsed (its genome), how its training
+/// went, the probes' chosen copy if there was one, and the factor of the rate.
+struct Retry<'a> {
+    collapsed: &'a Network,
+    first: &'a train::TrainOutcome,
+    from: Option<&'a HashMap<String, Tensor>>,
+    factor: f64,
+}
+
+/// Trains the individual of `start` again after its training collapsed: the collapsed
+/// network's genome (its augmentation gene included) at `factor` of its rate, from the
+/// probes' chosen copy where there was one and from `start`'s weights otherwise, for all
+/// of `config`'s steps (a child is scored after as many steps as any other) or what is
+/// left of its seconds, with no watch (one retry). The outcome counts both trainings'
+/// steps and seconds.
+fn retry_collapsed(
+    start: &Start<'_>,
+    device: &Device,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    retry: Retry<'_>,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<(Network, train::TrainOutcome, CollapseReport)> {
+    let mut genome = retry.collapsed.genome().clone();
+    genome.learning_rate *= retry.factor;
+    let (net, _) = Network::with_inits(
+        &genome,
+        device,
+        start.parent,
+        start.invalidated,
+        start.inits,
+        start.seed,
+    )?;
+    if let Some(weights) = retry.from {
+        net.weights().restore(weights)?;
+    }
+    let again = TrainConfig {
+        max_seconds: rate_probe::remaining_seconds(config.max_seconds, retry.first.seconds),
+        collapse_retry: None,
+        ..config.clone()
+    };
+    let outcome = train::train(&net, task, &again, on_progress)?;
+    let report = CollapseReport {
+        at_step: retry.first.steps,
+        learning_rate: genome.learning_rate,
+    };
+    let outcome = train::TrainOutcome {
+        steps: retry.first.steps + outcome.steps,
+        seconds: retry.first.seconds + outcome.seconds,
+        ..outcome
+    };
+    Ok((net, outcome, report))
 }
 
 /// How a training ended once its probes' chosen copy had its say: whether the model
@@ -578,6 +672,163 @@ mod tests {
         assert!(!s.diverged && s.fitness == trained_score, "{s:?}");
         let s = settle(&net, &task, None, true, 0.0).unwrap();
         assert!(s.diverged && s.fitness == 0.0, "{s:?}");
+    }
+
+    /// 4x4 RGB images into a 3x3 convolution of 8 channels, a BN_RELU vertex, and the
+    /// output (3 classes), at learning rate `rate`.
+    fn bn_relu_genome(rate: f64) -> Genome {
+        use genome::{Conv, Edge, EdgeOp, Vertex, VertexKind};
+        Genome {
+            input: InputShape {
+                height: 4,
+                width: 4,
+                channels: 3,
+            },
+            classes: 3,
+            learning_rate: rate,
+            augment: None,
+            input_vertex: 0,
+            output_vertex: 2,
+            vertices: vec![
+                Vertex {
+                    id: 0,
+                    kind: VertexKind::Linear,
+                },
+                Vertex {
+                    id: 1,
+                    kind: VertexKind::BnRelu,
+                },
+                Vertex {
+                    id: 2,
+                    kind: VertexKind::Linear,
+                },
+            ],
+            edges: vec![
+                Edge {
+                    id: 3,
+                    from: 0,
+                    to: 1,
+                    primary: true,
+                    op: EdgeOp::Conv(Conv {
+                        filter_h: 3,
+                        filter_w: 3,
+                        stride: 1,
+                        channels: 8,
+                    }),
+                },
+                Edge {
+                    id: 4,
+                    from: 1,
+                    to: 2,
+                    primary: true,
+                    op: EdgeOp::Identity,
+                },
+            ],
+            next_id: 5,
+        }
+    }
+
+    /// A BN_RELU network trained at a rate of 5 with no clipping dies within its first
+    /// steps (its output the same for every image): unwatched, it trains all its steps
+    /// and ends so; watched, its training stops at the second check.
+    #[test]
+    fn a_collapse_stops_a_watched_training_and_only_a_watched_one() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let genome = bn_relu_genome(5.0);
+        let config = TrainConfig {
+            steps: 200,
+            batch: 10,
+            log_every: 0,
+            sgd: crate::optim::SgdConfig {
+                clip: 0.0,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        let build = || {
+            Network::with_inits(&genome, &Device::Cpu, None, &Invalidated::none(), &[], 1)
+                .unwrap()
+                .0
+        };
+        let unwatched = build();
+        let o = train::train(&unwatched, &task, &config, |_| {}).unwrap();
+        assert!(!o.collapsed && !o.diverged && o.steps == 200, "{o:?}");
+        let dims = task.dims();
+        let mut buffer = Vec::new();
+        crate::batch::assemble(
+            &dataset.train.images,
+            dims,
+            &task.train[..10],
+            &task.norm,
+            None,
+            &mut buffer,
+        );
+        let x = Tensor::from_slice(&buffer, (10, 3, 4, 4), &Device::Cpu).unwrap();
+        let spread = crate::collapse::logit_spread(&unwatched.forward(&x, true).unwrap()).unwrap();
+        assert!(spread < 1e-3, "{spread}");
+
+        let watched = build();
+        let config = TrainConfig {
+            collapse_retry: Some(0.5),
+            ..config
+        };
+        let o = train::train(&watched, &task, &config, |_| {}).unwrap();
+        assert!(o.collapsed && !o.diverged, "{o:?}");
+        assert!(o.steps >= 60 && o.steps < 200 && o.steps % 20 == 0, "{o:?}");
+    }
+
+    /// A collapsed training trains again, once, at half the rate for all its steps, and
+    /// the model is saved with that rate; the steps of both count.
+    #[test]
+    fn a_collapsed_individual_trains_again_at_a_lower_rate_and_keeps_it() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let genome = bn_relu_genome(5.0);
+        let start = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+        };
+        let config = TrainConfig {
+            steps: 200,
+            batch: 10,
+            log_every: 0,
+            collapse_retry: Some(0.5),
+            sgd: crate::optim::SgdConfig {
+                clip: 0.0,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &config,
+            false,
+            Some(dir.path()),
+            |_| {},
+        )
+        .unwrap();
+        let c = t.collapse.expect("the training at rate 5 collapses");
+        assert_eq!(c.learning_rate, 2.5);
+        assert!(c.at_step >= 60 && c.at_step < 200, "{c:?}");
+        assert_eq!(t.steps, c.at_step + 200);
+        let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(saved.genome.learning_rate, 2.5);
+        assert_eq!(saved.meta.steps, t.steps);
+        // Off, the same training runs its steps and reports no collapse.
+        let off = TrainConfig {
+            collapse_retry: None,
+            ..config
+        };
+        let t = train_individual(&start, &Device::Cpu, &task, &off, false, None, |_| {}).unwrap();
+        assert!(t.collapse.is_none());
+        assert_eq!(t.steps, 200);
     }
 
     /// Three colour classes of 4x4 images: 60 to train (20 held out), 30 to test.

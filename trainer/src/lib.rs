@@ -4,13 +4,14 @@
 //! It knows genomes (the `genome` crate) and tensors (candle), nothing of the network.
 //! [`network`] builds the model, [`weights`] holds its named tensors (initialization and
 //! inheritance), [`optim`] updates them, [`batch`] assembles augmented batches, [`train`]
-//! runs training and evaluation, [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model, [`bench`]
+//! runs training and evaluation ([`collapse`] tells a network that died in it), [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model, [`bench`]
 //! measures speed, [`doctor`] checks every op on a device against a reference, [`data`]
 //! reads data sets and [`fetch`] downloads them.
 
 pub mod augment_probe;
 pub mod batch;
 pub mod bench;
+pub mod collapse;
 pub mod data;
 pub mod device;
 pub mod doctor;

@@ -3,6 +3,7 @@
 
 use crate::augment_probe::AugmentProbe;
 use crate::batch::{assemble, AugmentConfig, Augmentation, DeviceSplit, ImageDims, Normalization};
+use crate::collapse::{constant_guess_loss, logit_spread, CollapseWatch};
 use crate::data::{validation_split, Dataset};
 use crate::error::{Result, TrainError};
 use crate::network::Network;
@@ -92,6 +93,13 @@ pub struct TrainConfig {
     /// [`crate::individual_training::train_individual`] runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment_probe: Option<AugmentProbe>,
+    /// Where the network collapses ([`crate::collapse`]: its output no longer depends on
+    /// its input), the training stops there ([`TrainOutcome::collapsed`]) and trains again
+    /// from its start at this factor of its rate (`None`: no watch, the paper). Beyond the
+    /// paper. [`train`] only stops;
+    /// [`crate::individual_training::train_individual`] trains again, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_retry: Option<f64>,
     /// Stops the training from another thread (`None`: it runs to its end). Not part of
     /// a saved config.
     #[serde(skip)]
@@ -132,6 +140,7 @@ impl Default for TrainConfig {
             lr_scale: 1.0,
             rate_probe: None,
             augment_probe: None,
+            collapse_retry: None,
             cancel: None,
         }
     }
@@ -278,7 +287,7 @@ impl PhaseSeconds {
 /// What training did.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TrainOutcome {
-    /// Steps done (fewer than asked if the loss diverged).
+    /// Steps done (fewer than asked if the loss diverged or the network collapsed).
     pub steps: u64,
     /// Wall time of the training loop.
     pub seconds: f64,
@@ -288,6 +297,9 @@ pub struct TrainOutcome {
     pub images_per_s: f64,
     /// Whether training stopped because the loss became NaN or infinite.
     pub diverged: bool,
+    /// Whether training stopped because the network collapsed (watched only with
+    /// [`TrainConfig::collapse_retry`]).
+    pub collapsed: bool,
 }
 
 /// Trains `net` on `task` for `config.steps` steps at the genome's learning rate (fewer
@@ -336,6 +348,11 @@ pub fn train(
     let mut window_start = start;
     let mut done = 0;
     let mut diverged = false;
+    let mut collapsed = false;
+    let mut watch = config
+        .collapse_retry
+        .map(|_| CollapseWatch::new(constant_guess_loss(&task.dataset.train.labels, &task.train)));
+    let mut since_check = (0.0, 0u64);
     for step in 1..=config.steps {
         if config.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
             return Err(TrainError::Cancelled);
@@ -384,6 +401,15 @@ pub fn train(
         if !loss_value.is_finite() {
             diverged = true;
             break;
+        }
+        since_check = (since_check.0 + loss_value, since_check.1 + 1);
+        if let Some(watch) = watch.as_mut().filter(|_| CollapseWatch::due(step)) {
+            let mean_loss = since_check.0 / since_check.1 as f64;
+            since_check = (0.0, 0);
+            if watch.observe(step, logit_spread(&logits)?, mean_loss) {
+                collapsed = true;
+                break;
+            }
         }
         let grads = loss.backward()?;
         let mut progress = (step - 1) as f64 / config.steps.max(1) as f64;
@@ -434,6 +460,7 @@ pub fn train(
         train_loss,
         images_per_s: (done as usize * config.batch) as f64 / seconds.max(1e-9),
         diverged,
+        collapsed,
     })
 }
 

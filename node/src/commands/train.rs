@@ -60,6 +60,11 @@ pub struct TrainArgs {
     /// zero, as `training.warmup` gives a run's trainings (0: none).
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
+    /// Where the network collapses (its output stops depending on its input), stop and
+    /// train again, once, from the start at this factor of the rate, as
+    /// `training.collapse_retry` gives a run's trainings (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    collapse_retry: f64,
     /// Turn off augmentation (random crop and flip).
     #[arg(long)]
     no_augment: bool,
@@ -187,6 +192,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "--warmup must be a share in [0, 1), not {}",
         args.warmup
     );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.collapse_retry),
+        "--collapse-retry must be a factor in [0, 1) (0: off), not {}",
+        args.collapse_retry
+    );
     let probe = rate_probe(&args.lr_probe, args.probe_seconds)?;
     let augment_probe = match (args.augment_probe, args.augment_probe_seconds) {
         (Some(gene), Some(seconds)) => {
@@ -264,6 +274,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         lr_scale: args.lr_scale,
         rate_probe: probe,
         augment_probe,
+        collapse_retry: (args.collapse_retry > 0.0).then_some(args.collapse_retry),
         cancel: None,
     };
     let start = Start {
@@ -308,6 +319,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "probe": trained.probe,
         "augment_probe": trained.augment_probe,
         "probe_copy_kept": trained.probe_copy_kept,
+        "collapse": trained.collapse,
         "images_per_s": trained.images_per_s,
         "diverged": trained.diverged,
         "device": trainer::device::describe(&device),

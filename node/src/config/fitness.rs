@@ -44,6 +44,9 @@ pub struct FitnessSettings {
     /// `training.warmup` (absent when off).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub warmup: f64,
+    /// `training.collapse_retry` (absent when off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub collapse_retry: f64,
     /// `evolution.augmentation_gene` (absent when off).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub augmentation_gene: bool,
@@ -122,6 +125,7 @@ impl ExperimentConfig {
             augmentation_gene: self.evolution.augmentation_gene,
             gradient_clip: self.training.gradient_clip,
             warmup: self.training.warmup,
+            collapse_retry: self.training.collapse_retry,
             data_digest: None,
         }
     }
@@ -170,6 +174,7 @@ mod tests {
             ("training.weight_decay", "0.0"),
             ("training.augment.flip", "false"),
             ("training.warmup", "0.05"),
+            ("training.collapse_retry", "0.25"),
         ] {
             let mut c = base.clone();
             c.apply_override(k, v).unwrap();

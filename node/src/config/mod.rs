@@ -226,6 +226,7 @@ mod tests {
             assert_eq!(c.training.budget, Budget::Fixed);
             assert_eq!(c.training.gradient_clip, 0.0);
             assert_eq!(c.training.warmup, 0.0);
+            assert_eq!(c.training.collapse_retry, 0.0);
             assert_eq!(c.stop.final_training_share, 0.0);
             assert_eq!(c.evolution.min_insert_channels, 0);
             assert!(!c.evolution.nonlinear_insertions);
@@ -246,7 +247,8 @@ mod tests {
                     && !canonical.contains("budget")
                     && !canonical.contains("augmentation_gene")
                     && !canonical.contains("gradient_clip")
-                    && !canonical.contains("warmup"),
+                    && !canonical.contains("warmup")
+                    && !canonical.contains("collapse_retry"),
                 "{canonical}"
             );
         }

@@ -183,6 +183,12 @@ pub struct TrainingSection {
     /// for a training on a time budget) over which the learning rate rises linearly from
     /// near zero to what the schedule gives (0: none, the paper).
     pub warmup: f64,
+    /// Beyond the paper: where a training's network collapses (its output stops
+    /// depending on its input: every unit of a layer dead, the loss stuck at a constant
+    /// guess's), the training stops and starts again from the same weights at this
+    /// factor of the rate, which the individual's genome then carries (0: no watch, the
+    /// paper; otherwise in (0, 1)).
+    pub collapse_retry: f64,
 }
 
 impl Default for TrainingSection {
@@ -199,6 +205,7 @@ impl Default for TrainingSection {
             budget_max_factor: 4,
             gradient_clip: 0.0,
             warmup: 0.0,
+            collapse_retry: 0.0,
         }
     }
 }
@@ -223,6 +230,7 @@ impl TrainingSection {
             lr_scale: 1.0,
             rate_probe: None,
             augment_probe: None,
+            collapse_retry: (self.collapse_retry > 0.0).then_some(self.collapse_retry),
             cancel: None,
         }
     }

@@ -52,6 +52,12 @@ impl ExperimentConfig {
                 format!("{} is not a share in [0, 1)", t.warmup),
             );
         }
+        if !(0.0..1.0).contains(&t.collapse_retry) {
+            return invalid(
+                "training.collapse_retry",
+                format!("{} is not a factor in [0, 1) (0: off)", t.collapse_retry),
+            );
+        }
         if t.budget_max_factor == 0 || t.budget_max_factor > 1000 {
             return invalid(
                 "training.budget_max_factor",
@@ -463,6 +469,9 @@ mod tests {
             ("training.warmup", "1.0", "training.warmup"),
             ("training.warmup", "-0.01", "training.warmup"),
             ("training.warmup", "nan", "training.warmup"),
+            ("training.collapse_retry", "1.0", "training.collapse_retry"),
+            ("training.collapse_retry", "-0.5", "training.collapse_retry"),
+            ("training.collapse_retry", "nan", "training.collapse_retry"),
             ("training.weight_decay", "-1", "training.weight_decay"),
             ("training.augment.pad", "100", "training.augment.pad"),
             ("data.validation_images", "0", "data.validation_images"),

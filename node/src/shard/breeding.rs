@@ -682,11 +682,16 @@ impl Shard {
             seconds: trained.seconds,
             phases: Some(trained.phases),
         })?;
-        let (genome, mutations) = finale::with_probed_augmentation(
+        let (mut genome, mutations) = finale::with_probed_augmentation(
             flight.genome,
             flight.mutations,
             trained.augment_probe.as_ref(),
         );
+        // A training that collapsed and trained again at a lower rate: the model, and
+        // the children it will have, carry that rate.
+        if let Some(collapse) = &trained.collapse {
+            genome.learning_rate = collapse.learning_rate;
+        }
         let record = Record {
             id,
             genome,
@@ -775,8 +780,14 @@ impl Shard {
                 percent(Some(trained_to))
             )
         });
+        let collapsed = trained.collapse.map_or(String::new(), |c| {
+            format!(
+                ", collapsed at step {} and trained again at rate {:.4}",
+                c.at_step, c.learning_rate
+            )
+        });
         self.reporter.line(&format!(
-            "birth #{id} ({origin}) val {} in {:.1} s{}{probed}{augment_probed}{kept}; best #{} {}; {} trained",
+            "birth #{id} ({origin}) val {} in {:.1} s{}{collapsed}{probed}{augment_probed}{kept}; best #{} {}; {} trained",
             percent(Some(trained.fitness)),
             trained.seconds,
             if trained.diverged { ", diverged" } else { "" },
@@ -795,6 +806,9 @@ impl Shard {
         }
         if let (Some(probe), Some(fields)) = (&trained.probe, event.as_object_mut()) {
             fields.insert("probe".into(), serde_json::json!(probe));
+        }
+        if let (Some(collapse), Some(fields)) = (trained.collapse, event.as_object_mut()) {
+            fields.insert("collapse".into(), serde_json::json!(collapse));
         }
         if let (Some(trained_to), Some(fields)) = (trained.probe_copy_kept, event.as_object_mut()) {
             fields.insert("probe_copy_kept".into(), serde_json::json!(trained_to));

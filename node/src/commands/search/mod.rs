@@ -443,6 +443,8 @@ fn start(
                 .arg(format!("{:?}", t.gradient_clip))
                 .arg("--warmup")
                 .arg(format!("{:?}", t.warmup))
+                .arg("--collapse-retry")
+                .arg(format!("{:?}", t.collapse_retry))
                 .arg("--validation")
                 .arg(config.data.validation_images.to_string())
                 .arg("--split-seed")
