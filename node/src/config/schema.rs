@@ -184,8 +184,8 @@ pub struct TrainingSection {
     /// near zero to what the schedule gives (0: none, the paper).
     pub warmup: f64,
     /// Beyond the paper: where a training's network collapses (its output stops
-    /// depending on its input: every unit of a layer dead, the loss stuck at a constant
-    /// guess's), the training stops and starts again from the same weights at this
+    /// depending on its input: every unit of a layer dead; or it knew something at its
+    /// first step and its loss is back at a constant guess's or above), the training stops and starts again from the same weights at this
     /// factor of the rate, which the individual's genome then carries (0: no watch, the
     /// paper; otherwise in (0, 1)).
     pub collapse_retry: f64,
