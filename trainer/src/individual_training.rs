@@ -46,6 +46,26 @@ pub struct Start<'a> {
     pub seed: u64,
 }
 
+impl Start<'_> {
+    /// Builds the network of `genome` (this start's genome, or a variant of it with the
+    /// same tensors: another augmentation gene or rate) on `device` from this start's
+    /// inheritance and seed.
+    fn build(
+        &self,
+        genome: &Genome,
+        device: &Device,
+    ) -> Result<(Network, crate::weights::Inheritance)> {
+        Network::with_inits(
+            genome,
+            device,
+            self.parent,
+            self.invalidated,
+            self.inits,
+            self.seed,
+        )
+    }
+}
+
 /// What training one individual gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainedIndividual {
@@ -160,17 +180,7 @@ fn run_probe(
     for (i, &factor) in probe.factors.iter().enumerate() {
         let net = match first.take() {
             Some(net) => net,
-            None => {
-                Network::with_inits(
-                    start.genome,
-                    device,
-                    start.parent,
-                    start.invalidated,
-                    start.inits,
-                    start.seed,
-                )?
-                .0
-            }
+            None => start.build(start.genome, device)?.0,
         };
         let trial = TrainConfig {
             max_seconds: Some(probe.seconds),
@@ -232,14 +242,7 @@ fn run_augment_probe(
     for gene in genes {
         let mut genome = start.genome.clone();
         genome.augment = Some(*gene);
-        let (net, _) = Network::with_inits(
-            &genome,
-            device,
-            start.parent,
-            start.invalidated,
-            start.inits,
-            start.seed,
-        )?;
+        let (net, _) = start.build(&genome, device)?;
         let trial = TrainConfig {
             max_seconds: Some(probe.seconds),
             ..config.clone()
@@ -288,14 +291,7 @@ pub fn train_individual(
         *phase = (now - clock).as_secs_f64();
         clock = now;
     };
-    let (net, inheritance) = Network::with_inits(
-        start.genome,
-        device,
-        start.parent,
-        start.invalidated,
-        start.inits,
-        start.seed,
-    )?;
+    let (net, inheritance) = start.build(start.genome, device)?;
     task.check(&net)?;
     lap(&mut phases.build);
     let mut on_progress = on_progress;
@@ -486,14 +482,7 @@ fn retry_collapsed(
 ) -> Result<(Network, train::TrainOutcome, CollapseReport)> {
     let mut genome = retry.collapsed.genome().clone();
     genome.learning_rate *= retry.factor;
-    let (net, _) = Network::with_inits(
-        &genome,
-        device,
-        start.parent,
-        start.invalidated,
-        start.inits,
-        start.seed,
-    )?;
+    let (net, _) = start.build(&genome, device)?;
     if let Some(weights) = retry.from {
         net.weights().restore(weights)?;
     }
