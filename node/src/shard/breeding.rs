@@ -682,16 +682,12 @@ impl Shard {
             seconds: trained.seconds,
             phases: Some(trained.phases),
         })?;
-        let (mut genome, mutations) = finale::with_probed_augmentation(
+        let (genome, mutations) = finale::with_probed_augmentation(
             flight.genome,
             flight.mutations,
             trained.augment_probe.as_ref(),
         );
-        // A training that collapsed and trained again at a lower rate: the model, and
-        // the children it will have, carry that rate.
-        if let Some(collapse) = &trained.collapse {
-            genome.learning_rate = collapse.learning_rate;
-        }
+        let genome = with_retried_rate(genome, trained.collapse.as_ref());
         let record = Record {
             id,
             genome,
@@ -866,5 +862,42 @@ fn on_off(on: bool) -> &'static str {
         "on"
     } else {
         "off"
+    }
+}
+
+/// The genome a child is recorded with after its training: where the training collapsed
+/// and trained again at a lower rate (`collapse`), that rate, which its saved model
+/// trained at and its children start from; otherwise as it was.
+fn with_retried_rate(
+    mut genome: genome::Genome,
+    collapse: Option<&trainer::individual_training::CollapseReport>,
+) -> genome::Genome {
+    if let Some(collapse) = collapse {
+        genome.learning_rate = collapse.learning_rate;
+    }
+    genome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trainer::individual_training::CollapseReport;
+
+    #[test]
+    fn a_retried_child_is_recorded_with_the_rate_it_trained_again_at() {
+        let shape = genome::InputShape {
+            height: 8,
+            width: 8,
+            channels: 1,
+        };
+        let g = genome::Genome::initial(shape, 10);
+        let report = CollapseReport {
+            at_step: 60,
+            learning_rate: g.learning_rate / 2.0,
+        };
+        let retried = with_retried_rate(g.clone(), Some(&report));
+        assert_eq!(retried.learning_rate, g.learning_rate / 2.0);
+        assert_eq!(retried.edges, g.edges);
+        assert_eq!(with_retried_rate(g.clone(), None), g);
     }
 }
