@@ -95,9 +95,10 @@ pub struct TrainConfig {
     pub augment_probe: Option<AugmentProbe>,
     /// Where the network collapses ([`crate::collapse`]: its output no longer depends on
     /// its input, or it knew something at its first step and its loss is back at a
-    /// constant guess's or above), the training stops there ([`TrainOutcome::collapsed`]) and trains again
-    /// from its start at this factor of its rate (`None`: no watch, the paper). Beyond the
-    /// paper. [`train`] only stops;
+    /// constant guess's or above), the training stops there ([`TrainOutcome::collapsed`])
+    /// and trains again from its start at this factor of its rate (`None`: no watch, the
+    /// paper). Beyond the paper. [`train`] only stops (a rate or augmentation probe's
+    /// copy too, which is then scored as it is);
     /// [`crate::individual_training::train_individual`] trains again, once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_retry: Option<f64>,
