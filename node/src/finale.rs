@@ -148,6 +148,39 @@ pub fn next_parent(
     ranked.into_iter().find(|id| !taken.contains(id))
 }
 
+/// A member as the final training's choice sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Its id.
+    pub id: IndividualId,
+    /// Its validation accuracy.
+    pub fitness: f64,
+    /// Its network's forward FLOPs per image (`None`: unknown, taken as the costliest).
+    pub flops: Option<u64>,
+}
+
+/// The order in which the final training takes members
+/// (`stop.final_training_cheapest_within`): `ranked` (best first) with those whose fitness
+/// is within `margin` of the best's moved to the front, cheapest first (equal costs in
+/// rank order), the rest behind them in rank order. Validation accuracy after a short
+/// training tells near ties apart by little more than noise, while a final training of a
+/// fixed time gives a cheaper network more epochs. With `margin` 0 (or not a finite
+/// positive number) the ranking is kept as it is.
+pub fn cheapest_near_best(ranked: &[Candidate], margin: f64) -> Vec<IndividualId> {
+    let Some(best) = ranked.first() else {
+        return Vec::new();
+    };
+    if !(margin.is_finite() && margin > 0.0) {
+        return ranked.iter().map(|c| c.id).collect();
+    }
+    let floor = best.fitness - margin;
+    let (mut near, rest): (Vec<&Candidate>, Vec<&Candidate>) =
+        ranked.iter().partition(|c| c.fitness >= floor);
+    // A stable sort keeps equal costs in rank order.
+    near.sort_by_key(|c| c.flops.unwrap_or(u64::MAX));
+    near.into_iter().chain(rest).map(|c| c.id).collect()
+}
+
 /// The order in which the final training takes members: `ranked` (best first) with the
 /// immigrants whose home island is still a peer of the experiment (`home_trains`) moved
 /// behind the rest, each group kept in rank order. That island trains its own copy in
@@ -284,6 +317,64 @@ mod tests {
         taken.extend([3, 9]);
         assert_eq!(next_parent([7, 3, 9], &taken), None);
         assert_eq!(next_parent([], &BTreeSet::new()), None);
+    }
+
+    fn candidate(id: IndividualId, fitness: f64, flops: Option<u64>) -> Candidate {
+        Candidate { id, fitness, flops }
+    }
+
+    #[test]
+    fn the_cheapest_member_near_the_best_trains_first() {
+        // Session 26's 30-minute run, seed 0: the best (69.50%) cost 194.5 MFLOPs per
+        // image, the second (69.35%) 34.1.
+        let ranked = [
+            candidate(151, 0.695, Some(201_000_000)),
+            candidate(149, 0.6935, Some(35_000_000)),
+            candidate(148, 0.6865, Some(35_000_000)),
+            candidate(150, 0.681, Some(15_000_000)),
+            candidate(7, 0.60, Some(1_000_000)),
+        ];
+        // Within one point: 151, 149, 148; cheapest first, equal costs in rank order;
+        // the rest (150, 7) behind in rank order, however cheap.
+        assert_eq!(
+            cheapest_near_best(&ranked, 0.01),
+            vec![149, 148, 151, 150, 7]
+        );
+        // A wider margin takes in 150.
+        assert_eq!(
+            cheapest_near_best(&ranked, 0.015),
+            vec![150, 149, 148, 151, 7]
+        );
+        // Off: the ranking as it is.
+        for off in [0.0, -0.1, f64::NAN] {
+            assert_eq!(
+                cheapest_near_best(&ranked, off),
+                vec![151, 149, 148, 150, 7]
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_cost_counts_as_the_costliest() {
+        let ranked = [
+            candidate(1, 0.70, None),
+            candidate(2, 0.695, Some(10)),
+            candidate(3, 0.69, None),
+        ];
+        assert_eq!(cheapest_near_best(&ranked, 0.02), vec![2, 1, 3]);
+        assert!(cheapest_near_best(&[], 0.01).is_empty());
+    }
+
+    #[test]
+    fn the_margin_is_measured_from_the_best_not_from_the_next() {
+        // A chain of members each 0.6 points below the previous: only the first two are
+        // within one point of the best.
+        let ranked = [
+            candidate(1, 0.700, Some(30)),
+            candidate(2, 0.694, Some(20)),
+            candidate(3, 0.688, Some(10)),
+        ];
+        assert_eq!(cheapest_near_best(&ranked, 0.01), vec![2, 1, 3]);
     }
 
     #[test]

@@ -92,6 +92,7 @@ impl ExperimentConfig {
                 final_training_augment_probe_margin: 0.0,
                 final_training_widen: 1,
                 final_training_widen_min_epochs: 1.0,
+                final_training_cheapest_within: 0.5,
             },
             node: NodeSection {
                 state_dir: Some("x".into()),

@@ -416,6 +416,13 @@ pub struct StopSection {
     /// a round of `final_training_widen` to be taken: a network that is costly already
     /// is widened less, or not at all.
     pub final_training_widen_min_epochs: f64,
+    /// Beyond the paper: the final training takes, among the members whose validation
+    /// accuracy is within this of the best's (a share: 0.01 is one point), the cheapest
+    /// (fewest forward FLOPs per image) first ([`crate::finale::cheapest_near_best`]):
+    /// near ties after short trainings differ by little more than noise, and a final
+    /// training of a fixed time gives a cheaper network more epochs. 0 (the paper): the
+    /// best.
+    pub final_training_cheapest_within: f64,
 }
 
 impl Default for StopSection {
@@ -435,6 +442,7 @@ impl Default for StopSection {
             final_training_augment_probe_margin: 0.0,
             final_training_widen: 0,
             final_training_widen_min_epochs: 10.0,
+            final_training_cheapest_within: 0.0,
         }
     }
 }

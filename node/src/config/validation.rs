@@ -220,6 +220,13 @@ impl ExperimentConfig {
                 format!("{m} is not a share in [0, 1]"),
             );
         }
+        let c = s.final_training_cheapest_within;
+        if !(c.is_finite() && (0.0..=1.0).contains(&c)) {
+            return invalid(
+                "stop.final_training_cheapest_within",
+                format!("{c} is not a share in [0, 1]"),
+            );
+        }
         if s.final_training_widen > MAX_FINAL_WIDEN {
             return invalid(
                 "stop.final_training_widen",
@@ -545,6 +552,11 @@ mod tests {
                 "stop.final_training_augment_probe_margin",
                 "1.5",
                 "stop.final_training_augment_probe_margin",
+            ),
+            (
+                "stop.final_training_cheapest_within",
+                "-0.01",
+                "stop.final_training_cheapest_within",
             ),
             ("node.workers", "0", "node.workers"),
             ("node.memory_gib", "-1", "node.memory_gib"),

@@ -98,12 +98,19 @@ impl Shard {
             return Assignment::Wait(WAIT);
         }
         let peers = self.peers_of_experiment();
-        let order =
-            finale::islands_apart(self.population.ranked(), |id| self.home_trains(id, &peers));
+        let ranked = self.population.ranked();
+        let chosen = finale::cheapest_near_best(
+            &self.final_candidates(&ranked),
+            self.config.stop.final_training_cheapest_within,
+        );
+        let order = finale::islands_apart(chosen, |id| self.home_trains(id, &peers));
         let Some(parent) = finale::next_parent(order, &self.final_taken) else {
             self.set_idle(worker, "final training: no member left to train");
             return Assignment::Wait(WAIT);
         };
+        if self.final_started == 0 {
+            self.report_final_choice(parent, &ranked);
+        }
         let Some(seconds) = self.final_seconds(parent, max) else {
             self.set_idle(worker, "final training: too little time left");
             return Assignment::Wait(WAIT);
@@ -118,6 +125,61 @@ impl Shard {
             threads: self.final_threads(self.variant_on_spare_worker(best)),
         };
         self.start(worker, Some(parent), Some(copy))
+    }
+
+    /// The members of `ranked` (best first) with their fitness and forward FLOPs per
+    /// image, for [`finale::cheapest_near_best`].
+    fn final_candidates(&self, ranked: &[IndividualId]) -> Vec<finale::Candidate> {
+        let limits = self.config.evolution.limits;
+        ranked
+            .iter()
+            .filter_map(|&id| {
+                let fitness = self.population.get(id)?.fitness?;
+                let flops = self
+                    .records
+                    .get(&id)
+                    .and_then(|r| r.genome.analyze(&limits).ok())
+                    .map(|a| a.cost.forward_flops);
+                Some(finale::Candidate { id, fitness, flops })
+            })
+            .collect()
+    }
+
+    /// Says which member the final training takes first where
+    /// `stop.final_training_cheapest_within` chose a cheaper one near the best (not where
+    /// the best is an immigrant its home island trains, `finale::islands_apart`).
+    fn report_final_choice(&mut self, chosen: IndividualId, ranked: &[IndividualId]) {
+        let Some(&best) = ranked.first() else {
+            return;
+        };
+        if chosen == best {
+            return;
+        }
+        let margin = self.config.stop.final_training_cheapest_within;
+        let candidates = self.final_candidates(&[best, chosen]);
+        let [b, c] = candidates.as_slice() else {
+            return;
+        };
+        if c.fitness < b.fitness - margin {
+            return;
+        }
+        let mflops =
+            |f: Option<u64>| f.map_or("?".to_string(), |f| format!("{:.1}", f as f64 / 1e6));
+        self.reporter.line(&format!(
+            "final training: #{} ({:.2}%, {} MFLOPs per image) rather than the best, #{} ({:.2}%, {} MFLOPs): the cheapest within {} points of it",
+            c.id,
+            100.0 * c.fitness,
+            mflops(c.flops),
+            b.id,
+            100.0 * b.fitness,
+            mflops(b.flops),
+            100.0 * margin,
+        ));
+        self.reporter.json(serde_json::json!({
+            "event": "final_choice",
+            "chosen": c.id, "chosen_fitness": c.fitness, "chosen_flops": c.flops,
+            "best": b.id, "best_fitness": b.fitness, "best_flops": b.flops,
+        }));
     }
 
     /// Whether `id` is an immigrant whose home island is one of `peers` (the connected
