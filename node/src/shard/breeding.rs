@@ -108,13 +108,13 @@ impl Shard {
             self.set_idle(worker, "final training: no member left to train");
             return Assignment::Wait(WAIT);
         };
-        if self.final_started == 0 {
-            self.report_final_choice(parent, &ranked);
-        }
         let Some(seconds) = self.final_seconds(parent, max) else {
             self.set_idle(worker, "final training: too little time left");
             return Assignment::Wait(WAIT);
         };
+        if self.final_started == 0 {
+            self.report_final_choice(parent, &ranked);
+        }
         self.final_taken.insert(parent);
         self.final_members.push(parent);
         self.final_started += 1;
