@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Run alone: no libp2p networking.
     #[arg(long, conflicts_with_all = ["listen", "bootstrap", "mdns", "key_file"])]
     offline: bool,
+    /// With --offline, a new state directory's node identity is derived from this number
+    /// instead of drawn at random: the node id enters the node's random choices, so two
+    /// offline runs of one config, seed and identity seed on one worker and thread make
+    /// the same choices (e.g. the arms of a benchmark). A resumed run keeps its identity.
+    #[arg(long, requires = "offline", value_name = "N")]
+    identity_seed: Option<u64>,
     /// Print only errors and the final summary.
     #[arg(long, conflicts_with = "json_log")]
     quiet: bool,
@@ -316,7 +322,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     let key = libp2p::identity::Keypair::from_protobuf_encoding(&state.node_key(|| {
-        libp2p::identity::Keypair::generate_ed25519()
+        args.identity_seed
+            .and_then(|seed| {
+                libp2p::identity::Keypair::ed25519_from_bytes(seeded_identity_bytes(seed)).ok()
+            })
+            .unwrap_or_else(libp2p::identity::Keypair::generate_ed25519)
             .to_protobuf_encoding()
             .unwrap_or_default()
     })?)
@@ -454,6 +464,21 @@ fn dashboard_url(addr: SocketAddr) -> String {
         }
     };
     format!("http://{host}:{}/", addr.port())
+}
+
+/// The 32 bytes of the ed25519 secret key `--identity-seed` derives from `seed`
+/// (splitmix64 steps from it, little-endian): the same seed always gives the same key.
+fn seeded_identity_bytes(seed: u64) -> [u8; 32] {
+    let mut z = seed;
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(x ^ (x >> 31)).to_le_bytes());
+    }
+    out
 }
 
 /// Where and how the node meets its peers (`None` when `--offline`).
@@ -620,6 +645,19 @@ fn summarize(end: &RunEnd, mode: OutputMode, state: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_seed_gives_one_valid_key_per_seed() {
+        let id = |seed| {
+            libp2p::identity::Keypair::ed25519_from_bytes(seeded_identity_bytes(seed))
+                .map(|k| k.public().to_peer_id())
+                .unwrap()
+        };
+        assert_eq!(id(0), id(0));
+        assert_eq!(id(7), id(7));
+        assert_ne!(id(0), id(1));
+        assert_ne!(seeded_identity_bytes(1), seeded_identity_bytes(2));
+    }
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -76,6 +76,11 @@ pub struct SearchArgs {
     /// reference whose result is written) and run only the others.
     #[arg(long)]
     resume: bool,
+    /// Give each one-node run a fresh random node identity. By default a run's identity
+    /// is derived from its seed (`evo run --identity-seed`), so that runs of one seed
+    /// make the same choices until their configs or timings part and two arms pair up.
+    #[arg(long)]
+    fresh_identity: bool,
     /// Config overrides for every run, KEY=VALUE (as `evo run` takes them).
     #[arg(value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -385,8 +390,11 @@ fn start(
         JobKind::Evolution(seed) => {
             let state = runs.join(&name);
             let mut c = run_command(args, evo, pin, cores, *seed, &state, next_port(port));
-            c.arg("--offline")
-                .stdout(log_file(&state.with_extension("log"))?)
+            c.arg("--offline");
+            if !args.fresh_identity {
+                c.arg("--identity-seed").arg(seed.to_string());
+            }
+            c.stdout(log_file(&state.with_extension("log"))?)
                 .stderr(log_file(&runs.join(format!("{name}.err")))?);
             children.push(c.spawn().context("starting evo run")?);
             dirs.push(state);
