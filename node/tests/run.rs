@@ -1024,3 +1024,53 @@ fn the_cost_budget_gives_cheaper_children_more_steps() {
     }
     assert!(base > 0 && more > 0, "{planned:?}");
 }
+
+/// `--identity-seed`: two offline runs of one config, seed and identity seed on one
+/// worker and thread get the same node key and make the same choices (the same genomes
+/// and fitnesses, id by id); another identity seed gives another node and other choices;
+/// and the flag is refused without `--offline`.
+#[test]
+fn an_identity_seed_makes_offline_runs_repeat() {
+    let settings = [
+        "training.steps=10",
+        "stop.max_individuals=12",
+        "stop.final_training_share=0",
+        "node.threads=1",
+    ];
+    let run = |identity: &str| {
+        let (dir, state, _) = run_offline(
+            20,
+            &settings,
+            &["--workers", "1", "--identity-seed", identity],
+        );
+        let key = std::fs::read(state.join("node.key")).unwrap();
+        let choices: Vec<(u64, String, String)> = records(&state)
+            .into_iter()
+            .map(|(id, r)| (id, r["genome"].to_string(), r["fitness"].to_string()))
+            .collect();
+        drop(dir);
+        (key, choices)
+    };
+    let (key_a, a) = run("7");
+    let (key_b, b) = run("7");
+    let (key_c, c) = run("8");
+    assert_eq!(key_a, key_b);
+    assert_eq!(a.len(), 12);
+    assert_eq!(a, b);
+    assert_ne!(key_a, key_c);
+    assert_ne!(a, c);
+
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 20);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let mut args = run_args(&data, &dir.path().join("state"), 0, &[]);
+    args.extend(["--identity-seed".to_string(), "7".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = evo(&args);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--offline"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
