@@ -321,15 +321,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             (state, Vec::new(), population, 0, 0, Vec::new())
         }
     };
-    let key = libp2p::identity::Keypair::from_protobuf_encoding(&state.node_key(|| {
-        args.identity_seed
-            .and_then(|seed| {
-                libp2p::identity::Keypair::ed25519_from_bytes(seeded_identity_bytes(seed)).ok()
-            })
-            .unwrap_or_else(libp2p::identity::Keypair::generate_ed25519)
-            .to_protobuf_encoding()
-            .unwrap_or_default()
-    })?)
+    // The key a new state directory gets: derived from --identity-seed, or random.
+    let new_key = match args.identity_seed {
+        Some(seed) => libp2p::identity::Keypair::ed25519_from_bytes(seeded_identity_bytes(seed))
+            .context("deriving the node identity from --identity-seed")?,
+        None => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    let key = libp2p::identity::Keypair::from_protobuf_encoding(
+        &state.node_key(|| new_key.to_protobuf_encoding().unwrap_or_default())?,
+    )
     .with_context(|| {
         format!(
             "{} is not a libp2p identity key",
