@@ -473,10 +473,7 @@ fn seeded_identity_bytes(seed: u64) -> [u8; 32] {
     let mut out = [0u8; 32];
     for chunk in out.chunks_mut(8) {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = z;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(x ^ (x >> 31)).to_le_bytes());
+        chunk.copy_from_slice(&node::shard::splitmix64_mix(z).to_le_bytes());
     }
     out
 }

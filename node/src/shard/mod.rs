@@ -184,7 +184,11 @@ pub fn node_seed(seed: u64, node_id: &str) -> u64 {
 
 /// The seed of individual `id` of an experiment seeded `seed` (splitmix64 of both).
 pub fn individual_seed(seed: u64, id: IndividualId) -> u64 {
-    let mut z = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    splitmix64_mix(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// splitmix64's output function: a well-mixed 64-bit value from `z`.
+pub fn splitmix64_mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
