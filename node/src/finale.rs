@@ -5,9 +5,12 @@
 //! model rather than with the last of many short trainings: evolution chose the
 //! architecture and its weights, the final training spends what is left on them.
 //!
-//! With `stop.final_training_widen` the copy is first widened: every convolution that
-//! can double its channels exactly does ([`genome::widen`]), so the long training has
-//! more capacity than the short ones that chose the network, starting from its function.
+//! With `stop.final_training_widen` the copy may first be widened: every convolution that
+//! can double its channels exactly does ([`genome::widen`]), once or more, so the long
+//! training has more capacity than the short ones that chose the network, starting from
+//! its function. How far is measured, not predicted: the trainer times each width
+//! ([`trainer::width_probe`]) and takes the widest that still gets
+//! `stop.final_training_widen_min_epochs` epochs.
 //!
 //! Plain functions of the clock, the config and the population's ranking; the shard
 //! wires them.
@@ -218,71 +221,53 @@ pub fn training_seconds(remaining_s: f64, overhead_s: f64) -> Option<f64> {
     (s.is_finite() && s >= MIN_FINAL_SECONDS).then_some(s)
 }
 
-/// What decides how far a final training widens its member
-/// (`stop.final_training_widen`, `stop.final_training_widen_min_epochs`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Widening {
-    /// The most rounds of doubling (0: none).
-    pub rounds: u32,
-    /// The fewest epochs the final training must still give the wider network.
-    pub min_epochs: f64,
-    /// SGD steps per second measured when the member trained (`None`: unknown, as for an
-    /// immigrant: no widening).
-    pub steps_per_s: Option<f64>,
-    /// Seconds of SGD the final training has.
-    pub seconds: f64,
-    /// Images per step.
-    pub batch: usize,
-    /// Training images (the validation images held out).
-    pub train_images: usize,
-}
+/// The share of a final training's seconds its width probe times each width for, and
+/// the least and most seconds that gives.
+pub const WIDTH_TIMING_SHARE: f64 = 0.005;
+/// See [`WIDTH_TIMING_SHARE`].
+pub const WIDTH_TIMING_SECONDS: (f64, f64) = (0.5, 3.0);
 
-/// Epochs of `train_images` images that `seconds` of SGD in batches of `batch` give a
-/// network of `flops` forward FLOPs per image, when a network of `member_flops` ran at
-/// `steps_per_s` (the pace taken as inversely proportional to the cost). 0 where an
-/// input leaves it undefined.
-pub fn predicted_epochs(
-    steps_per_s: f64,
+/// The width probe of a final training of `seconds` (`stop.final_training_widen` as
+/// `rounds`, `stop.final_training_widen_min_epochs`): up to `rounds` rounds of doubling
+/// within `limits`, each width timed for [`WIDTH_TIMING_SHARE`] of the seconds (within
+/// [`WIDTH_TIMING_SECONDS`]), the widest whose measured pace gives `min_epochs` taken;
+/// `None` for no rounds.
+pub fn width_probe(
+    rounds: u32,
+    min_epochs: f64,
+    limits: genome::Limits,
     seconds: f64,
-    member_flops: u64,
-    flops: u64,
-    batch: usize,
-    train_images: usize,
-) -> f64 {
-    if flops == 0 || train_images == 0 || !(steps_per_s.is_finite() && seconds.is_finite()) {
-        return 0.0;
-    }
-    let steps = steps_per_s.max(0.0) * seconds.max(0.0) * member_flops as f64 / flops as f64;
-    steps * batch as f64 / train_images as f64
+) -> Option<trainer::width_probe::WidthProbe> {
+    let (least, most) = WIDTH_TIMING_SECONDS;
+    let probe = trainer::width_probe::WidthProbe {
+        max_rounds: rounds,
+        min_epochs,
+        seconds: (WIDTH_TIMING_SHARE * seconds).clamp(least, most),
+        limits,
+    };
+    probe.is_active().then_some(probe)
 }
 
-/// The member `genome` widened for its final training: the most rounds, up to
-/// `w.rounds`, after which the final training still gives the wider network
-/// `w.min_epochs` epochs; `None` where nothing changes (no rounds asked, an unknown
-/// pace, no convolution that can double within `limits`, not enough time for even one
-/// round, or a genome that is not valid under the limits: it trains as it is).
-pub fn widened(
-    genome: &genome::Genome,
-    limits: &genome::Limits,
-    w: &Widening,
-) -> Option<genome::Widened> {
-    if w.rounds == 0 {
-        return None;
+/// The genome and mutations a final copy is recorded with once its width probe is done:
+/// the widened genome it trained (`widened`, the probe's choice) with one
+/// ALTER-NUMBER-OF-CHANNELS per channel doubling after its other mutations; otherwise
+/// as they were.
+pub fn with_probed_width(
+    genome: genome::Genome,
+    mut mutations: Vec<genome::Mutation>,
+    widened: Option<&genome::Genome>,
+    doublings: usize,
+) -> (genome::Genome, Vec<genome::Mutation>) {
+    match widened {
+        Some(wide) => {
+            mutations.extend(std::iter::repeat_n(
+                genome::Mutation::AlterNumberOfChannels,
+                doublings,
+            ));
+            (wide.clone(), mutations)
+        }
+        None => (genome, mutations),
     }
-    let rate = w.steps_per_s?;
-    let member_flops = genome.analyze(limits).ok()?.cost.forward_flops;
-    (1..=w.rounds).rev().find_map(|rounds| {
-        let wide = genome::widen(genome, rounds, limits).ok()?;
-        let epochs = predicted_epochs(
-            rate,
-            w.seconds,
-            member_flops,
-            wide.analysis.cost.forward_flops,
-            w.batch,
-            w.train_images,
-        );
-        (wide.doublings > 0 && epochs >= w.min_epochs).then_some(wide)
-    })
 }
 
 #[cfg(test)]
@@ -530,53 +515,36 @@ mod tests {
     }
 
     #[test]
-    fn the_epochs_a_final_training_gives_follow_the_cost() {
-        // 100 steps/s for 100 s at a quarter of the cost: 2,500 steps of 50 images.
-        let e = predicted_epochs(100.0, 100.0, 1_000_000, 4_000_000, 50, 50_000);
-        assert!((e - 2.5).abs() < 1e-9, "{e}");
-        assert_eq!(predicted_epochs(100.0, 100.0, 1, 0, 50, 50_000), 0.0);
-        assert_eq!(predicted_epochs(100.0, 100.0, 1, 1, 50, 0), 0.0);
-        assert_eq!(predicted_epochs(f64::NAN, 100.0, 1, 1, 50, 10), 0.0);
+    fn a_final_training_times_each_width_for_a_small_share_of_its_time() {
+        let limits = genome::Limits::default();
+        let p = width_probe(2, 10.0, limits, 898.0).unwrap();
+        assert_eq!((p.max_rounds, p.min_epochs, p.limits), (2, 10.0, limits));
+        // 0.5% of 898 s is 4.49 s, more than the most.
+        assert_eq!(p.seconds, 3.0);
+        assert!((width_probe(2, 10.0, limits, 300.0).unwrap().seconds - 1.5).abs() < 1e-12);
+        assert_eq!(width_probe(2, 10.0, limits, 20.0).unwrap().seconds, 0.5);
+        // No rounds: no probe.
+        assert!(width_probe(0, 10.0, limits, 898.0).is_none());
     }
 
     #[test]
-    fn a_final_copy_is_widened_as_far_as_its_epochs_allow() {
+    fn a_widened_final_copy_is_recorded_with_its_doublings() {
+        use genome::Mutation;
         let small = genome::ReferenceNet::Small.genome(genome::InputShape::CIFAR, 10);
         let limits = genome::Limits::default();
-        let flops = |g: &genome::Genome| g.analyze(&limits).unwrap().cost.forward_flops;
         let one = genome::widen(&small, 1, &limits).unwrap();
-        let ratio = flops(&one.genome) as f64 / flops(&small) as f64;
-        assert!(ratio > 2.0 && ratio <= 4.0, "{ratio}");
-        // The member runs 50,000 images (one epoch) per second at 50 a step.
-        let w = Widening {
-            rounds: 2,
-            min_epochs: 10.0,
-            steps_per_s: Some(1000.0),
-            seconds: 10.0,
-            batch: 50,
-            train_images: 50_000,
-        };
-        // As it is: 10 epochs; one round costs more than twice as much: no widening.
-        assert!(widened(&small, &limits, &w).is_none());
-        // With 4 times the time one round fits, two (about 16 times the cost) do not.
-        let longer = Widening { seconds: 40.0, ..w };
-        let got = widened(&small, &limits, &longer).unwrap();
-        assert_eq!(got.genome, one.genome);
-        // With ample time, both rounds.
-        let ample = Widening {
-            seconds: 1000.0,
-            ..w
-        };
-        assert_eq!(widened(&small, &limits, &ample).unwrap().doublings, 6);
-        // Not asked, or the pace unknown: none.
-        assert!(widened(&small, &limits, &Widening { rounds: 0, ..ample }).is_none());
-        let unknown = Widening {
-            steps_per_s: None,
-            ..ample
-        };
-        assert!(widened(&small, &limits, &unknown).is_none());
-        // The linear start has no convolution to widen.
-        let linear = genome::Genome::initial(genome::InputShape::CIFAR, 10);
-        assert!(widened(&linear, &limits, &ample).is_none());
+        let (g, m) = with_probed_width(
+            small.clone(),
+            vec![Mutation::Identity],
+            Some(&one.genome),
+            one.doublings,
+        );
+        assert_eq!(g, one.genome);
+        assert_eq!(m.len(), 1 + one.doublings);
+        assert_eq!(m[0], Mutation::Identity);
+        assert!(m[1..].iter().all(|m| *m == Mutation::AlterNumberOfChannels));
+        // Not widened: as it was.
+        let (g, m) = with_probed_width(small.clone(), vec![Mutation::Identity], None, 0);
+        assert_eq!((g, m), (small, vec![Mutation::Identity]));
     }
 }

@@ -190,6 +190,33 @@ fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
     let narrow = small_train(&[])["params"].as_u64().unwrap();
     let wide = small_train(&["--widen", "1"])["params"].as_u64().unwrap();
     assert!(wide > 2 * narrow, "{narrow} -> {wide}");
+    // With a floor of epochs each width is timed first: a floor of 0 takes the widest
+    // (two rounds), one no width meets leaves the genome as it is; neither trains the
+    // timing steps.
+    let timed = |floor: &str| {
+        small_train(&[
+            "--widen",
+            "2",
+            "--widen-min-epochs",
+            floor,
+            "--widen-timing-seconds",
+            "0.05",
+            "--seconds",
+            "600",
+        ])
+    };
+    let widest = timed("0");
+    assert_eq!(widest["width_probe"]["rounds"], 2, "{widest}");
+    assert!(widest["params"].as_u64().unwrap() > wide, "{widest}");
+    assert_eq!(widest["steps"], 1, "{widest}");
+    let none = timed("1e12");
+    assert_eq!(none["width_probe"]["rounds"], 0, "{none}");
+    assert_eq!(
+        none["width_probe"]["trials"].as_array().unwrap().len(),
+        2,
+        "{none}"
+    );
+    assert_eq!(none["params"].as_u64().unwrap(), narrow, "{none}");
     // Bad probes are refused with a reason.
     for bad in [
         &["--lr-probe", "1,0.5"][..],
@@ -198,6 +225,18 @@ fn train_reports_scores_and_saves_a_model_that_can_be_inherited() {
         &["--lr-probe", "1,0.5", "--probe-seconds", "0"],
         &["--lr-scale", "0"],
         &["--widen", "5"],
+        &["--widen", "1", "--widen-min-epochs=-1", "--seconds", "5"],
+        &["--widen", "1", "--widen-min-epochs", "1"],
+        &[
+            "--widen",
+            "1",
+            "--widen-min-epochs",
+            "1",
+            "--seconds",
+            "5",
+            "--widen-timing-seconds",
+            "0",
+        ],
     ] {
         let mut args = vec!["train", "--genome", genome.to_str().unwrap()];
         args.extend_from_slice(&["--data", data.to_str().unwrap(), "--steps", "1"]);

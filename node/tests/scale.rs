@@ -121,7 +121,6 @@ fn thirty_islands_learn_the_experiment_wide_best() {
                     node_id: peer_id.to_string(),
                     input,
                     classes: 3,
-                    train_images: task.train.len(),
                     workers: 1,
                     data_digest: None,
                     reporter: Reporter::new(OutputMode::Quiet, 1),

@@ -24,6 +24,7 @@ use crate::individual::{self, ModelMeta};
 use crate::network::Network;
 use crate::rate_probe::{self, RateProbe};
 use crate::train::{self, PhaseSeconds, Progress, Task, TrainConfig};
+use crate::width_probe::{self, WidthProbe, WidthProbeReport, WidthTrial};
 use crate::{Result, Tensor};
 use candle_core::Device;
 use genome::{Genome, Invalidated, TensorInit, TrainingCost};
@@ -110,6 +111,14 @@ pub struct TrainedIndividual {
     /// Where the training collapsed and the model is a second training at a lower rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collapse: Option<CollapseReport>,
+    /// What the width probe measured, if one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width_probe: Option<WidthProbeReport>,
+    /// The genome the model was trained and saved with where the width probe widened
+    /// the start's (`None`: the start's genome, up to the augmentation gene and rate the
+    /// other probes and a collapse retry set).
+    #[serde(skip)]
+    pub widened: Option<Genome>,
 }
 
 /// What a rate probe found: the validation accuracy of each factor's short copy.
@@ -274,7 +283,131 @@ fn run_augment_probe(
 /// Builds, trains, scores (and with `test` also on the test images) the individual of
 /// `start` on `task`, and saves the model into `save_to` if given; `on_progress` hears
 /// the training's progress.
+///
+/// With a width probe ([`TrainConfig::width_probe`], a time budget and a start without
+/// initializations of its own) the individual trained is the widest form of the start's
+/// network whose timed pace gives the probe's floor of epochs, or the start's own.
 pub fn train_individual(
+    start: &Start<'_>,
+    device: &Device,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    test: bool,
+    save_to: Option<&Path>,
+    on_progress: impl FnMut(&Progress),
+) -> Result<TrainedIndividual> {
+    let probe = config
+        .width_probe
+        .as_ref()
+        .filter(|p| p.is_active() && config.max_seconds.is_some() && start.inits.is_empty());
+    let Some(probe) = probe else {
+        let config = TrainConfig {
+            width_probe: None,
+            ..config.clone()
+        };
+        return train_started(start, device, task, &config, test, save_to, on_progress);
+    };
+    let (wide, report) = run_width_probe(start, device, task, config, probe)?;
+    let config = TrainConfig {
+        max_seconds: rate_probe::remaining_seconds(config.max_seconds, report.seconds),
+        width_probe: None,
+        ..config.clone()
+    };
+    let mut trained = match &wide {
+        Some(w) => {
+            let widened = Start {
+                genome: &w.genome,
+                inits: &w.inits,
+                ..*start
+            };
+            train_started(&widened, device, task, &config, test, save_to, on_progress)?
+        }
+        None => train_started(start, device, task, &config, test, save_to, on_progress)?,
+    };
+    trained.seconds += report.seconds;
+    trained.phases.train += report.seconds;
+    trained.width_probe = Some(report);
+    trained.widened = wide.map(|w| w.genome);
+    Ok(trained)
+}
+
+/// Times each width of `start`'s network that `probe` allows, widest first, for the
+/// probe's seconds after one step (which allocates), each from the start's weights on
+/// `device`; the first whose pace gives `probe.min_epochs` epochs in the time `config`
+/// has left is the one the training takes (`None`: the network as it is).
+fn run_width_probe(
+    start: &Start<'_>,
+    device: &Device,
+    task: &Task<'_>,
+    config: &TrainConfig,
+    probe: &WidthProbe,
+) -> Result<(Option<genome::Widened>, WidthProbeReport)> {
+    let began = Instant::now();
+    let budget = config.max_seconds.unwrap_or(0.0);
+    let timing = TrainConfig {
+        steps: 1,
+        max_seconds: None,
+        log_every: 0,
+        rate_probe: None,
+        augment_probe: None,
+        width_probe: None,
+        collapse_retry: None,
+        ..config.clone()
+    };
+    let mut trials: Vec<WidthTrial> = Vec::new();
+    let mut chosen = None;
+    for rounds in (1..=probe.max_rounds.min(width_probe::MAX_ROUNDS)).rev() {
+        // An error is a start that is not valid under the limits: it trains as it is.
+        let Ok(wide) = genome::widen(start.genome, rounds, &probe.limits) else {
+            break;
+        };
+        if wide.doublings == 0 || trials.iter().any(|t| t.doublings == wide.doublings) {
+            continue;
+        }
+        let net = Network::with_inits(
+            &wide.genome,
+            device,
+            start.parent,
+            start.invalidated,
+            &wide.inits,
+            start.seed,
+        )?
+        .0;
+        task.check(&net)?;
+        train::train(&net, task, &timing, |_| {})?;
+        let timed = TrainConfig {
+            steps: u64::MAX,
+            max_seconds: Some(probe.seconds),
+            ..timing.clone()
+        };
+        let outcome = train::train(&net, task, &timed, |_| {})?;
+        let steps_per_s = width_probe::pace(outcome.steps, outcome.seconds);
+        let left = budget - began.elapsed().as_secs_f64();
+        let epochs = width_probe::epochs(steps_per_s, left, config.batch, task.train.len());
+        trials.push(WidthTrial {
+            rounds,
+            doublings: wide.doublings,
+            forward_flops: wide.analysis.cost.forward_flops,
+            steps_per_s,
+            epochs,
+        });
+        if width_probe::accepts(epochs, probe.min_epochs) {
+            chosen = Some((rounds, wide));
+            break;
+        }
+    }
+    let (rounds, doublings) = chosen.as_ref().map_or((0, 0), |(r, w)| (*r, w.doublings));
+    let report = WidthProbeReport {
+        trials,
+        rounds,
+        doublings,
+        seconds: began.elapsed().as_secs_f64(),
+    };
+    Ok((chosen.map(|(_, w)| w), report))
+}
+
+/// [`train_individual`] once the network's width is settled.
+fn train_started(
     start: &Start<'_>,
     device: &Device,
     task: &Task<'_>,
@@ -442,6 +575,8 @@ pub fn train_individual(
         augment_probe,
         probe_copy_kept,
         collapse,
+        width_probe: None,
+        widened: None,
     })
 }
 
@@ -1027,5 +1162,84 @@ mod tests {
         let t = train_individual(&start, &Device::Cpu, &task, &same, false, None, |_| {}).unwrap();
         assert!(t.augment_probe.is_none());
         assert_eq!(t.steps, 20);
+    }
+
+    #[test]
+    fn a_width_probe_trains_the_widest_width_its_floor_allows_and_saves_it() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let genome = genome::ReferenceNet::Small.genome(shape, 3);
+        let limits = genome::Limits::default();
+        let start = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+        };
+        let probe = |min_epochs| WidthProbe {
+            max_rounds: 2,
+            min_epochs,
+            seconds: 0.05,
+            limits,
+        };
+        let config = TrainConfig {
+            steps: 20,
+            batch: 10,
+            log_every: 0,
+            max_seconds: Some(1000.0),
+            width_probe: Some(probe(0.0)),
+            ..TrainConfig::default()
+        };
+        // A floor every width meets: the widest, timed alone, trains and is saved.
+        let dir = tempfile::tempdir().unwrap();
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &config,
+            false,
+            Some(dir.path()),
+            |_| {},
+        )
+        .unwrap();
+        let two = genome::widen(&genome, 2, &limits).unwrap();
+        let report = t.width_probe.as_ref().unwrap();
+        assert_eq!((report.rounds, report.doublings), (2, two.doublings));
+        assert_eq!(report.trials.len(), 1, "{report:?}");
+        let trial = &report.trials[0];
+        assert_eq!(trial.forward_flops, two.analysis.cost.forward_flops);
+        assert!(trial.steps_per_s > 0.0 && trial.epochs > 0.0, "{trial:?}");
+        assert_eq!(t.widened.as_ref(), Some(&two.genome));
+        assert_eq!(t.params, two.analysis.cost.params);
+        // The timing steps are not the model's.
+        assert_eq!(t.steps, 20);
+        let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(saved.genome, two.genome);
+        // A floor no width meets: each timed, widest first, and the genome as it is.
+        let high = TrainConfig {
+            width_probe: Some(probe(1e12)),
+            ..config.clone()
+        };
+        let t = train_individual(&start, &Device::Cpu, &task, &high, false, None, |_| {}).unwrap();
+        let report = t.width_probe.as_ref().unwrap();
+        assert_eq!((report.rounds, report.doublings), (0, 0));
+        let rounds: Vec<u32> = report.trials.iter().map(|t| t.rounds).collect();
+        assert_eq!(rounds, vec![2, 1]);
+        assert!(t.widened.is_none());
+        assert_eq!(t.params, genome.analyze(&limits).unwrap().cost.params);
+        // No time budget: no probe (epochs need seconds).
+        let untimed = TrainConfig {
+            max_seconds: None,
+            ..config.clone()
+        };
+        let t =
+            train_individual(&start, &Device::Cpu, &task, &untimed, false, None, |_| {}).unwrap();
+        assert!(t.width_probe.is_none() && t.widened.is_none());
     }
 }

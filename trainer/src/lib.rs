@@ -4,7 +4,7 @@
 //! It knows genomes (the `genome` crate) and tensors (candle), nothing of the network.
 //! [`network`] builds the model, [`weights`] holds its named tensors (initialization and
 //! inheritance), [`optim`] updates them, [`batch`] assembles augmented batches, [`train`]
-//! runs training and evaluation ([`collapse`] tells a network that died in it), [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model, [`bench`]
+//! runs training and evaluation ([`collapse`] tells a network that died in it), [`individual`] saves and loads trained models, [`individual_training`] takes one individual from genome to saved model (after the probes of its rate, augmentation and width: [`rate_probe`], [`augment_probe`], [`width_probe`]), [`bench`]
 //! measures speed, [`doctor`] checks every op on a device against a reference, [`data`]
 //! reads data sets and [`fetch`] downloads them.
 
@@ -28,6 +28,7 @@ pub mod rate_probe;
 pub mod threads;
 pub mod train;
 pub mod weights;
+pub mod width_probe;
 
 /// The candle types that cross this crate's interface (tensors of a saved model, devices).
 pub use candle_core::{Device, Tensor};

@@ -9,6 +9,7 @@ use crate::error::{Result, TrainError};
 use crate::network::Network;
 use crate::optim::{Sgd, SgdConfig};
 use crate::rate_probe::RateProbe;
+use crate::width_probe::WidthProbe;
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -93,6 +94,13 @@ pub struct TrainConfig {
     /// [`crate::individual_training::train_individual`] runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment_probe: Option<AugmentProbe>,
+    /// A timing of wider forms of the network before the training (before the other
+    /// probes), which then trains the widest whose pace still gives it the probe's floor
+    /// of epochs in `max_seconds` (`None`: none; ignored without `max_seconds` or where
+    /// the start has function-preserving initializations of its own). [`train`] ignores
+    /// it; [`crate::individual_training::train_individual`] runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width_probe: Option<WidthProbe>,
     /// Where the network collapses ([`crate::collapse`]: its output no longer depends on
     /// its input, or it knew something at its first step and its loss is back at a
     /// constant guess's or above), the training stops there ([`TrainOutcome::collapsed`])
@@ -142,6 +150,7 @@ impl Default for TrainConfig {
             lr_scale: 1.0,
             rate_probe: None,
             augment_probe: None,
+            width_probe: None,
             collapse_retry: None,
             cancel: None,
         }

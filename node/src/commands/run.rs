@@ -422,7 +422,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             node_id,
             input,
             classes,
-            train_images: task.train.len(),
             workers,
             data_digest: fitness.data_digest.clone(),
             reporter: Reporter::new(mode, workers),

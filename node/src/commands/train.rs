@@ -116,6 +116,14 @@ pub struct TrainArgs {
     /// (with --init-from the wider network starts from the model's function).
     #[arg(long, default_value_t = 0)]
     widen: u32,
+    /// Make --widen a most and time each width instead, as a run's final training does
+    /// with `stop.final_training_widen_min_epochs`: the widest whose measured pace still
+    /// gives this many epochs in --seconds trains (none: the genome as it is).
+    #[arg(long, requires = "seconds")]
+    widen_min_epochs: Option<f64>,
+    /// With --widen-min-epochs: seconds each width is timed for.
+    #[arg(long, default_value_t = 3.0)]
+    widen_timing_seconds: f64,
 }
 
 /// The rate probe that `--lr-probe` and `--probe-seconds` ask for, checked (none
@@ -224,7 +232,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "--widen takes at most 4 doublings (each multiplies the cost by up to 4), not {}",
         args.widen
     );
-    let (genome, inits) = if args.widen > 0 {
+    let width_probe = match args.widen_min_epochs {
+        Some(min_epochs) => {
+            anyhow::ensure!(
+                min_epochs.is_finite() && min_epochs >= 0.0,
+                "--widen-min-epochs must be a number of epochs, not {min_epochs}"
+            );
+            anyhow::ensure!(
+                args.widen_timing_seconds.is_finite() && args.widen_timing_seconds > 0.0,
+                "--widen-timing-seconds must be a positive number of seconds, not {}",
+                args.widen_timing_seconds
+            );
+            Some(trainer::width_probe::WidthProbe {
+                max_rounds: args.widen,
+                min_epochs,
+                seconds: args.widen_timing_seconds,
+                limits: genome::Limits::default(),
+            })
+        }
+        None => None,
+    };
+    let (genome, inits) = if args.widen > 0 && width_probe.is_none() {
         let w = genome::widen(&genome, args.widen, &genome::Limits::default())
             .context("widening the genome")?;
         (w.genome, w.inits)
@@ -274,6 +302,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         lr_scale: args.lr_scale,
         rate_probe: probe,
         augment_probe,
+        width_probe,
         collapse_retry: (args.collapse_retry > 0.0).then_some(args.collapse_retry),
         cancel: None,
     };
@@ -319,6 +348,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "probe": trained.probe,
         "augment_probe": trained.augment_probe,
         "probe_copy_kept": trained.probe_copy_kept,
+        "width_probe": trained.width_probe,
         "collapse": trained.collapse,
         "images_per_s": trained.images_per_s,
         "diverged": trained.diverged,

@@ -230,6 +230,7 @@ impl TrainingSection {
             lr_scale: 1.0,
             rate_probe: None,
             augment_probe: None,
+            width_probe: None,
             collapse_retry: (self.collapse_retry > 0.0).then_some(self.collapse_retry),
             cancel: None,
         }
@@ -405,16 +406,17 @@ pub struct StopSection {
     /// probe to keep it: short copies favour less augmentation than a long training
     /// needs. 0: the better score wins.
     pub final_training_augment_probe_margin: f64,
-    /// Beyond the paper: how many times a final training doubles the channels of every
-    /// convolution of its member that can widen exactly ([`genome::widen`]) before it
-    /// trains: the search favours networks that learn fast in short trainings, a long
-    /// training can use more capacity, and the wider network starts from the member's
-    /// function. 0 (the paper): the member as it is.
+    /// Beyond the paper: at most how many times a final training doubles the channels
+    /// of every convolution of its member that can widen exactly ([`genome::widen`])
+    /// before it trains: the search favours networks that learn fast in short
+    /// trainings, a long training can use more capacity, and the wider network starts
+    /// from the member's function. 0 (the paper): the member as it is.
     pub final_training_widen: u32,
     /// The fewest epochs of the training images the final training must still give the
-    /// widened network (at the pace measured for its member, scaled by their costs) for
-    /// a round of `final_training_widen` to be taken: a network that is costly already
-    /// is widened less, or not at all.
+    /// widened network, at its pace as timed on the final training's own threads before
+    /// it starts (`trainer::width_probe`), for a round of `final_training_widen` to be
+    /// taken: the widest that does trains; a network that is costly already is widened
+    /// less, or not at all.
     pub final_training_widen_min_epochs: f64,
     /// Beyond the paper: the final training takes, among the members whose validation
     /// accuracy is within this of the best's (a share: 0.01 is one point), the cheapest

@@ -374,30 +374,18 @@ impl Shard {
                         return Assignment::Wait(WAIT);
                     }
                 };
-                let mut mutations = vec![if augment.is_some() {
+                let mutations = vec![if augment.is_some() {
                     Mutation::AlterAugmentation
                 } else {
                     Mutation::Identity
                 }];
-                let widening = finale::Widening {
-                    rounds: self.config.stop.final_training_widen,
-                    min_epochs: self.config.stop.final_training_widen_min_epochs,
-                    steps_per_s: self.sgd_rates.get(&p).copied(),
-                    seconds: final_seconds.unwrap_or(0.0),
-                    batch: self.config.training.batch,
-                    train_images: self.train_images,
-                };
-                let (genome, inits) = match finale::widened(&parent_genome, &limits, &widening) {
-                    Some(w) => {
-                        mutations.extend(std::iter::repeat_n(
-                            Mutation::AlterNumberOfChannels,
-                            w.doublings,
-                        ));
-                        (w.genome, w.inits)
-                    }
-                    None => (parent_genome, Vec::new()),
-                };
-                (genome, mutations, Invalidated::none(), inits, Some(tensors))
+                (
+                    parent_genome,
+                    mutations,
+                    Invalidated::none(),
+                    Vec::new(),
+                    Some(tensors),
+                )
             }
             Some(p) => {
                 let Some(parent_genome) = self.records.get(&p).map(|r| r.genome.clone()) else {
@@ -434,12 +422,23 @@ impl Shard {
                 (repro.child, mutations, invalidated, inits, tensors)
             }
         };
-        // Does it fit the device beside the trainings in flight?
-        let memory = genome
-            .analyze(&limits)
-            .map(|a| MemoryEstimate::of(&genome, &a, self.config.training.batch as u64).total())
-            .unwrap_or(0);
         let device = worker % self.memory_budgets.len();
+        // A final training may widen its member (its width probe): as far as the
+        // device's memory allows, and it reserves the widest.
+        let widest = match final_seconds {
+            Some(_) => self.widest_that_fits(&genome, device),
+            None => (0, None),
+        };
+        let width_probe = final_seconds.and_then(|seconds| {
+            finale::width_probe(
+                widest.0,
+                self.config.stop.final_training_widen_min_epochs,
+                limits,
+                seconds,
+            )
+        });
+        // Does it fit the device beside the trainings in flight?
+        let memory = widest.1.unwrap_or_else(|| self.training_memory(&genome));
         let used: u64 = self
             .in_flight
             .values()
@@ -480,14 +479,13 @@ impl Shard {
         }
         let what = match (parent, final_seconds) {
             (Some(p), Some(seconds)) => {
-                let doublings = mutations
-                    .iter()
-                    .filter(|m| **m == Mutation::AlterNumberOfChannels)
-                    .count();
-                let widened = if doublings > 0 {
-                    format!(", widened ({doublings} channel doublings)")
-                } else {
-                    String::new()
+                let widened = match &width_probe {
+                    Some(w) => format!(
+                        ", as much as x{} wider (the widest whose timed pace gives {} epochs)",
+                        1u64 << w.max_rounds.min(16),
+                        w.min_epochs
+                    ),
+                    None => String::new(),
                 };
                 let trial = match &augment_probe {
                     Some(probe) => format!(
@@ -589,6 +587,7 @@ impl Shard {
                         seconds,
                     ),
                     augment_probe,
+                    width_probe,
                     cancel: Some(cancel),
                     ..self.config.training.train_config(seed)
                 },
@@ -744,11 +743,14 @@ impl Shard {
             seconds: trained.seconds,
             phases: Some(trained.phases),
         })?;
-        let (genome, mutations) = finale::with_probed_augmentation(
+        let (genome, mutations) = finale::with_probed_width(
             flight.genome,
             flight.mutations,
-            trained.augment_probe.as_ref(),
+            trained.widened.as_ref(),
+            trained.width_probe.as_ref().map_or(0, |w| w.doublings),
         );
+        let (genome, mutations) =
+            finale::with_probed_augmentation(genome, mutations, trained.augment_probe.as_ref());
         let genome = with_retried_rate(genome, trained.collapse.as_ref());
         let record = Record {
             id,
@@ -832,6 +834,33 @@ impl Shard {
                     .join("; ")
             )
         });
+        let width_probed = trained.width_probe.as_ref().map_or(String::new(), |p| {
+            let timed = p
+                .trials
+                .iter()
+                .map(|t| {
+                    format!(
+                        "x{}: {:.1} MFLOPs, {:.1} steps/s, {:.1} epochs",
+                        1u64 << t.rounds.min(16),
+                        t.forward_flops as f64 / 1e6,
+                        t.steps_per_s,
+                        t.epochs
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            match p.rounds {
+                _ if p.trials.is_empty() => {
+                    ", not widened (no convolution can double its channels)".to_string()
+                }
+                0 => format!(", not widened by a width probe ({timed})"),
+                r => format!(
+                    ", widened x{} ({} channel doublings) by a width probe ({timed})",
+                    1u64 << r.min(16),
+                    p.doublings
+                ),
+            }
+        });
         let kept = trained.probe_copy_kept.map_or(String::new(), |trained_to| {
             format!(
                 ", the probe's copy kept (the training after it ended at {})",
@@ -845,7 +874,7 @@ impl Shard {
             )
         });
         self.reporter.line(&format!(
-            "birth #{id} ({origin}) val {} in {:.1} s{}{collapsed}{probed}{augment_probed}{kept}; best #{} {}; {} trained",
+            "birth #{id} ({origin}) val {} in {:.1} s{}{collapsed}{width_probed}{probed}{augment_probed}{kept}; best #{} {}; {} trained",
             percent(Some(trained.fitness)),
             trained.seconds,
             if trained.diverged { ", diverged" } else { "" },
@@ -862,6 +891,9 @@ impl Shard {
         if let (Some(probe), Some(fields)) = (&trained.augment_probe, event.as_object_mut()) {
             fields.insert("augment_probe".into(), serde_json::json!(probe));
         }
+        if let (Some(probe), Some(fields)) = (&trained.width_probe, event.as_object_mut()) {
+            fields.insert("width_probe".into(), serde_json::json!(probe));
+        }
         if let (Some(probe), Some(fields)) = (&trained.probe, event.as_object_mut()) {
             fields.insert("probe".into(), serde_json::json!(probe));
         }
@@ -877,6 +909,33 @@ impl Shard {
 }
 
 impl Shard {
+    /// The memory a training of `genome` takes on the device (0 for a genome that is not
+    /// valid, which never gets this far).
+    fn training_memory(&self, genome: &Genome) -> u64 {
+        genome
+            .analyze(&self.config.evolution.limits)
+            .map(|a| MemoryEstimate::of(genome, &a, self.config.training.batch as u64).total())
+            .unwrap_or(0)
+    }
+
+    /// The most rounds of widening (up to `stop.final_training_widen`) after which a
+    /// final training of `genome` still fits `device`'s memory budget alone, and the
+    /// memory the widest takes (`None` for no rounds).
+    fn widest_that_fits(&self, genome: &Genome, device: usize) -> (u32, Option<u64>) {
+        let limits = self.config.evolution.limits;
+        let budget = self.memory_budgets.get(device).copied().flatten();
+        for rounds in (1..=self.config.stop.final_training_widen).rev() {
+            let Ok(wide) = genome::widen(genome, rounds, &limits) else {
+                break;
+            };
+            let memory = self.training_memory(&wide.genome);
+            if !matches!(fit(budget, 0, memory), Fit::TooLarge { .. }) {
+                return (rounds, Some(memory));
+            }
+        }
+        (0, None)
+    }
+
     /// The stall or cost budget's factor for a child of `genome` now; 1 under the
     /// others.
     fn budget_factor(&self, genome: &Genome) -> f64 {

@@ -97,9 +97,6 @@ pub struct ShardSetup {
     pub input: InputShape,
     /// The number of classes.
     pub classes: u32,
-    /// Training images (the validation images held out), for the epochs a final
-    /// training would give a widened network (`stop.final_training_widen_min_epochs`).
-    pub train_images: usize,
     /// Training workers.
     pub workers: usize,
     /// The digest of the data set loaded (`Dataset::digest`), which peers compare.
@@ -214,8 +211,6 @@ pub struct Shard {
     experiment_id: String,
     input: InputShape,
     classes: u32,
-    /// See [`ShardSetup::train_images`].
-    train_images: usize,
     cpu: Device,
     started: Instant,
     wall_before_ms: u64,
@@ -329,7 +324,6 @@ impl Shard {
             experiment_id,
             input: setup.input,
             classes: setup.classes,
-            train_images: setup.train_images,
             cpu: Device::Cpu,
             started: Instant::now(),
             wall_before_ms: setup.wall_before_ms,
