@@ -692,6 +692,27 @@ mod tests {
     use crate::data::{Dataset, Split};
     use genome::InputShape;
 
+    /// Trains the individual of `start` on the CPU and saves it into a temporary folder
+    /// (kept while the caller holds it).
+    fn train_and_save(
+        start: &Start<'_>,
+        task: &Task<'_>,
+        config: &TrainConfig,
+    ) -> (TrainedIndividual, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = train_individual(
+            start,
+            &Device::Cpu,
+            task,
+            config,
+            false,
+            Some(dir.path()),
+            |_| {},
+        )
+        .unwrap();
+        (t, dir)
+    }
+
     /// `n` 4x4 RGB images whose class is their brightest channel.
     fn split(n: usize) -> Split {
         let mut images = Vec::new();
@@ -927,17 +948,7 @@ mod tests {
             },
             ..TrainConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &config,
-            false,
-            Some(dir.path()),
-            |_| {},
-        )
-        .unwrap();
+        let (t, dir) = train_and_save(&start, &task, &config);
         let c = t.collapse.expect("the training at rate 5 collapses");
         assert_eq!(c.learning_rate, 2.5);
         assert!(c.at_step >= 60 && c.at_step < 200, "{c:?}");
@@ -1047,17 +1058,7 @@ mod tests {
             }),
             ..TrainConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &config,
-            false,
-            Some(dir.path()),
-            |_| {},
-        )
-        .unwrap();
+        let (t, dir) = train_and_save(&start, &task, &config);
         let probe = t.probe.as_ref().unwrap();
         assert_eq!(probe.factors, vec![1e-6, 1.0]);
         assert!(probe.scores[1] > probe.scores[0], "{probe:?}");
@@ -1121,17 +1122,7 @@ mod tests {
             }),
             ..TrainConfig::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &config,
-            false,
-            Some(dir.path()),
-            |_| {},
-        )
-        .unwrap();
+        let (t, dir) = train_and_save(&start, &task, &config);
         let probe = t.augment_probe.as_ref().unwrap();
         // The genome's own gene first, each gene once.
         assert_eq!(probe.genes, vec![own, other]);
@@ -1197,17 +1188,7 @@ mod tests {
             ..TrainConfig::default()
         };
         // A floor every width meets: the widest, timed alone, trains and is saved.
-        let dir = tempfile::tempdir().unwrap();
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &config,
-            false,
-            Some(dir.path()),
-            |_| {},
-        )
-        .unwrap();
+        let (t, dir) = train_and_save(&start, &task, &config);
         let two = genome::widen(&genome, 2, &limits).unwrap();
         let report = t.width_probe.as_ref().unwrap();
         assert_eq!((report.rounds, report.doublings), (2, two.doublings));
