@@ -23,6 +23,13 @@
 //! drawn from the trained members in id order, so a seeded generator gives the same
 //! decisions every time.
 //!
+//! Beyond the paper, a tournament can prefer the cheaper of two near ties
+//! ([`Population::with_cheaper_within`]): where the two members' fitnesses differ by at
+//! most a margin (about the noise of a score) and both forward costs are known and
+//! differ, the one with fewer forward FLOPs per image counts as the better, so that it
+//! reproduces and the costlier dies. Short trainings score a costly network and a cheap
+//! one of the same promise alike; the cheap one trains further in the same time.
+//!
 //! A member still training, or dead, is never selected, and a kill never takes the last
 //! trained member: with fewer than two trained members (tournament) or too few to kill
 //! one (aging) the decision is [`Decision::Wait`].
@@ -110,6 +117,7 @@ pub enum PopulationError {
 pub struct Population {
     target_size: usize,
     strategy: Strategy,
+    cheaper_within: f64,
     members: BTreeMap<IndividualId, Member>,
     next_born_at: u64,
 }
@@ -118,6 +126,34 @@ pub struct Population {
 /// equal fitness goes to the younger; NaN is the worst.
 fn compare(a: &Member, b: &Member) -> Ordering {
     rank(a.fitness, a.born_at, b.fitness, b.born_at).then(a.id.cmp(&b.id))
+}
+
+/// The better of two trained members in a tournament: the cheaper (fewer forward FLOPs
+/// per image, `cost`) where both fitnesses are numbers at most `within` apart and both
+/// costs are known and differ; otherwise the one [`compare`] puts first. `within` 0
+/// (or less) is the paper's comparison.
+pub fn tournament_winner<'a>(
+    a: &'a Member,
+    b: &'a Member,
+    within: f64,
+    cost: impl Fn(IndividualId) -> Option<u64>,
+) -> &'a Member {
+    if within > 0.0 {
+        if let (Some(fa), Some(fb)) = (a.fitness, b.fitness) {
+            if (fa - fb).abs() <= within {
+                if let (Some(ca), Some(cb)) = (cost(a.id), cost(b.id)) {
+                    if ca != cb {
+                        return if ca < cb { a } else { b };
+                    }
+                }
+            }
+        }
+    }
+    if compare(a, b) == Ordering::Less {
+        b
+    } else {
+        a
+    }
 }
 
 /// The one ranking of individuals, for selection and everything else that picks the
@@ -138,9 +174,18 @@ impl Population {
         Population {
             target_size,
             strategy,
+            cheaper_within: 0.0,
             members: BTreeMap::new(),
             next_born_at: 0,
         }
+    }
+
+    /// The same population whose tournaments take the cheaper of two members whose
+    /// fitnesses are at most `within` apart (see the module documentation); 0 (the
+    /// default, the paper): fitness alone. Aging ignores it.
+    pub fn with_cheaper_within(mut self, within: f64) -> Population {
+        self.cheaper_within = within;
+        self
     }
 
     /// The size at which the population counts as full.
@@ -249,9 +294,20 @@ impl Population {
         candidates.into_iter().map(|m| m.id).collect()
     }
 
-    /// Makes one decision (see the module documentation). A [`Decision::Kill`] is
-    /// applied here: the member is already marked dead when this returns.
+    /// Makes one decision (see the module documentation) knowing no member's cost. A
+    /// [`Decision::Kill`] is applied here: the member is already marked dead when this
+    /// returns.
     pub fn select<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Decision {
+        self.select_with_costs(rng, |_| None)
+    }
+
+    /// Makes one decision, `cost` giving a member's forward FLOPs per image where known
+    /// (for [`Population::with_cheaper_within`]). A [`Decision::Kill`] is applied here.
+    pub fn select_with_costs<R: Rng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        cost: impl Fn(IndividualId) -> Option<u64>,
+    ) -> Decision {
         let candidates: Vec<Member> = self
             .members
             .values()
@@ -266,11 +322,8 @@ impl Population {
                 }
                 let picked = rand::seq::index::sample(rng, candidates.len(), 2);
                 let (a, b) = (&candidates[picked.index(0)], &candidates[picked.index(1)]);
-                let (worse, better) = if compare(a, b) == Ordering::Less {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
+                let better = tournament_winner(a, b, self.cheaper_within, cost);
+                let worse = if better.id == a.id { b } else { a };
                 if full {
                     Decision::Kill(worse.id)
                 } else {
@@ -357,6 +410,73 @@ mod tests {
             assert_eq!(p.select(&mut rng(seed)), Decision::Reproduce { parent: 0 });
         }
         assert_eq!(p.alive_count(), 2);
+    }
+
+    #[test]
+    fn a_near_tie_goes_to_the_cheaper_member() {
+        // Member 0 scores 0.5 points below member 1 but costs a quarter as much.
+        let cost = |id: IndividualId| Some(if id == 0 { 1_000 } else { 4_000 });
+        let mut p = trained(10, Strategy::Tournament, &[0.600, 0.605]).with_cheaper_within(0.01);
+        for seed in 0..20 {
+            assert_eq!(
+                p.select_with_costs(&mut rng(seed), cost),
+                Decision::Reproduce { parent: 0 }
+            );
+        }
+        // Full: the costlier of the two dies.
+        let mut full = trained(2, Strategy::Tournament, &[0.600, 0.605]).with_cheaper_within(0.01);
+        assert_eq!(full.select_with_costs(&mut rng(0), cost), Decision::Kill(1));
+        // Without the margin, or without costs, fitness decides as in the paper.
+        let mut paper = trained(10, Strategy::Tournament, &[0.600, 0.605]);
+        assert_eq!(
+            paper.select_with_costs(&mut rng(0), cost),
+            Decision::Reproduce { parent: 1 }
+        );
+        assert_eq!(p.select(&mut rng(0)), Decision::Reproduce { parent: 1 });
+    }
+
+    #[test]
+    fn the_margin_is_inclusive_and_a_wider_gap_is_decided_by_fitness() {
+        let cheap_first = |id: IndividualId| Some(if id == 0 { 10 } else { 20 });
+        let winner = |fitness: &[f64], within: f64| {
+            let m: Vec<Member> = fitness
+                .iter()
+                .enumerate()
+                .map(|(i, &f)| Member {
+                    id: i as u64,
+                    fitness: Some(f),
+                    born_at: i as u64,
+                    alive: true,
+                })
+                .collect();
+            tournament_winner(&m[0], &m[1], within, cheap_first).id
+        };
+        // Exact binary fractions, so that the margin's edge is where it says.
+        assert_eq!(winner(&[0.5, 0.75], 0.25), 0);
+        assert_eq!(winner(&[0.5, 0.7501], 0.25), 1);
+        assert_eq!(winner(&[0.5, 0.25], 0.25), 0);
+        assert_eq!(winner(&[0.5, 0.51], 0.0), 1);
+        // A NaN fitness is never a near tie: the number wins.
+        assert_eq!(winner(&[f64::NAN, 0.1], 0.01), 1);
+        // Equal costs: the usual ranking (equal fitness goes to the younger).
+        let same = |_: IndividualId| Some(5);
+        let m = |id: u64, f: f64| Member {
+            id,
+            fitness: Some(f),
+            born_at: id,
+            alive: true,
+        };
+        assert_eq!(tournament_winner(&m(0, 0.5), &m(1, 0.5), 0.01, same).id, 1);
+        assert_eq!(
+            tournament_winner(&m(0, 0.505), &m(1, 0.5), 0.01, same).id,
+            0
+        );
+        // One cost unknown: fitness decides.
+        let partly = |id: IndividualId| (id == 0).then_some(1);
+        assert_eq!(
+            tournament_winner(&m(0, 0.5), &m(1, 0.505), 0.01, partly).id,
+            1
+        );
     }
 
     #[test]
@@ -568,12 +688,15 @@ mod tests {
             initial in 1usize..12,
             aging in any::<bool>(),
             sample_size in 1usize..6,
+            within in 0.0f64..0.1,
             seed in any::<u64>(),
             ops in proptest::collection::vec(op(), 0..300),
         ) {
             let strategy = if aging { Strategy::Aging { sample_size } } else { Strategy::Tournament };
             let initial = initial.min(target);
-            let mut p = Population::new(target, strategy);
+            let mut p = Population::new(target, strategy).with_cheaper_within(within);
+            // Some costs unknown, the others spread.
+            let cost = |id: u64| (!id.is_multiple_of(3)).then_some(id.wrapping_mul(7919) % 1000);
             for id in 0..initial as u64 {
                 p.add(id, None).unwrap();
             }
@@ -584,7 +707,7 @@ mod tests {
                 match op {
                     Op::Select => {
                         let trained_before = p.trained_count();
-                        match p.select(&mut r) {
+                        match p.select_with_costs(&mut r, cost) {
                             Decision::Kill(id) => {
                                 let m = p.get(id).unwrap();
                                 prop_assert!(!m.alive && m.fitness.is_some());
@@ -613,6 +736,29 @@ mod tests {
                 prop_assert!(p.alive_count() <= target + p.training_count());
                 prop_assert!(p.alive_count() <= target);
             }
+        }
+
+        #[test]
+        fn a_tournament_winner_is_fitter_or_a_cheaper_near_tie(
+            fa in 0.0f64..1.0,
+            fb in 0.0f64..1.0,
+            ca in proptest::option::of(0u64..100),
+            cb in proptest::option::of(0u64..100),
+            within in 0.0f64..0.2,
+        ) {
+            let m = |id: u64, f: f64| Member { id, fitness: Some(f), born_at: id, alive: true };
+            let (a, b) = (m(0, fa), m(1, fb));
+            let cost = |id: u64| if id == 0 { ca } else { cb };
+            let w = tournament_winner(&a, &b, within, cost);
+            let (wf, lf) = if w.id == 0 { (fa, fb) } else { (fb, fa) };
+            let (wc, lc) = if w.id == 0 { (ca, cb) } else { (cb, ca) };
+            if wf < lf {
+                // The less fit won: only as the cheaper of a near tie.
+                prop_assert!(lf - wf <= within);
+                prop_assert!(wc.zip(lc).is_some_and(|(w, l)| w < l));
+            }
+            // The order of the two does not matter.
+            prop_assert_eq!(tournament_winner(&b, &a, within, cost).id, w.id);
         }
     }
 }

@@ -260,6 +260,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(r) => {
             let population = r
                 .population(config.evolution.population_size, strategy)
+                .map(|p| p.with_cheaper_within(config.evolution.tournament_cheaper_within))
                 .context("rebuilding the population")?;
             // A migrant that was waiting to be scored is scored now; any other folder
             // without a record is an unfinished training, removed.
@@ -317,7 +318,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let state = StateDir::create(&state_path, &config).with_context(|| {
                 format!("creating the state directory {}", state_path.display())
             })?;
-            let population = Population::new(config.evolution.population_size, strategy);
+            let population = Population::new(config.evolution.population_size, strategy)
+                .with_cheaper_within(config.evolution.tournament_cheaper_within);
             (state, Vec::new(), population, 0, 0, Vec::new())
         }
     };

@@ -266,6 +266,12 @@ pub struct EvolutionSection {
     /// How many individuals `aging` samples to choose a parent (`S`); `tournament`
     /// always takes two.
     pub sample_size: usize,
+    /// Beyond the paper, `tournament` only: of two members whose validation accuracies
+    /// are at most this apart (0.01: one point), the one with fewer forward FLOPs per
+    /// image counts as the better (it reproduces, the other dies), so that near ties
+    /// after short trainings go to the network that trains further in the same time; 0
+    /// (the paper): fitness alone. `aging` ignores it.
+    pub tournament_cheaper_within: f64,
     /// Mutations applied to make each child (1 in the paper).
     pub mutations_per_reproduction: usize,
     /// How mutations treat what the parent learned: `paper` (new tensors start fresh)
@@ -305,6 +311,7 @@ impl Default for EvolutionSection {
             initial_population: 1000,
             selection: Selection::Tournament,
             sample_size: 25,
+            tournament_cheaper_within: 0.0,
             mutations_per_reproduction: 1,
             mutation_style: MutationStyle::Paper,
             augmentation_gene: false,

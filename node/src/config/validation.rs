@@ -115,6 +115,14 @@ impl ExperimentConfig {
                 ),
             );
         }
+        // Only a tournament compares two members; aging ignores the key.
+        let t = v.tournament_cheaper_within;
+        if !(0.0..1.0).contains(&t) {
+            return invalid(
+                "evolution.tournament_cheaper_within",
+                format!("{t} is not in [0, 1)"),
+            );
+        }
         if v.min_insert_channels > v.limits.max_channels {
             return invalid(
                 "evolution.min_insert_channels",
@@ -450,6 +458,21 @@ mod tests {
                 "evolution.initial_population",
             ),
             ("evolution.sample_size", "0", "evolution.sample_size"),
+            (
+                "evolution.tournament_cheaper_within",
+                "-0.01",
+                "evolution.tournament_cheaper_within",
+            ),
+            (
+                "evolution.tournament_cheaper_within",
+                "1.0",
+                "evolution.tournament_cheaper_within",
+            ),
+            (
+                "evolution.tournament_cheaper_within",
+                "nan",
+                "evolution.tournament_cheaper_within",
+            ),
             (
                 "evolution.mutations_per_reproduction",
                 "0",

@@ -57,7 +57,9 @@ impl Shard {
         }
         // Each kill shrinks the population, so this ends within a population's worth.
         for _ in 0..=self.population.target_size() + 1 {
-            match self.population.select(&mut self.rng) {
+            let shapes = &self.shapes;
+            let cost = |id| shapes.get(&id).map(|s| s.forward_flops);
+            match self.population.select_with_costs(&mut self.rng, cost) {
                 Decision::Kill(id) => {
                     if let Err(e) = self.kill(id) {
                         self.fatal(e);
