@@ -260,7 +260,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(r) => {
             let population = r
                 .population(config.evolution.population_size, strategy)
-                .map(|p| p.with_cheaper_within(config.evolution.tournament_cheaper_within))
                 .context("rebuilding the population")?;
             // A migrant that was waiting to be scored is scored now; any other folder
             // without a record is an unfinished training, removed.
@@ -318,11 +317,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             let state = StateDir::create(&state_path, &config).with_context(|| {
                 format!("creating the state directory {}", state_path.display())
             })?;
-            let population = Population::new(config.evolution.population_size, strategy)
-                .with_cheaper_within(config.evolution.tournament_cheaper_within);
+            let population = Population::new(config.evolution.population_size, strategy);
             (state, Vec::new(), population, 0, 0, Vec::new())
         }
     };
+    let population = population.with_cheaper_within(config.evolution.tournament_cheaper_within);
     // The key a new state directory gets: derived from --identity-seed, or random.
     let new_key = match args.identity_seed {
         Some(seed) => libp2p::identity::Keypair::ed25519_from_bytes(seeded_identity_bytes(seed))
