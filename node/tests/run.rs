@@ -16,12 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The overrides that give every mutation but `keep` a weight of 0.
+/// The overrides that give each mutation of `keep` a weight of 1 and every other 0,
+/// whatever weights the config sets.
 fn only_mutations(keep: &[genome::Mutation]) -> Vec<String> {
     genome::Mutation::WITH_AUGMENTATION
         .iter()
-        .filter(|m| !keep.contains(m))
-        .map(|m| format!("evolution.mutation_weights.{m}=0"))
+        .map(|m| {
+            let weight = if keep.contains(m) { 1 } else { 0 };
+            format!("evolution.mutation_weights.{m}={weight}")
+        })
         .collect()
 }
 
