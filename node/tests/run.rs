@@ -983,21 +983,21 @@ fn the_stall_budget_trains_longer_after_each_generation_without_a_new_best() {
 }
 
 /// The cost budget: each child trains `training.steps` times the median forward FLOPs
-/// of the population's trained members over its own, between once and the cap. The
+/// of the population's trained members over its own, between the floor and the cap. The
 /// members alive at its birth are some of those trained before it, so its steps lie
-/// between what the cheapest and the costliest of those would give; the run has children
-/// that trained the base steps and children that trained more. Only the mutations that
-/// change a network's cost are drawn (with all eleven, a population of five on noise
-/// images can stay linear for 60 births, and every child then trains the base steps).
-#[test]
-fn the_cost_budget_gives_cheaper_children_more_steps() {
-    let weights = only_mutations(&[
+/// between what the cheapest and the costliest of those would give. Only the mutations
+/// that change a network's cost are drawn (with all eleven, a population of five on
+/// noise images can stay linear for 60 births, and every child then trains the base
+/// steps). Returns how many trained fewer, exactly and more than the base steps.
+fn check_cost_budget(min_factor: f64) -> (usize, usize, usize) {
+    let mut settings = only_mutations(&[
         genome::Mutation::InsertConvolution,
         genome::Mutation::RemoveConvolution,
         genome::Mutation::AlterStride,
     ]);
-    let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
-    let (_, planned, records) = budget_run("cost", 60, &weights);
+    settings.push(format!("training.budget_min_factor={min_factor}"));
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let (_, planned, records) = budget_run("cost", 60, &settings);
     assert_eq!(records.len(), 60);
     let flops = |r: &Value| {
         let g: genome::Genome = serde_json::from_value(r["genome"].clone()).unwrap();
@@ -1011,11 +1011,12 @@ fn the_cost_budget_gives_cheaper_children_more_steps() {
             node::budget::Budget::Cost,
             10,
             4,
+            min_factor,
             Some(0),
             reference as f64 / own as f64,
         )
     };
-    let (mut base, mut more) = (0, 0);
+    let (mut fewer, mut base, mut more) = (0, 0, 0);
     for (id, r) in &records {
         let steps = planned[id];
         let own = flops(r);
@@ -1033,13 +1034,31 @@ fn the_cost_budget_gives_cheaper_children_more_steps() {
             (lo..=hi).contains(&steps),
             "#{id} ({own} FLOPs) trained {steps} steps, outside {lo}..={hi} (earlier: {earlier:?})"
         );
-        if steps == 10 {
-            base += 1;
-        } else {
-            more += 1;
+        match steps.cmp(&10) {
+            std::cmp::Ordering::Less => fewer += 1,
+            std::cmp::Ordering::Equal => base += 1,
+            std::cmp::Ordering::Greater => more += 1,
         }
     }
-    assert!(base > 0 && more > 0, "{planned:?}");
+    (fewer, base, more)
+}
+
+/// Without a floor below 1 no child trains fewer than the base steps; the run has
+/// children that trained the base steps and children that trained more.
+#[test]
+fn the_cost_budget_gives_cheaper_children_more_steps() {
+    let (fewer, base, more) = check_cost_budget(1.0);
+    assert_eq!(fewer, 0);
+    assert!(base > 0 && more > 0, "{base} at the base, {more} more");
+}
+
+/// With a floor of a quarter, a child costlier than the median member trains fewer
+/// steps, never below the floor (a quarter of the 10 steps, rounded: 3); cheaper ones still
+/// train more.
+#[test]
+fn a_cost_budget_floor_gives_costlier_children_fewer_steps() {
+    let (fewer, _, more) = check_cost_budget(0.25);
+    assert!(fewer > 0 && more > 0, "{fewer} fewer, {more} more");
 }
 
 /// `--identity-seed`: two offline runs of one config, seed and identity seed on one

@@ -38,6 +38,10 @@ pub struct FitnessSettings {
     /// `training.budget` and its cap (absent when fixed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<(Budget, u32)>,
+    /// `training.budget_min_factor` (absent when 1, so that earlier fingerprints stay as
+    /// they were).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub budget_min_factor: f64,
     /// `training.gradient_clip` (absent when off).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gradient_clip: f64,
@@ -96,6 +100,14 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+fn one() -> f64 {
+    1.0
+}
+
 /// FNV-1a, 64 bits: tiny, and stable across Rust versions (unlike `DefaultHasher`).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -122,6 +134,10 @@ impl ExperimentConfig {
             schedule: self.training.schedule,
             budget: (!self.training.budget.is_fixed())
                 .then_some((self.training.budget, self.training.budget_max_factor)),
+            budget_min_factor: match self.training.budget {
+                Budget::Cost => self.training.budget_min_factor,
+                _ => 1.0,
+            },
             augmentation_gene: self.evolution.augmentation_gene,
             gradient_clip: self.training.gradient_clip,
             warmup: self.training.warmup,
@@ -175,6 +191,7 @@ mod tests {
             ("training.augment.flip", "false"),
             ("training.warmup", "0.05"),
             ("training.collapse_retry", "0.25"),
+            ("training.budget_min_factor", "0.25"),
         ] {
             let mut c = base.clone();
             c.apply_override(k, v).unwrap();
@@ -182,6 +199,16 @@ mod tests {
             let diff = base.fitness_settings().differences(&c.fitness_settings());
             assert_eq!(diff.len(), 1, "{k}: {diff:?}");
         }
+        // The cost budget's floor means nothing to the other budgets.
+        let mut fixed = base.clone();
+        fixed
+            .apply_override("training.budget", "\"fixed\"")
+            .unwrap();
+        let mut floored = fixed.clone();
+        floored
+            .apply_override("training.budget_min_factor", "0.25")
+            .unwrap();
+        assert_eq!(floored.fitness_fingerprint(), fixed.fitness_fingerprint());
         // Known value: the hash function must not change between versions.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);

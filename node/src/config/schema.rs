@@ -172,10 +172,14 @@ pub struct TrainingSection {
     /// `budget_max_factor` times), `stall` (beyond the paper: `steps` times a factor
     /// that doubles each generation without a new best, at most `budget_max_factor`)
     /// or `cost` (beyond the paper: `steps` times the population's median forward
-    /// FLOPs over the child's, between 1 and `budget_max_factor`).
+    /// FLOPs over the child's, between `budget_min_factor` and `budget_max_factor`).
     pub budget: Budget,
     /// The cap of the `lineage`, `stall` and `cost` budgets, in multiples of `steps`.
     pub budget_max_factor: u32,
+    /// Beyond the paper: the floor of the `cost` budget, in multiples of `steps`, in
+    /// (0, 1]: below 1 a child costlier than the population's median member trains as
+    /// many fewer steps as its cost asks, down to this (1: never fewer than `steps`).
+    pub budget_min_factor: f64,
     /// Beyond the paper: adaptive gradient clipping, the gradient of each kernel and
     /// weight matrix scaled to at most this times the tensor's norm (0: off).
     pub gradient_clip: f64,
@@ -203,6 +207,7 @@ impl Default for TrainingSection {
             schedule: Schedule::Constant,
             budget: Budget::Fixed,
             budget_max_factor: 4,
+            budget_min_factor: 1.0,
             gradient_clip: 0.0,
             warmup: 0.0,
             collapse_retry: 0.0,

@@ -64,6 +64,13 @@ impl ExperimentConfig {
                 format!("{} is not in 1..=1000", t.budget_max_factor),
             );
         }
+        let floor = t.budget_min_factor;
+        if floor.is_nan() || floor <= 0.0 || floor > 1.0 {
+            return invalid(
+                "training.budget_min_factor",
+                format!("{floor} is not a factor in (0, 1]"),
+            );
+        }
         if t.batch == 0 || t.batch > 65_536 {
             return invalid("training.batch", format!("{} is not in 1..=65536", t.batch));
         }
@@ -502,6 +509,21 @@ mod tests {
             ("training.collapse_retry", "1.0", "training.collapse_retry"),
             ("training.collapse_retry", "-0.5", "training.collapse_retry"),
             ("training.collapse_retry", "nan", "training.collapse_retry"),
+            (
+                "training.budget_min_factor",
+                "0",
+                "training.budget_min_factor",
+            ),
+            (
+                "training.budget_min_factor",
+                "1.5",
+                "training.budget_min_factor",
+            ),
+            (
+                "training.budget_min_factor",
+                "nan",
+                "training.budget_min_factor",
+            ),
             ("training.weight_decay", "-1", "training.weight_decay"),
             ("training.augment.pad", "100", "training.augment.pad"),
             ("data.validation_images", "0", "data.validation_images"),

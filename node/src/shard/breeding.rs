@@ -533,6 +533,7 @@ impl Shard {
                 t.budget,
                 t.steps,
                 t.budget_max_factor,
+                t.budget_min_factor,
                 earlier_children,
                 self.budget_factor(&genome),
             ),
@@ -951,7 +952,12 @@ impl Shard {
                     .filter(|m| m.is_candidate())
                     .filter_map(|m| self.shapes.get(&m.id))
                     .map(|s| s.forward_flops);
-                cost_factor(own, members, self.config.training.budget_max_factor)
+                cost_factor(
+                    own,
+                    members,
+                    self.config.training.budget_max_factor,
+                    self.config.training.budget_min_factor,
+                )
             }
             Budget::Fixed | Budget::Lineage => 1.0,
         }
