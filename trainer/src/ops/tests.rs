@@ -2,7 +2,7 @@
 //! and gradients through candle's autograd), over random small shapes.
 
 use super::*;
-use candle_core::{Device, Var};
+use candle_core::{backprop::GradStore, Device, Var};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -39,12 +39,12 @@ fn assert_close(what: &str, a: &Tensor, r: &Tensor, rel: f64) {
     );
 }
 
-/// The ReLU mask of `y` (the f32 output under test) as f64 ones and zeros, after checking
-/// that it differs from the mask of the exact pre-activation `z` only where `z` is within
-/// `allowed` of zero: there f32 rounding may land on either side, and either side is
-/// right. Reference gradients take this mask, since one element on the other side moves
-/// batch norm's gradients by about gamma/sqrt(var + eps).
-fn relu_mask(y: &Tensor, z: &Tensor, allowed: f64) -> Tensor {
+/// The reference gradients of `sum(relu(z) * r)` for the exact pre-activation `z` (f64,
+/// from `Var`s), with the ReLU mask of `y` (the f32 output under test), after checking
+/// that this mask differs from the exact one only where `z` is within `allowed` of zero:
+/// there f32 rounding may land on either side, and either side is right, while one
+/// element on the other side moves batch norm's gradients by about gamma/sqrt(var + eps).
+fn reference_grads(y: &Tensor, z: &Tensor, r: &Tensor, allowed: f64) -> GradStore {
     let mask = f64_of(&y.gt(0.0).unwrap());
     let exact = f64_of(&z.gt(0.0).unwrap());
     let flipped_at = (&mask - &exact)
@@ -61,7 +61,14 @@ fn relu_mask(y: &Tensor, z: &Tensor, allowed: f64) -> Tensor {
         flipped_at <= allowed,
         "relu mask differs where the pre-activation is {flipped_at} from zero (allowed {allowed})"
     );
-    mask
+    (z * mask)
+        .unwrap()
+        .mul(&f64_of(r))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
 }
 
 #[derive(Debug, Clone)]
@@ -272,14 +279,7 @@ fn check_bn_train(c: &BnCase) {
         d <= allowed,
         "bn forward: max diff {d} (reference scale {scale}, rounding {rounding})"
     );
-    let grr = (&zr * relu_mask(&y, &zr, allowed))
-        .unwrap()
-        .mul(&f64_of(&r))
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grr = reference_grads(&y, &zr, &r, allowed);
     assert_close("bn mean", &mean, &mr, 1e-5);
     assert_close("bn var", &var, &vr, 1e-4);
     let (d, _) = diff(
@@ -336,14 +336,7 @@ fn check_bn_eval(c: &BnCase) {
     let yr = zr.relu().unwrap();
     assert_close("bn eval forward", &y, &yr, 1e-4);
     let (_, forward_scale) = diff(&y, &yr);
-    let grr = (&zr * relu_mask(&y, &zr, 1e-4 * (1.0 + forward_scale)))
-        .unwrap()
-        .mul(&f64_of(&r))
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grr = reference_grads(&y, &zr, &r, 1e-4 * (1.0 + forward_scale));
     let names = ["dx", "dgamma", "dbeta", "dmean", "dvar"];
     for (i, name) in names.iter().enumerate() {
         assert_close(
