@@ -28,8 +28,8 @@ pub enum MutationStyle {
 }
 
 /// How mutations are carried out: their style, and (beyond the paper, in the
-/// function-preserving style only) the fewest channels an inserted convolution gets and
-/// how an inserted vertex's kind is chosen.
+/// function-preserving style only) the fewest channels an inserted convolution gets, the
+/// width of a stride-2 insertion and how an inserted vertex's kind is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MutationOptions {
     /// The paper's mutations or their function-preserving forms.
@@ -46,6 +46,11 @@ pub struct MutationOptions {
     /// between two convolutions composes them into one linear map, adding cost but no
     /// depth.
     pub nonlinear_insertions: bool,
+    /// With [`MutationStyle::PreserveFunction`]: a stride-2 insertion gets this many
+    /// times its input's channels where it can widen exactly (the resolution halves, the
+    /// channels multiply; the first pass the input on, the others start fresh and
+    /// unused), and at least the floor. 0 or 1: its input's channels, as the paper's.
+    pub stride_two_width_factor: u32,
 }
 
 impl From<MutationStyle> for MutationOptions {
@@ -54,6 +59,7 @@ impl From<MutationStyle> for MutationOptions {
             style,
             min_insert_channels: 0,
             nonlinear_insertions: false,
+            stride_two_width_factor: 1,
         }
     }
 }

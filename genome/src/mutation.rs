@@ -338,20 +338,27 @@ fn preserve_in_place(
                     }
                     _ => (VertexKind::Linear, false),
                 };
-                // Widened to the floor where the layout change is exact: in front of a
-                // convolution (its kernel grown), or through identity edges (the
-                // vertices and kernels that carry the layout grown, the head resampled
-                // with zero weights on the new channels).
+                // Widened (by options.stride_two_width_factor, and to the floor) where
+                // the layout change is exact: in front of a convolution (its kernel
+                // grown), or through identity edges (the vertices and kernels that carry
+                // the layout grown, the head resampled with zero weights on the new
+                // channels); within the limit on channels.
                 let chain = if old_is_conv {
                     Some(Vec::new())
                 } else {
                     layout_change(g, analysis, v, chosen, false)
                 };
                 let base = if split { 2 * c } else { c };
+                let wide = [
+                    c.saturating_mul(options.stride_two_width_factor.max(1)),
+                    min_insert_channels,
+                ]
+                .into_iter()
+                .filter(|&w| w <= limits.max_channels)
+                .max()
+                .unwrap_or(base);
                 let channels = match &chain {
-                    Some(_) if min_insert_channels <= limits.max_channels => {
-                        base.max(min_insert_channels)
-                    }
+                    Some(_) => base.max(wide),
                     _ => base,
                 };
                 let (w, new_edge) = g.split_edge(
@@ -986,6 +993,7 @@ mod tests {
             style: MutationStyle::PreserveFunction,
             min_insert_channels: 16,
             nonlinear_insertions: false,
+            stride_two_width_factor: 1,
         };
         let limits = Limits::default();
         // From the linear classifier, an insertion is 16 wide, at either stride (at
@@ -1041,6 +1049,7 @@ mod tests {
             style: MutationStyle::Paper,
             min_insert_channels: 16,
             nonlinear_insertions: true,
+            stride_two_width_factor: 1,
         };
         for seed in 0..20 {
             let (child, _, _) = apply_with_style(
@@ -1055,6 +1064,74 @@ mod tests {
         }
     }
 
+    #[test]
+    fn stride_two_insertions_multiply_their_inputs_channels_by_the_factor() {
+        let limits = Limits::default();
+        let parent = small();
+        let analysis = parent.analyze(&limits).unwrap();
+        let options = |factor| MutationOptions {
+            style: MutationStyle::PreserveFunction,
+            min_insert_channels: 0,
+            nonlinear_insertions: false,
+            stride_two_width_factor: factor,
+        };
+        let mut ratios = BTreeSet::new();
+        for seed in 0..200 {
+            let (child, _, _) = apply_with_style(
+                &parent,
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                options(2),
+            )
+            .unwrap();
+            let new = child
+                .edges
+                .iter()
+                .find(|e| parent.edge(e.id).is_none())
+                .expect("a new edge");
+            let conv = new.op.conv().expect("a convolution");
+            let c = analysis.vertex_shapes[&new.from].c;
+            if conv.stride == 2 {
+                ratios.insert(conv.channels / c);
+                // The same draws at factor 1 give the input's channels.
+                let (narrow, _, _) = apply_with_style(
+                    &parent,
+                    Mutation::InsertConvolution,
+                    &mut seeded_rng(seed),
+                    &limits,
+                    options(1),
+                )
+                .unwrap();
+                let narrow_conv = narrow.edge(new.id).and_then(|e| e.op.conv()).copied();
+                assert_eq!(narrow_conv.map(|n| n.channels), Some(c), "seed {seed}");
+            }
+        }
+        // In front of a convolution (every backbone edge of this parent), always twice.
+        assert_eq!(ratios, BTreeSet::from([2]));
+        // Within the limit on channels: the input's channels where the factor asks for
+        // too many.
+        for seed in 0..40 {
+            let (child, _, _) = apply_with_style(
+                &parent,
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits,
+                options(limits.max_channels),
+            )
+            .unwrap();
+            let new = child
+                .edges
+                .iter()
+                .find(|e| parent.edge(e.id).is_none())
+                .expect("a new edge");
+            let conv = new.op.conv().expect("a convolution");
+            if conv.stride == 2 {
+                assert_eq!(conv.channels, analysis.vertex_shapes[&new.from].c);
+            }
+        }
+    }
+
     /// The kind of the vertex `m` inserted into `parent` with `nonlinear_insertions`,
     /// and the new convolution's stride (1 for INSERT-ONE-TO-ONE), for one seed.
     fn inserted(parent: &Genome, m: Mutation, nonlinear: bool, seed: u64) -> (VertexKind, u32) {
@@ -1062,6 +1139,7 @@ mod tests {
             style: MutationStyle::PreserveFunction,
             min_insert_channels: 0,
             nonlinear_insertions: nonlinear,
+            stride_two_width_factor: 1,
         };
         let (child, _, _) = apply_with_style(
             parent,

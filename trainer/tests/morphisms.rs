@@ -118,6 +118,7 @@ fn check(seed: u64, steps: usize, m: Mutation, floor: u32, nonlinear: bool) -> C
         style: MutationStyle::PreserveFunction,
         min_insert_channels: floor,
         nonlinear_insertions: nonlinear,
+        stride_two_width_factor: 1,
     };
     let Ok((child, _, applied)) = apply_with_style(&pg, m, &mut rng, &limits(), options) else {
         return Checked::NotApplied;
@@ -257,6 +258,7 @@ fn nonlinear_insertions_keep_the_function() {
         style: MutationStyle::PreserveFunction,
         min_insert_channels: 0,
         nonlinear_insertions: true,
+        stride_two_width_factor: 1,
     };
     let mut split_stride_two = 0;
     for seed in 0..80 {
@@ -349,4 +351,72 @@ fn the_paper_style_has_no_special_initializations() {
             }
         }
     }
+}
+
+/// A stride-2 insertion widened by `stride_two_width_factor` computes what the same
+/// insertion at its input's width computes (its further channels start unused: zero in
+/// its consumer's kernel and in the resampled head), on the same parents with the same
+/// draws; and it does widen on most of them.
+#[test]
+fn wider_stride_two_insertions_compute_what_narrow_ones_do() {
+    let options = |factor| MutationOptions {
+        style: MutationStyle::PreserveFunction,
+        min_insert_channels: 0,
+        nonlinear_insertions: true,
+        stride_two_width_factor: factor,
+    };
+    let mut widened = 0;
+    for seed in 0..80 {
+        let (pg, tensors) = parent(seed, 6);
+        let insert = |factor| {
+            apply_with_style(
+                &pg,
+                Mutation::InsertConvolution,
+                &mut seeded_rng(seed),
+                &limits(),
+                options(factor),
+            )
+        };
+        let (Ok((narrow, _, n_applied)), Ok((wide, _, w_applied))) = (insert(1), insert(2)) else {
+            continue;
+        };
+        let new_conv = |g: &Genome| {
+            *g.edges
+                .iter()
+                .find(|e| pg.edge(e.id).is_none())
+                .expect("a new edge")
+                .op
+                .conv()
+                .expect("a convolution")
+        };
+        let (n, w) = (new_conv(&narrow), new_conv(&wide));
+        assert_eq!(n.stride, w.stride, "seed {seed}: the same draws");
+        if n.stride == 1 {
+            assert_eq!(narrow, wide, "seed {seed}: stride 1 is not affected");
+            continue;
+        }
+        if w.channels == n.channels {
+            continue;
+        }
+        widened += 1;
+        let net = |g: &Genome, inits: &[TensorInit], invalidated| {
+            Network::with_inits(
+                g,
+                &Device::Cpu,
+                Some(&tensors),
+                invalidated,
+                inits,
+                seed + 1,
+            )
+            .unwrap()
+            .0
+        };
+        let x = batch(seed + 100, 7);
+        assert_close(
+            &logits(&net(&wide, &w_applied.inits, &w_applied.invalidated), &x),
+            &logits(&net(&narrow, &n_applied.inits, &n_applied.invalidated), &x),
+            &format!("seed {seed}: {:?}", w_applied.inits),
+        );
+    }
+    assert!(widened >= 10, "{widened} widened stride-2 insertions in 80");
 }

@@ -299,6 +299,11 @@ pub struct EvolutionSection {
     /// insertions add depth (a LINEAR vertex between two convolutions composes them into
     /// one linear map); `false` (the paper): at random.
     pub nonlinear_insertions: bool,
+    /// Beyond the paper, with `preserve-function` only: a stride-2 insertion gets this
+    /// many times its input's channels where it can widen exactly (the resolution
+    /// halves, the channels multiply; the further ones start fresh and unused), and at
+    /// least `min_insert_channels`; 1 (the paper): its input's channels.
+    pub stride_two_width_factor: u32,
     /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
     /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
     /// the paper's uniform draw. Beyond the paper when set.
@@ -322,6 +327,7 @@ impl Default for EvolutionSection {
             augmentation_gene: false,
             min_insert_channels: 0,
             nonlinear_insertions: false,
+            stride_two_width_factor: 1,
             mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
@@ -348,13 +354,14 @@ impl EvolutionSection {
         })
     }
 
-    /// How mutations are carried out: their style, the insertion floor and the kind of
-    /// inserted vertices.
+    /// How mutations are carried out: their style, the insertion floor, the width of
+    /// stride-2 insertions and the kind of inserted vertices.
     pub fn mutation_options(&self) -> MutationOptions {
         MutationOptions {
             style: self.mutation_style,
             min_insert_channels: self.min_insert_channels,
             nonlinear_insertions: self.nonlinear_insertions,
+            stride_two_width_factor: self.stride_two_width_factor,
         }
     }
 

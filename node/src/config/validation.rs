@@ -4,6 +4,10 @@
 use super::*;
 use genome::Limits;
 
+/// The most a stride-2 insertion may multiply its input's channels by
+/// (`evolution.stride_two_width_factor`).
+pub const MAX_STRIDE_TWO_WIDTH_FACTOR: u32 = 8;
+
 impl ExperimentConfig {
     /// Checks ranges and consistency; the error names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -136,6 +140,15 @@ impl ExperimentConfig {
                 format!(
                     "{} is more than evolution.limits.max_channels ({})",
                     v.min_insert_channels, v.limits.max_channels
+                ),
+            );
+        }
+        if !(1..=MAX_STRIDE_TWO_WIDTH_FACTOR).contains(&v.stride_two_width_factor) {
+            return invalid(
+                "evolution.stride_two_width_factor",
+                format!(
+                    "{} is not in 1..={MAX_STRIDE_TWO_WIDTH_FACTOR}",
+                    v.stride_two_width_factor
                 ),
             );
         }
@@ -557,6 +570,16 @@ mod tests {
                 "stop.final_training_lr_factor",
                 "0",
                 "stop.final_training_lr_factor",
+            ),
+            (
+                "evolution.stride_two_width_factor",
+                "0",
+                "evolution.stride_two_width_factor",
+            ),
+            (
+                "evolution.stride_two_width_factor",
+                "9",
+                "evolution.stride_two_width_factor",
             ),
             (
                 "stop.final_training_lr_factor",
