@@ -1064,11 +1064,35 @@ mod tests {
         }
     }
 
+    /// INSERT-CONVOLUTION of `parent` with `options` for one seed: the new convolution and
+    /// the channels of its input.
+    fn inserted_conv(
+        parent: &Genome,
+        seed: u64,
+        limits: &Limits,
+        options: MutationOptions,
+    ) -> (Conv, u32) {
+        let (child, _, _) = apply_with_style(
+            parent,
+            Mutation::InsertConvolution,
+            &mut seeded_rng(seed),
+            limits,
+            options,
+        )
+        .unwrap();
+        let new = child
+            .edges
+            .iter()
+            .find(|e| parent.edge(e.id).is_none())
+            .expect("a new edge");
+        let c = parent.analyze(limits).unwrap().vertex_shapes[&new.from].c;
+        (*new.op.conv().expect("a convolution"), c)
+    }
+
     #[test]
     fn stride_two_insertions_multiply_their_inputs_channels_by_the_factor() {
         let limits = Limits::default();
         let parent = small();
-        let analysis = parent.analyze(&limits).unwrap();
         let options = |factor| MutationOptions {
             style: MutationStyle::PreserveFunction,
             min_insert_channels: 0,
@@ -1077,34 +1101,12 @@ mod tests {
         };
         let mut ratios = BTreeSet::new();
         for seed in 0..200 {
-            let (child, _, _) = apply_with_style(
-                &parent,
-                Mutation::InsertConvolution,
-                &mut seeded_rng(seed),
-                &limits,
-                options(2),
-            )
-            .unwrap();
-            let new = child
-                .edges
-                .iter()
-                .find(|e| parent.edge(e.id).is_none())
-                .expect("a new edge");
-            let conv = new.op.conv().expect("a convolution");
-            let c = analysis.vertex_shapes[&new.from].c;
+            let (conv, c) = inserted_conv(&parent, seed, &limits, options(2));
             if conv.stride == 2 {
                 ratios.insert(conv.channels / c);
                 // The same draws at factor 1 give the input's channels.
-                let (narrow, _, _) = apply_with_style(
-                    &parent,
-                    Mutation::InsertConvolution,
-                    &mut seeded_rng(seed),
-                    &limits,
-                    options(1),
-                )
-                .unwrap();
-                let narrow_conv = narrow.edge(new.id).and_then(|e| e.op.conv()).copied();
-                assert_eq!(narrow_conv.map(|n| n.channels), Some(c), "seed {seed}");
+                let (narrow, _) = inserted_conv(&parent, seed, &limits, options(1));
+                assert_eq!((narrow.stride, narrow.channels), (2, c), "seed {seed}");
             }
         }
         // In front of a convolution (every backbone edge of this parent), always twice.
@@ -1112,22 +1114,9 @@ mod tests {
         // Within the limit on channels: the input's channels where the factor asks for
         // too many.
         for seed in 0..40 {
-            let (child, _, _) = apply_with_style(
-                &parent,
-                Mutation::InsertConvolution,
-                &mut seeded_rng(seed),
-                &limits,
-                options(limits.max_channels),
-            )
-            .unwrap();
-            let new = child
-                .edges
-                .iter()
-                .find(|e| parent.edge(e.id).is_none())
-                .expect("a new edge");
-            let conv = new.op.conv().expect("a convolution");
+            let (conv, c) = inserted_conv(&parent, seed, &limits, options(limits.max_channels));
             if conv.stride == 2 {
-                assert_eq!(conv.channels, analysis.vertex_shapes[&new.from].c);
+                assert_eq!(conv.channels, c);
             }
         }
     }
