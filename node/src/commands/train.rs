@@ -17,9 +17,10 @@ pub struct TrainArgs {
     /// Data set folder (CIFAR binary, image folder or IDX files).
     #[arg(long)]
     data: PathBuf,
-    /// SGD steps.
-    #[arg(long, default_value_t = 25_600)]
-    steps: u64,
+    /// SGD steps (without it: 25,600, the paper's; with --seconds, as many as the seconds
+    /// allow).
+    #[arg(long)]
+    steps: Option<u64>,
     /// Stop training after this many seconds of SGD steps, even before --steps (a time
     /// budget: e.g. a hand-picked net given the wall time of a search).
     #[arg(long)]
@@ -188,6 +189,20 @@ pub fn label_mode(s: &str) -> Result<LabelMode> {
     }
 }
 
+/// The paper's steps per training: what `evo train` trains without --steps or --seconds.
+pub const PAPER_STEPS: u64 = 25_600;
+
+/// The steps `evo train` asks of the trainer: --steps where given; otherwise
+/// [`PAPER_STEPS`], or no cap where --seconds is the budget (a time budget that a step
+/// count nobody asked for cut short would train less than it says).
+pub fn step_budget(steps: Option<u64>, seconds: Option<f64>) -> u64 {
+    match (steps, seconds) {
+        (Some(steps), _) => steps,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => PAPER_STEPS,
+    }
+}
+
 /// Runs `evo train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     anyhow::ensure!(
@@ -283,7 +298,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
     let config = TrainConfig {
-        steps: args.steps,
+        steps: step_budget(args.steps, args.seconds),
         batch: args.batch,
         sgd: trainer::optim::SgdConfig {
             momentum: args.momentum,
@@ -321,11 +336,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &config,
             true,
             args.out.as_deref(),
-            |p| {
-                eprintln!(
+            |p| match p.steps {
+                u64::MAX => eprintln!(
+                    "step {:>6} loss {:.4} {:.0} img/s",
+                    p.step, p.loss, p.images_per_s
+                ),
+                steps => eprintln!(
                     "step {:>6}/{} loss {:.4} {:.0} img/s",
-                    p.step, p.steps, p.loss, p.images_per_s
-                );
+                    p.step, steps, p.loss, p.images_per_s
+                ),
             },
         )
     })
@@ -356,4 +375,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     });
     println!("{line}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_budget_without_steps_is_not_cut_short_by_the_papers_steps() {
+        assert_eq!(step_budget(None, None), PAPER_STEPS);
+        assert_eq!(step_budget(None, Some(600.0)), u64::MAX);
+        assert_eq!(step_budget(Some(400), Some(600.0)), 400);
+        assert_eq!(step_budget(Some(400), None), 400);
+    }
 }
