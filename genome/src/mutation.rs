@@ -1020,21 +1020,8 @@ mod tests {
         let parent = small();
         let mut grown = 0;
         for seed in 0..200 {
-            let (child, _, applied) = apply_with_style(
-                &parent,
-                Mutation::InsertConvolution,
-                &mut seeded_rng(seed),
-                &limits,
-                options,
-            )
-            .unwrap();
-            let new = child
-                .edges
-                .iter()
-                .find(|e| parent.edge(e.id).is_none())
-                .expect("a new edge");
-            let channels = new.op.conv().expect("a convolution").channels;
-            assert!(channels >= 16, "{channels}");
+            let (conv, _, applied) = inserted_conv(&parent, seed, &limits, options);
+            assert!(conv.channels >= 16, "{}", conv.channels);
             if applied
                 .inits
                 .iter()
@@ -1064,15 +1051,15 @@ mod tests {
         }
     }
 
-    /// INSERT-CONVOLUTION of `parent` with `options` for one seed: the new convolution and
-    /// the channels of its input.
+    /// INSERT-CONVOLUTION of `parent` with `options` for one seed: the new convolution,
+    /// the channels of its input and what the mutation applied.
     fn inserted_conv(
         parent: &Genome,
         seed: u64,
         limits: &Limits,
         options: MutationOptions,
-    ) -> (Conv, u32) {
-        let (child, _, _) = apply_with_style(
+    ) -> (Conv, u32, Applied) {
+        let (child, _, applied) = apply_with_style(
             parent,
             Mutation::InsertConvolution,
             &mut seeded_rng(seed),
@@ -1086,7 +1073,7 @@ mod tests {
             .find(|e| parent.edge(e.id).is_none())
             .expect("a new edge");
         let c = parent.analyze(limits).unwrap().vertex_shapes[&new.from].c;
-        (*new.op.conv().expect("a convolution"), c)
+        (*new.op.conv().expect("a convolution"), c, applied)
     }
 
     #[test]
@@ -1101,11 +1088,11 @@ mod tests {
         };
         let mut ratios = BTreeSet::new();
         for seed in 0..200 {
-            let (conv, c) = inserted_conv(&parent, seed, &limits, options(2));
+            let (conv, c, _) = inserted_conv(&parent, seed, &limits, options(2));
             if conv.stride == 2 {
                 ratios.insert(conv.channels / c);
                 // The same draws at factor 1 give the input's channels.
-                let (narrow, _) = inserted_conv(&parent, seed, &limits, options(1));
+                let (narrow, _, _) = inserted_conv(&parent, seed, &limits, options(1));
                 assert_eq!((narrow.stride, narrow.channels), (2, c), "seed {seed}");
             }
         }
@@ -1114,7 +1101,7 @@ mod tests {
         // Within the limit on channels: the input's channels where the factor asks for
         // too many.
         for seed in 0..40 {
-            let (conv, c) = inserted_conv(&parent, seed, &limits, options(limits.max_channels));
+            let (conv, c, _) = inserted_conv(&parent, seed, &limits, options(limits.max_channels));
             if conv.stride == 2 {
                 assert_eq!(conv.channels, c);
             }
