@@ -27,6 +27,21 @@ pub enum MutationStyle {
     PreserveFunction,
 }
 
+/// What a function-preserving stride-2 insertion passes on from each window of its input
+/// (beyond the paper, which has no such insertion): the resolution halves, so no form keeps
+/// the function exactly; the head is resampled to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrideTwoPassThrough {
+    /// The window's centre pixel: every other row and column, the others dropped.
+    #[default]
+    Sample,
+    /// The mean of the 2x2 block the window's centre starts (the centre, the pixel right
+    /// of it, the one below and the one diagonally below): every pixel counts, and where
+    /// the head weighs a block's pixels alike the logits stay exactly the same.
+    Average,
+}
+
 /// How mutations are carried out: their style, and (beyond the paper, in the
 /// function-preserving style only) the fewest channels an inserted convolution gets, the
 /// width of a stride-2 insertion and how an inserted vertex's kind is chosen.
@@ -51,6 +66,9 @@ pub struct MutationOptions {
     /// channels multiply; the first pass the input on, the others start fresh and
     /// unused), and at least the floor. 0 or 1: its input's channels, as the paper's.
     pub stride_two_width_factor: u32,
+    /// With [`MutationStyle::PreserveFunction`]: what a stride-2 insertion passes on from
+    /// each window of its input.
+    pub stride_two_pass_through: StrideTwoPassThrough,
 }
 
 impl From<MutationStyle> for MutationOptions {
@@ -60,6 +78,7 @@ impl From<MutationStyle> for MutationOptions {
             min_insert_channels: 0,
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
+            stride_two_pass_through: StrideTwoPassThrough::Sample,
         }
     }
 }
@@ -71,12 +90,18 @@ pub enum TensorInit {
     /// A new kernel `[c_out, c_in, kh, kw]` that passes its input on: output channel
     /// `i < c_in` is the centred one-hot of input channel `i`; with `split`, output
     /// channels `c_in + i` are minus those, so that a ReLU after it keeps both signs
-    /// (`x = relu(x) - relu(-x)`); further output channels are fresh.
+    /// (`x = relu(x) - relu(-x)`); further output channels are fresh. With `average` (a
+    /// stride-2 kernel at least 3x3), output channel `i` is instead the mean of input
+    /// channel `i` over the 2x2 block at the centre tap and the taps right of and below
+    /// it ([`StrideTwoPassThrough::Average`]).
     PassThrough {
         /// The kernel's name.
         name: String,
         /// Whether the negated copies follow.
         split: bool,
+        /// Whether each output is a 2x2 block's mean rather than the centre pixel.
+        #[serde(default)]
+        average: bool,
     },
     /// A new batch norm that passes its input on in evaluation mode (scale
     /// `sqrt(running_var + eps)`, shift `running_mean`); the trainer measures its

@@ -11,7 +11,7 @@ use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, VertexKind};
 use crate::limits::Limits;
 use crate::morphism::{
     double_channels, grow_layout, layout_change, non_negative, resample_head, MutationOptions,
-    MutationStyle, TensorInit, HEAD_WEIGHT,
+    MutationStyle, StrideTwoPassThrough, TensorInit, HEAD_WEIGHT,
 };
 use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
 use crate::weights::MutationWeights;
@@ -326,7 +326,8 @@ fn preserve_in_place(
             let old_is_conv = old.op.conv().is_some();
             if rng.random_bool(0.5) {
                 // Stride 2 (as often as the paper's): a pass-through that keeps every
-                // other row and column, the head resampled to the smaller output.
+                // other row and column (or each 2x2 block's mean), the head resampled to
+                // the smaller output.
                 // With nonlinear insertions, a BN_RELU on an input of either sign splits
                 // the channels (x, -x) where a convolution consumes them, its kernel grown
                 // to take relu(x) - relu(-x).
@@ -369,6 +370,7 @@ fn preserve_in_place(
                 let mut inits = vec![TensorInit::PassThrough {
                     name: conv_kernel_name(new_edge),
                     split,
+                    average: options.stride_two_pass_through == StrideTwoPassThrough::Average,
                 }];
                 if kind == VertexKind::BnRelu {
                     inits.push(TensorInit::PassThroughBatchNorm {
@@ -442,6 +444,7 @@ fn preserve_in_place(
             let mut inits = vec![TensorInit::PassThrough {
                 name: conv_kernel_name(new_edge),
                 split,
+                average: false,
             }];
             if kind == VertexKind::BnRelu {
                 inits.push(TensorInit::PassThroughBatchNorm {
@@ -994,6 +997,7 @@ mod tests {
             min_insert_channels: 16,
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
+            stride_two_pass_through: Default::default(),
         };
         let limits = Limits::default();
         // From the linear classifier, an insertion is 16 wide, at either stride (at
@@ -1037,6 +1041,7 @@ mod tests {
             min_insert_channels: 16,
             nonlinear_insertions: true,
             stride_two_width_factor: 1,
+            stride_two_pass_through: Default::default(),
         };
         for seed in 0..20 {
             let (child, _, _) = apply_with_style(
@@ -1085,6 +1090,7 @@ mod tests {
             min_insert_channels: 0,
             nonlinear_insertions: false,
             stride_two_width_factor: factor,
+            stride_two_pass_through: Default::default(),
         };
         let mut ratios = BTreeSet::new();
         for seed in 0..200 {
@@ -1116,6 +1122,7 @@ mod tests {
             min_insert_channels: 0,
             nonlinear_insertions: nonlinear,
             stride_two_width_factor: 1,
+            stride_two_pass_through: Default::default(),
         };
         let (child, _, _) = apply_with_style(
             parent,

@@ -28,8 +28,8 @@ pub fn initialize(
     fresh: Vec<f32>,
 ) -> Option<(Vec<f32>, bool)> {
     match init {
-        TensorInit::PassThrough { split, .. } => {
-            pass_through_kernel(&spec.shape, *split, fresh).map(|v| (v, false))
+        TensorInit::PassThrough { split, average, .. } => {
+            pass_through_kernel(&spec.shape, *split, *average, fresh).map(|v| (v, false))
         }
         TensorInit::PassThroughBatchNorm { .. } => {
             let n: usize = spec.shape.iter().product();
@@ -99,19 +99,35 @@ fn resample_head(
 /// A kernel `[c_out, c_in, kh, kw]` whose output channel `i < c_in` is the centred
 /// one-hot of input channel `i` (with `split`, output `c_in + i` its negative); other
 /// output channels keep their `fresh` values.
-fn pass_through_kernel(shape: &[usize], split: bool, mut fresh: Vec<f32>) -> Option<Vec<f32>> {
+fn pass_through_kernel(
+    shape: &[usize],
+    split: bool,
+    average: bool,
+    mut fresh: Vec<f32>,
+) -> Option<Vec<f32>> {
     let &[o, i, kh, kw] = shape else {
         return None;
     };
-    if kh % 2 == 0 || kw % 2 == 0 || o < i || (split && o < 2 * i) {
+    if kh % 2 == 0 || kw % 2 == 0 || o < i || (split && o < 2 * i) || (average && kh.min(kw) < 3) {
         return None;
     }
-    let tap = (kh / 2) * kw + kw / 2;
+    let (ch, cw) = (kh / 2, kw / 2);
+    // The taps each output channel reads from its input channel: the centre, or the 2x2
+    // block it starts (right of it and below it, inside the filter since it is 3 or more).
+    let taps: Vec<(usize, f32)> = if average {
+        [(ch, cw), (ch, cw + 1), (ch + 1, cw), (ch + 1, cw + 1)]
+            .map(|(r, c)| (r * kw + c, 0.25))
+            .to_vec()
+    } else {
+        vec![(ch * kw + cw, 1.0)]
+    };
     let row = i * kh * kw;
-    let mut set = |out: usize, input: usize, value: f32| {
+    let mut set = |out: usize, input: usize, sign: f32| {
         let r = &mut fresh[out * row..(out + 1) * row];
         r.fill(0.0);
-        r[input * kh * kw + tap] = value;
+        for &(tap, value) in &taps {
+            r[input * kh * kw + tap] = sign * value;
+        }
     };
     for c in 0..i {
         set(c, c, 1.0);
@@ -234,7 +250,7 @@ mod tests {
     #[test]
     fn a_pass_through_kernel_is_a_centred_one_hot_with_split_negatives() {
         let fresh = vec![7.0; 5 * 2 * 3 * 3];
-        let k = pass_through_kernel(&[5, 2, 3, 3], true, fresh).unwrap();
+        let k = pass_through_kernel(&[5, 2, 3, 3], true, false, fresh).unwrap();
         let at = |o: usize, i: usize, y: usize, x: usize| k[((o * 2 + i) * 3 + y) * 3 + x];
         assert_eq!(at(0, 0, 1, 1), 1.0);
         assert_eq!(at(1, 1, 1, 1), 1.0);
@@ -244,7 +260,28 @@ mod tests {
         assert_eq!(at(0, 0, 0, 0), 0.0);
         // The fifth output channel stays fresh.
         assert!((0..18).all(|j| k[4 * 18 + j] == 7.0));
-        assert!(pass_through_kernel(&[3, 2, 3, 3], true, vec![0.0; 54]).is_none());
+        assert!(pass_through_kernel(&[3, 2, 3, 3], true, false, vec![0.0; 54]).is_none());
+    }
+
+    #[test]
+    fn an_averaging_pass_through_reads_the_block_the_centre_starts() {
+        let fresh = vec![7.0; 5 * 2 * 3 * 3];
+        let k = pass_through_kernel(&[5, 2, 3, 3], true, true, fresh).unwrap();
+        let at = |o: usize, i: usize, y: usize, x: usize| k[((o * 2 + i) * 3 + y) * 3 + x];
+        for (y, x) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+            assert_eq!(at(0, 0, y, x), 0.25);
+            assert_eq!(at(1, 1, y, x), 0.25);
+            assert_eq!(at(2, 0, y, x), -0.25);
+            assert_eq!(at(3, 1, y, x), -0.25);
+            assert_eq!(at(0, 1, y, x), 0.0);
+        }
+        for (y, x) in [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0)] {
+            assert_eq!(at(0, 0, y, x), 0.0);
+        }
+        assert!((0..18).all(|j| k[4 * 18 + j] == 7.0));
+        // A 1x1 (or 1-high) filter has no block to average.
+        assert!(pass_through_kernel(&[2, 2, 1, 1], false, true, vec![0.0; 4]).is_none());
+        assert!(pass_through_kernel(&[2, 2, 1, 3], false, true, vec![0.0; 12]).is_none());
     }
 
     #[test]

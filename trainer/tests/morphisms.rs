@@ -10,7 +10,7 @@
 use candle_core::{Device, Tensor};
 use genome::{
     apply_with_style, seeded_rng, EdgeOp, Genome, InputShape, Invalidated, Limits, Mutation,
-    MutationOptions, MutationStyle, TensorInit, VertexKind,
+    MutationOptions, MutationStyle, StrideTwoPassThrough, TensorInit, VertexKind,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -119,6 +119,7 @@ fn check(seed: u64, steps: usize, m: Mutation, floor: u32, nonlinear: bool) -> C
         min_insert_channels: floor,
         nonlinear_insertions: nonlinear,
         stride_two_width_factor: 1,
+        stride_two_pass_through: Default::default(),
     };
     let Ok((child, _, applied)) = apply_with_style(&pg, m, &mut rng, &limits(), options) else {
         return Checked::NotApplied;
@@ -247,95 +248,102 @@ fn preserving_forms_apply_and_start_from_the_linear_classifier() {
 /// Nonlinear insertions stay exact as often, and a stride-2 one that splits its
 /// pixels' signs (x, -x) into a BN_RELU computes what the same insertion as a LINEAR
 /// vertex computes: its consumer's grown kernel takes relu(x) - relu(-x) = x (both have
-/// the head resampled, so neither is the parent's function exactly).
+/// the head resampled, so neither is the parent's function exactly), whether the
+/// pass-through samples each window's centre or averages its 2x2 block.
 #[test]
 fn nonlinear_insertions_keep_the_function() {
     let exact = (0..40)
         .filter(|&s| check(s, 6, Mutation::InsertConvolution, 0, true) == Checked::Exact)
         .count();
     assert!(exact >= 8, "nonlinear: exact only {exact} times in 40");
-    let options = MutationOptions {
-        style: MutationStyle::PreserveFunction,
-        min_insert_channels: 0,
-        nonlinear_insertions: true,
-        stride_two_width_factor: 1,
-    };
-    let mut split_stride_two = 0;
-    for seed in 0..80 {
-        let (pg, tensors) = parent(seed, 6);
-        let mut rng = seeded_rng(seed);
-        let Ok((child, _, applied)) = apply_with_style(
-            &pg,
-            Mutation::InsertConvolution,
-            &mut rng,
-            &limits(),
-            options,
-        ) else {
-            continue;
+    for pass in [StrideTwoPassThrough::Sample, StrideTwoPassThrough::Average] {
+        let options = MutationOptions {
+            style: MutationStyle::PreserveFunction,
+            min_insert_channels: 0,
+            nonlinear_insertions: true,
+            stride_two_width_factor: 1,
+            stride_two_pass_through: pass,
         };
-        let new_edge = child
-            .edges
-            .iter()
-            .find(|e| pg.edge(e.id).is_none())
-            .expect("a new edge");
-        let conv = *new_edge.op.conv().expect("a convolution");
-        let split = applied
-            .inits
-            .iter()
-            .any(|i| matches!(i, TensorInit::PassThrough { split: true, .. }));
-        if conv.stride != 2 || !split {
-            continue;
-        }
-        split_stride_two += 1;
-        // The same insertion as a LINEAR vertex of the input's channels.
-        let mut linear = child.clone();
-        let w = new_edge.to;
-        linear
-            .vertices
-            .iter_mut()
-            .find(|v| v.id == w)
-            .expect("the new vertex")
-            .kind = VertexKind::Linear;
-        for e in linear.edges.iter_mut().filter(|e| e.id == new_edge.id) {
-            if let EdgeOp::Conv(c) = &mut e.op {
-                c.channels /= 2;
+        let mut split_stride_two = 0;
+        for seed in 0..80 {
+            let (pg, tensors) = parent(seed, 6);
+            let mut rng = seeded_rng(seed);
+            let Ok((child, _, applied)) = apply_with_style(
+                &pg,
+                Mutation::InsertConvolution,
+                &mut rng,
+                &limits(),
+                options,
+            ) else {
+                continue;
+            };
+            let new_edge = child
+                .edges
+                .iter()
+                .find(|e| pg.edge(e.id).is_none())
+                .expect("a new edge");
+            let conv = *new_edge.op.conv().expect("a convolution");
+            let split = applied
+                .inits
+                .iter()
+                .any(|i| matches!(i, TensorInit::PassThrough { split: true, .. }));
+            if conv.stride != 2 || !split {
+                continue;
             }
+            split_stride_two += 1;
+            // The same insertion as a LINEAR vertex of the input's channels.
+            let mut linear = child.clone();
+            let w = new_edge.to;
+            linear
+                .vertices
+                .iter_mut()
+                .find(|v| v.id == w)
+                .expect("the new vertex")
+                .kind = VertexKind::Linear;
+            for e in linear.edges.iter_mut().filter(|e| e.id == new_edge.id) {
+                if let EdgeOp::Conv(c) = &mut e.op {
+                    c.channels /= 2;
+                }
+            }
+            let inits: Vec<TensorInit> = applied
+                .inits
+                .iter()
+                .filter_map(|i| match i {
+                    TensorInit::PassThrough { name, average, .. } => {
+                        Some(TensorInit::PassThrough {
+                            name: name.clone(),
+                            split: false,
+                            average: *average,
+                        })
+                    }
+                    TensorInit::PassThroughBatchNorm { .. } | TensorInit::Grow { .. } => None,
+                    other => Some(other.clone()),
+                })
+                .collect();
+            let net = |g: &Genome, inits: &[TensorInit]| {
+                Network::with_inits(
+                    g,
+                    &Device::Cpu,
+                    Some(&tensors),
+                    &applied.invalidated,
+                    inits,
+                    seed + 1,
+                )
+                .unwrap()
+                .0
+            };
+            let x = batch(seed + 100, 7);
+            assert_close(
+                &logits(&net(&child, &applied.inits), &x),
+                &logits(&net(&linear, &inits), &x),
+                &format!("{pass:?}, seed {seed}: {:?}", applied.inits),
+            );
         }
-        let inits: Vec<TensorInit> = applied
-            .inits
-            .iter()
-            .filter_map(|i| match i {
-                TensorInit::PassThrough { name, .. } => Some(TensorInit::PassThrough {
-                    name: name.clone(),
-                    split: false,
-                }),
-                TensorInit::PassThroughBatchNorm { .. } | TensorInit::Grow { .. } => None,
-                other => Some(other.clone()),
-            })
-            .collect();
-        let net = |g: &Genome, inits: &[TensorInit]| {
-            Network::with_inits(
-                g,
-                &Device::Cpu,
-                Some(&tensors),
-                &applied.invalidated,
-                inits,
-                seed + 1,
-            )
-            .unwrap()
-            .0
-        };
-        let x = batch(seed + 100, 7);
-        assert_close(
-            &logits(&net(&child, &applied.inits), &x),
-            &logits(&net(&linear, &inits), &x),
-            &format!("seed {seed}: {:?}", applied.inits),
+        assert!(
+            split_stride_two >= 5,
+            "{pass:?}: {split_stride_two} split stride-2 insertions in 80"
         );
     }
-    assert!(
-        split_stride_two >= 5,
-        "{split_stride_two} split stride-2 insertions in 80"
-    );
 }
 
 /// The paper's style is unchanged: no special initializations.
@@ -364,6 +372,7 @@ fn wider_stride_two_insertions_compute_what_narrow_ones_do() {
         min_insert_channels: 0,
         nonlinear_insertions: true,
         stride_two_width_factor: factor,
+        stride_two_pass_through: Default::default(),
     };
     let mut widened = 0;
     for seed in 0..80 {
@@ -419,4 +428,106 @@ fn wider_stride_two_insertions_compute_what_narrow_ones_do() {
         );
     }
     assert!(widened >= 10, "{widened} widened stride-2 insertions in 80");
+}
+
+/// A stride-2 insertion in front of the head, on a linear classifier whose head weighs
+/// each 2x2 block's pixels alike: with [`StrideTwoPassThrough::Average`] the child's
+/// logits are the parent's on any input (the head's resampled weight is the block's sum,
+/// the kernel passes the block's mean); with `Sample` (the centre pixel) they are not.
+#[test]
+fn an_averaging_stride_two_insertion_keeps_a_block_constant_head_exactly() {
+    let pg = Genome::initial(input(), 5);
+    let (net, _) = Network::new(&pg, &Device::Cpu, None, &Invalidated::none(), 3).unwrap();
+    let mut tensors = net.weights().snapshot().unwrap();
+    let head = &tensors["head.weight"];
+    let (k, f) = head.dims2().unwrap();
+    assert_eq!(f, 3 * 8 * 8);
+    let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let blocks: Vec<f32> = (0..k * 3 * 4 * 4)
+        .map(|_| noise.random_range(-1.0..1.0))
+        .collect();
+    let mut w = vec![0.0f32; k * f];
+    for row in 0..k {
+        for c in 0..3 {
+            for y in 0..8 {
+                for x in 0..8 {
+                    w[row * f + (c * 8 + y) * 8 + x] =
+                        blocks[((row * 3 + c) * 4 + y / 2) * 4 + x / 2];
+                }
+            }
+        }
+    }
+    tensors.insert(
+        "head.weight".into(),
+        Tensor::from_vec(w, (k, f), &Device::Cpu).unwrap(),
+    );
+    let parent_net = Network::with_inits(
+        &pg,
+        &Device::Cpu,
+        Some(&tensors),
+        &Invalidated::none(),
+        &[],
+        1,
+    )
+    .unwrap()
+    .0;
+    let x = batch(11, 4);
+    let want = logits(&parent_net, &x);
+    let child = |pass: StrideTwoPassThrough, seed: u64| {
+        let options = MutationOptions {
+            style: MutationStyle::PreserveFunction,
+            min_insert_channels: 0,
+            nonlinear_insertions: false,
+            stride_two_width_factor: 1,
+            stride_two_pass_through: pass,
+        };
+        let (g, _, applied) = apply_with_style(
+            &pg,
+            Mutation::InsertConvolution,
+            &mut seeded_rng(seed),
+            &limits(),
+            options,
+        )
+        .unwrap();
+        let stride = g
+            .edges
+            .iter()
+            .find_map(|e| e.op.conv())
+            .expect("an inserted convolution")
+            .stride;
+        let net = Network::with_inits(
+            &g,
+            &Device::Cpu,
+            Some(&tensors),
+            &applied.invalidated,
+            &applied.inits,
+            seed + 1,
+        )
+        .unwrap()
+        .0;
+        (stride, logits(&net, &x))
+    };
+    let mut checked = 0;
+    for seed in 0..20 {
+        let (stride, averaged) = child(StrideTwoPassThrough::Average, seed);
+        if stride != 2 {
+            continue;
+        }
+        checked += 1;
+        assert_close(&averaged, &want, &format!("seed {seed}: averaged"));
+        let (_, sampled) = child(StrideTwoPassThrough::Sample, seed);
+        let apart = sampled
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            apart > 1e-2,
+            "seed {seed}: sampling kept the logits ({apart})"
+        );
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} stride-2 insertions in 20 draws"
+    );
 }

@@ -231,6 +231,10 @@ mod tests {
             assert_eq!(c.evolution.min_insert_channels, 0);
             assert!(!c.evolution.nonlinear_insertions);
             assert_eq!(c.evolution.stride_two_width_factor, 1);
+            assert_eq!(
+                c.evolution.stride_two_pass_through,
+                genome::StrideTwoPassThrough::Sample
+            );
             assert_eq!(c.evolution.tournament_cheaper_within, 0.0);
             assert_eq!(c.stop.final_training_lr_factor, 1.0);
             assert!(c.stop.final_training_lr_probe.is_empty());

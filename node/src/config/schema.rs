@@ -4,7 +4,9 @@
 use super::ConfigError;
 use crate::budget::Budget;
 use crate::population::Strategy;
-use genome::{Limits, Mutation, MutationOptions, MutationStyle, MutationWeights};
+use genome::{
+    Limits, Mutation, MutationOptions, MutationStyle, MutationWeights, StrideTwoPassThrough,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -304,6 +306,10 @@ pub struct EvolutionSection {
     /// halves, the channels multiply; the further ones start fresh and unused), and at
     /// least `min_insert_channels`; 1 (the paper): its input's channels.
     pub stride_two_width_factor: u32,
+    /// Beyond the paper, with `preserve-function` only: what a stride-2 insertion passes
+    /// on from each window of its input: `sample` (its centre pixel, every other row and
+    /// column) or `average` (the mean of the 2x2 block it starts).
+    pub stride_two_pass_through: StrideTwoPassThrough,
     /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
     /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
     /// the paper's uniform draw. Beyond the paper when set.
@@ -328,6 +334,7 @@ impl Default for EvolutionSection {
             min_insert_channels: 0,
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
+            stride_two_pass_through: StrideTwoPassThrough::Sample,
             mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
@@ -354,14 +361,15 @@ impl EvolutionSection {
         })
     }
 
-    /// How mutations are carried out: their style, the insertion floor, the width of
-    /// stride-2 insertions and the kind of inserted vertices.
+    /// How mutations are carried out: their style, the insertion floor, the width and
+    /// pass-through of stride-2 insertions and the kind of inserted vertices.
     pub fn mutation_options(&self) -> MutationOptions {
         MutationOptions {
             style: self.mutation_style,
             min_insert_channels: self.min_insert_channels,
             nonlinear_insertions: self.nonlinear_insertions,
             stride_two_width_factor: self.stride_two_width_factor,
+            stride_two_pass_through: self.stride_two_pass_through,
         }
     }
 
