@@ -97,8 +97,9 @@ fn resample_head(
 }
 
 /// A kernel `[c_out, c_in, kh, kw]` whose output channel `i < c_in` is the centred
-/// one-hot of input channel `i` (with `split`, output `c_in + i` its negative); other
-/// output channels keep their `fresh` values.
+/// one-hot of input channel `i`, or with `average` a quarter on each tap of the 2x2 block
+/// the centre starts (with `split`, output `c_in + i` its negative); other output channels
+/// keep their `fresh` values. `None` where the shape cannot hold it.
 fn pass_through_kernel(
     shape: &[usize],
     split: bool,
