@@ -36,7 +36,9 @@ pub use error::GenomeError;
 pub use graph::{AugmentGene, Conv, Edge, EdgeOp, Genome, Id, InputShape, Vertex, VertexKind};
 pub use limits::Limits;
 pub use memory::MemoryEstimate;
-pub use morphism::{MutationOptions, MutationStyle, StrideTwoPassThrough, TensorInit};
+pub use morphism::{
+    MutationOptions, MutationStyle, StrideTwoPassThrough, TensorInit, PAPER_STRIDE_TWO_SHARE,
+};
 pub use mutation::{
     apply, apply_with_style, reproduce, reproduce_with_style, Applied, Invalidated, Mutation,
     MutationError, Reproduction,

@@ -45,7 +45,7 @@ pub enum StrideTwoPassThrough {
 /// How mutations are carried out: their style, and (beyond the paper, in the
 /// function-preserving style only) the fewest channels an inserted convolution gets, the
 /// width of a stride-2 insertion and how an inserted vertex's kind is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MutationOptions {
     /// The paper's mutations or their function-preserving forms.
     pub style: MutationStyle,
@@ -69,6 +69,18 @@ pub struct MutationOptions {
     /// With [`MutationStyle::PreserveFunction`]: what a stride-2 insertion passes on from
     /// each window of its input.
     pub stride_two_pass_through: StrideTwoPassThrough,
+    /// With [`MutationStyle::PreserveFunction`]: the probability that an inserted
+    /// convolution has stride 2 rather than 1 (the paper draws either alike: 0.5).
+    pub stride_two_share: f64,
+}
+
+/// The paper's draw of an inserted convolution's stride: 1 or 2 alike.
+pub const PAPER_STRIDE_TWO_SHARE: f64 = 0.5;
+
+impl Default for MutationOptions {
+    fn default() -> Self {
+        MutationStyle::default().into()
+    }
 }
 
 impl From<MutationStyle> for MutationOptions {
@@ -79,6 +91,7 @@ impl From<MutationStyle> for MutationOptions {
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
             stride_two_pass_through: StrideTwoPassThrough::Sample,
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
         }
     }
 }

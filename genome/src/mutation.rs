@@ -11,7 +11,7 @@ use crate::graph::{Conv, Edge, EdgeOp, Genome, Id, VertexKind};
 use crate::limits::Limits;
 use crate::morphism::{
     double_channels, grow_layout, layout_change, non_negative, resample_head, MutationOptions,
-    MutationStyle, StrideTwoPassThrough, TensorInit, HEAD_WEIGHT,
+    MutationStyle, StrideTwoPassThrough, TensorInit, HEAD_WEIGHT, PAPER_STRIDE_TWO_SHARE,
 };
 use crate::tensors::{bn_prefix, bn_tensor_names, conv_kernel_name};
 use crate::weights::MutationWeights;
@@ -211,6 +211,17 @@ fn not_applicable(mutation: Mutation, reason: &'static str) -> MutationError {
     MutationError::NotApplicable { mutation, reason }
 }
 
+/// Whether an inserted convolution takes stride 2, with probability `share` (held to
+/// [0, 1]; a NaN share draws as the paper does, either stride alike).
+fn stride_two_drawn(rng: &mut impl Rng, share: f64) -> bool {
+    let p = if share.is_nan() {
+        PAPER_STRIDE_TWO_SHARE
+    } else {
+        share.clamp(0.0, 1.0)
+    };
+    rng.random_bool(p)
+}
+
 fn random_kind(rng: &mut impl Rng) -> VertexKind {
     if rng.random_bool(0.5) {
         VertexKind::BnRelu
@@ -324,8 +335,9 @@ fn preserve_in_place(
             let (u, v) = (old.from, old.to);
             let c = analysis.vertex_shapes[&u].c;
             let old_is_conv = old.op.conv().is_some();
-            if rng.random_bool(0.5) {
-                // Stride 2 (as often as the paper's): a pass-through that keeps every
+            if stride_two_drawn(rng, options.stride_two_share) {
+                // Stride 2 (as often as options.stride_two_share says; the paper's 0.5
+                // draws either stride alike): a pass-through that keeps every
                 // other row and column (or each 2x2 block's mean), the head resampled to
                 // the smaller output.
                 // With nonlinear insertions, a BN_RELU on an input of either sign splits
@@ -998,6 +1010,7 @@ mod tests {
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
             stride_two_pass_through: Default::default(),
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
         };
         let limits = Limits::default();
         // From the linear classifier, an insertion is 16 wide, at either stride (at
@@ -1042,6 +1055,7 @@ mod tests {
             nonlinear_insertions: true,
             stride_two_width_factor: 1,
             stride_two_pass_through: Default::default(),
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
         };
         for seed in 0..20 {
             let (child, _, _) = apply_with_style(
@@ -1091,6 +1105,7 @@ mod tests {
             nonlinear_insertions: false,
             stride_two_width_factor: factor,
             stride_two_pass_through: Default::default(),
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
         };
         let mut ratios = BTreeSet::new();
         for seed in 0..200 {
@@ -1123,6 +1138,7 @@ mod tests {
             nonlinear_insertions: nonlinear,
             stride_two_width_factor: 1,
             stride_two_pass_through: Default::default(),
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
         };
         let (child, _, _) = apply_with_style(
             parent,
@@ -1144,6 +1160,50 @@ mod tests {
             .and_then(|e| e.op.conv())
             .map_or(1, |c| c.stride);
         (vertex.kind, stride)
+    }
+
+    #[test]
+    fn the_stride_two_share_sets_how_often_an_insertion_halves_the_resolution() {
+        // The share of function-preserving insertions into the linear classifier that
+        // take stride 2, over 400 seeds, for a share of 0, 0.75 and 1.
+        let stride_two_count = |share: f64| {
+            let options = MutationOptions {
+                style: MutationStyle::PreserveFunction,
+                stride_two_share: share,
+                ..Default::default()
+            };
+            (0..400u64)
+                .filter(|&seed| {
+                    let parent = initial();
+                    let (child, _, _) = apply_with_style(
+                        &parent,
+                        Mutation::InsertConvolution,
+                        &mut seeded_rng(seed),
+                        &Limits::default(),
+                        options,
+                    )
+                    .unwrap();
+                    let new = child
+                        .edges
+                        .iter()
+                        .find(|e| parent.edge(e.id).is_none())
+                        .and_then(|e| e.op.conv())
+                        .expect("an inserted convolution");
+                    new.stride == 2
+                })
+                .count()
+        };
+        assert_eq!(stride_two_count(0.0), 0);
+        assert_eq!(stride_two_count(1.0), 400);
+        let three_quarters = stride_two_count(0.75);
+        assert!(
+            (270..=330).contains(&three_quarters),
+            "{three_quarters} of 400 at stride 2"
+        );
+        let half = stride_two_count(PAPER_STRIDE_TWO_SHARE);
+        assert!((170..=230).contains(&half), "{half} of 400 at stride 2");
+        // A NaN share (not reachable from a validated config) draws as the paper does.
+        assert_eq!(stride_two_count(f64::NAN), half);
     }
 
     #[test]

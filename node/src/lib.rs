@@ -3,7 +3,7 @@
 //!
 //! - [`config`] reads the experiment config; [`state`] keeps the state directory.
 //! - [`population`] decides who dies and who reproduces; [`budget`] how long a child
-//!   trains; [`finale`] when and what the final training trains; [`memory_budget`] how
+//!   trains, [`time_cap`] when one too slow is abandoned; [`finale`] when and what the final training trains; [`memory_budget`] how
 //!   many train at once on a device.
 //! - [`shard`] is the actor that owns this node's individuals, [`worker`] the actors that
 //!   train them, [`messages`] what they (and the HTTP endpoint) send each other.
@@ -28,5 +28,6 @@ pub mod report;
 pub mod search_bench;
 pub mod shard;
 pub mod state;
+pub mod time_cap;
 pub mod view;
 pub mod worker;

@@ -592,7 +592,13 @@ fn the_final_training_abandons_the_breeding_trainings_in_flight() {
     write_cifar10(dir.path(), 30);
     let data = dir.path().join("cifar-10-batches-bin");
     let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, 0, &["training.steps=10000000"]);
+    // No cap on a child's time: these trainings are meant to outlast the search.
+    let mut args = run_args(
+        &data,
+        &state,
+        0,
+        &["training.steps=10000000", "training.child_time_cap=0"],
+    );
     args.extend([
         "--offline".into(),
         "stop.max_wall_minutes=0.3".into(),
@@ -628,6 +634,70 @@ fn the_final_training_abandons_the_breeding_trainings_in_flight() {
     }
 }
 
+/// With `training.child_time_cap`, a training whose pace would take it past its share of
+/// the search's time is abandoned after its first steps (here every one: ten million
+/// steps each); trainings within the cap go on as before.
+#[test]
+fn a_training_too_slow_for_the_child_time_cap_is_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let run = |name: &str, steps: &str, minutes: &str| {
+        let state = dir.path().join(name);
+        let mut args = run_args(&data, &state, 0, &[steps]);
+        args.extend([
+            "--offline".into(),
+            format!("stop.max_wall_minutes={minutes}"),
+            "stop.final_training_share=0".into(),
+            "training.child_time_cap=0.4".into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ok(evo(&args));
+        let events: Vec<Value> = std::fs::read_to_string(state.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (state, events, stderr)
+    };
+    // A cap of 0.4 of 15 s: 6 s; ten million steps are far past it at any pace.
+    let (state, events, stderr) = run("slow", "training.steps=10000000", "0.25");
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "training_failed")
+        .collect();
+    // Every training failed: too slow, or (those in flight at the end) as the run stopped.
+    let (abandoned, stopped): (Vec<&Value>, Vec<&Value>) = failed.iter().partition(|e| {
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("abandoned: too slow (")
+    });
+    assert!(!abandoned.is_empty(), "{events:?}");
+    for e in &stopped {
+        let reason = e["reason"].as_str().unwrap();
+        assert!(reason.starts_with("abandoned: the run stopped"), "{e}");
+    }
+    for e in &abandoned {
+        let reason = e["reason"].as_str().unwrap();
+        assert!(reason.contains("over the cap of 6 s per child"), "{e}");
+        let id = e["id"].as_u64().unwrap();
+        assert!(!state.join(format!("individuals/{id}")).exists());
+    }
+    assert!(stderr.contains("abandoned: too slow"), "{stderr}");
+    assert!(records(&state).is_empty());
+    // Forty steps are well within the same cap: individuals are born, none abandoned.
+    let (state, events, stderr) = run("fast", "training.steps=40", "0.1");
+    assert!(!records(&state).is_empty(), "{stderr}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["reason"].as_str().is_some_and(|r| r.contains("too slow"))),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn status_answers_within_100_ms_while_every_worker_trains() {
     let dir = tempfile::tempdir().unwrap();
@@ -639,7 +709,13 @@ fn status_answers_within_100_ms_while_every_worker_trains() {
         &data,
         &state,
         0,
-        &["--workers", "2", "--training.steps", "10000000"],
+        &[
+            "--workers",
+            "2",
+            "--training.steps",
+            "10000000",
+            "training.child_time_cap=0",
+        ],
     ));
     let port = node.port();
     let status = wait_for(Duration::from_secs(60), "both workers training", || {

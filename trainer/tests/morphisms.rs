@@ -120,6 +120,7 @@ fn check(seed: u64, steps: usize, m: Mutation, floor: u32, nonlinear: bool) -> C
         nonlinear_insertions: nonlinear,
         stride_two_width_factor: 1,
         stride_two_pass_through: Default::default(),
+        stride_two_share: genome::PAPER_STRIDE_TWO_SHARE,
     };
     let Ok((child, _, applied)) = apply_with_style(&pg, m, &mut rng, &limits(), options) else {
         return Checked::NotApplied;
@@ -263,6 +264,7 @@ fn nonlinear_insertions_keep_the_function() {
             nonlinear_insertions: true,
             stride_two_width_factor: 1,
             stride_two_pass_through: pass,
+            stride_two_share: genome::PAPER_STRIDE_TWO_SHARE,
         };
         let mut split_stride_two = 0;
         for seed in 0..80 {
@@ -373,6 +375,7 @@ fn wider_stride_two_insertions_compute_what_narrow_ones_do() {
         nonlinear_insertions: true,
         stride_two_width_factor: factor,
         stride_two_pass_through: Default::default(),
+        stride_two_share: genome::PAPER_STRIDE_TWO_SHARE,
     };
     let mut widened = 0;
     for seed in 0..80 {
@@ -480,6 +483,7 @@ fn an_averaging_stride_two_insertion_keeps_a_block_constant_head_exactly() {
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
             stride_two_pass_through: pass,
+            stride_two_share: genome::PAPER_STRIDE_TWO_SHARE,
         };
         let (g, _, applied) = apply_with_style(
             &pg,

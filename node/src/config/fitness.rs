@@ -174,6 +174,7 @@ mod tests {
             ("evolution.population_size", "40"),
             ("stop.max_individuals", "9"),
             ("training.log_every", "7"),
+            ("training.child_time_cap", "0.05"),
         ] {
             same.apply_override(k, v).unwrap();
         }

@@ -235,7 +235,9 @@ mod tests {
                 c.evolution.stride_two_pass_through,
                 genome::StrideTwoPassThrough::Sample
             );
+            assert_eq!(c.evolution.stride_two_share, genome::PAPER_STRIDE_TWO_SHARE);
             assert_eq!(c.evolution.tournament_cheaper_within, 0.0);
+            assert_eq!(c.training.child_time_cap, 0.0);
             assert_eq!(c.stop.final_training_lr_factor, 1.0);
             assert!(c.stop.final_training_lr_probe.is_empty());
             assert!(!c.stop.final_training_augment_variant);

@@ -6,6 +6,7 @@ use crate::budget::Budget;
 use crate::population::Strategy;
 use genome::{
     Limits, Mutation, MutationOptions, MutationStyle, MutationWeights, StrideTwoPassThrough,
+    PAPER_STRIDE_TWO_SHARE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -195,6 +196,14 @@ pub struct TrainingSection {
     /// factor of the rate, which the individual's genome then carries (0: no watch, the
     /// paper; otherwise in (0, 1)).
     pub collapse_retry: f64,
+    /// Beyond the paper: the most wall time one child's training may take, as a share of
+    /// the search's wall time (`stop.max_wall_minutes` less the final training's share):
+    /// a child whose training, at the pace of its steps so far (judged at each progress
+    /// report, every `log_every` steps), would take longer is abandoned and dies
+    /// untrained, so that one costly network cannot hold a worker for minutes of a short
+    /// run ([`crate::budget::child_time_cap`]). 0 (the paper): no cap; none either in a
+    /// run without a wall-time limit.
+    pub child_time_cap: f64,
 }
 
 impl Default for TrainingSection {
@@ -213,6 +222,7 @@ impl Default for TrainingSection {
             gradient_clip: 0.0,
             warmup: 0.0,
             collapse_retry: 0.0,
+            child_time_cap: 0.0,
         }
     }
 }
@@ -310,6 +320,10 @@ pub struct EvolutionSection {
     /// on from each window of its input: `sample` (its centre pixel, every other row and
     /// column) or `average` (the mean of the 2x2 block it starts).
     pub stride_two_pass_through: StrideTwoPassThrough,
+    /// With `preserve-function` only: the probability that INSERT-CONVOLUTION inserts a
+    /// stride-2 convolution (halving the resolution after it) rather than a stride-1 one;
+    /// 0.5 (the paper): either alike. Beyond the paper when other than 0.5.
+    pub stride_two_share: f64,
     /// `[evolution.mutation_weights]`: how often each mutation is drawn, by its name
     /// (e.g. `RESET-WEIGHTS = 0`); a mutation not named weighs 1, so an empty table is
     /// the paper's uniform draw. Beyond the paper when set.
@@ -335,6 +349,7 @@ impl Default for EvolutionSection {
             nonlinear_insertions: false,
             stride_two_width_factor: 1,
             stride_two_pass_through: StrideTwoPassThrough::Sample,
+            stride_two_share: PAPER_STRIDE_TWO_SHARE,
             mutation_weights: BTreeMap::new(),
             limits: Limits::default(),
         }
@@ -361,8 +376,8 @@ impl EvolutionSection {
         })
     }
 
-    /// How mutations are carried out: their style, the insertion floor, the width and
-    /// pass-through of stride-2 insertions and the kind of inserted vertices.
+    /// How mutations are carried out: their style, the insertion floor, the width,
+    /// pass-through and share of stride-2 insertions and the kind of inserted vertices.
     pub fn mutation_options(&self) -> MutationOptions {
         MutationOptions {
             style: self.mutation_style,
@@ -370,6 +385,7 @@ impl EvolutionSection {
             nonlinear_insertions: self.nonlinear_insertions,
             stride_two_width_factor: self.stride_two_width_factor,
             stride_two_pass_through: self.stride_two_pass_through,
+            stride_two_share: self.stride_two_share,
         }
     }
 

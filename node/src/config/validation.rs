@@ -68,6 +68,15 @@ impl ExperimentConfig {
                 format!("{} is not in 1..=1000", t.budget_max_factor),
             );
         }
+        if !(0.0..1.0).contains(&t.child_time_cap) {
+            return invalid(
+                "training.child_time_cap",
+                format!(
+                    "{} is not a share of the search's time in [0, 1) (0: off)",
+                    t.child_time_cap
+                ),
+            );
+        }
         let floor = t.budget_min_factor;
         if floor.is_nan() || floor <= 0.0 || floor > 1.0 {
             return invalid(
@@ -150,6 +159,13 @@ impl ExperimentConfig {
                     "{} is not in 1..={MAX_STRIDE_TWO_WIDTH_FACTOR}",
                     v.stride_two_width_factor
                 ),
+            );
+        }
+        let share = v.stride_two_share;
+        if !(0.0..=1.0).contains(&share) {
+            return invalid(
+                "evolution.stride_two_share",
+                format!("{share} is not in [0, 1]"),
             );
         }
         if v.mutations_per_reproduction == 0 || v.mutations_per_reproduction > 100 {
@@ -580,6 +596,24 @@ mod tests {
                 "evolution.stride_two_width_factor",
                 "9",
                 "evolution.stride_two_width_factor",
+            ),
+            ("training.child_time_cap", "-0.1", "training.child_time_cap"),
+            ("training.child_time_cap", "1.0", "training.child_time_cap"),
+            ("training.child_time_cap", "nan", "training.child_time_cap"),
+            (
+                "evolution.stride_two_share",
+                "-0.1",
+                "evolution.stride_two_share",
+            ),
+            (
+                "evolution.stride_two_share",
+                "1.5",
+                "evolution.stride_two_share",
+            ),
+            (
+                "evolution.stride_two_share",
+                "nan",
+                "evolution.stride_two_share",
             ),
             (
                 "stop.final_training_lr_factor",

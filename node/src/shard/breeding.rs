@@ -305,26 +305,59 @@ impl Shard {
             .map(|(id, _)| *id)
             .collect();
         for id in breeding {
-            let Some(flight) = self.in_flight.remove(&id) else {
-                continue;
-            };
-            flight.cancel.cancel();
-            let _ = self.population.kill(id);
-            let logged = self.state.append(&Event::TrainingFailed {
-                at_ms: now_ms(),
-                id,
-                reason: "abandoned: the final training began".into(),
-            });
-            self.reporter
-                .line(&format!("#{id} abandoned: the final training began"));
-            self.reporter.json(
-                serde_json::json!({"event": "training_abandoned", "id": id, "reason": "final training"}),
-            );
-            if let Err(e) = logged {
-                self.fatal(e);
+            if !self.abandon(id, "abandoned: the final training began", "final training") {
                 return;
             }
         }
+    }
+
+    /// With `training.child_time_cap`: abandons the breeding training of `id` if, having
+    /// done `step` of its `steps`, its pace would take it past the cap
+    /// ([`crate::time_cap`]).
+    pub(super) fn enforce_time_cap(&mut self, id: IndividualId, step: u64, steps: u64) {
+        let Some(cap) = crate::time_cap::child_time_cap(
+            self.config.training.child_time_cap,
+            self.config.stop.max_wall_minutes,
+            self.config.stop.final_training_share,
+        ) else {
+            return;
+        };
+        let Some(flight) = self.in_flight.get(&id).filter(|f| !f.is_final) else {
+            return;
+        };
+        let elapsed = now_ms().saturating_sub(flight.born_at_ms) as f64 / 1000.0;
+        if !crate::time_cap::over_time_cap(elapsed, step, steps, cap) {
+            return;
+        }
+        let projected = crate::time_cap::projected_seconds(elapsed, step, steps);
+        let reason = format!(
+            "abandoned: too slow ({projected:.0} s at the pace of its first {step} steps, over the cap of {cap:.0} s per child)"
+        );
+        self.abandon(id, &reason, "too slow");
+    }
+
+    /// Stops the breeding training of `id`: cancelled, killed, logged as failed with
+    /// `reason` (`short` in the JSON event); its folder is removed when its worker
+    /// reports. False where the state could not be written (the node then stops).
+    fn abandon(&mut self, id: IndividualId, reason: &str, short: &str) -> bool {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            return true;
+        };
+        flight.cancel.cancel();
+        let _ = self.population.kill(id);
+        let logged = self.state.append(&Event::TrainingFailed {
+            at_ms: now_ms(),
+            id,
+            reason: reason.into(),
+        });
+        self.reporter.line(&format!("#{id} {reason}"));
+        self.reporter
+            .json(serde_json::json!({"event": "training_abandoned", "id": id, "reason": short}));
+        if let Err(e) = logged {
+            self.fatal(e);
+            return false;
+        }
+        true
     }
 
     /// Starts training an initial individual (`parent` `None`) or a child of `parent`:
@@ -686,8 +719,15 @@ impl Shard {
         result: Result<Trained, String>,
     ) {
         let Some(flight) = self.in_flight.remove(&id) else {
-            // Abandoned (the run stopped, or the final training began): what it saved,
-            // if anything, is not part of the run.
+            // Abandoned (the run stopped, the final training began, or it was too
+            // slow): what it saved, if anything, is not part of the run.
+            if self
+                .workers
+                .get(worker)
+                .is_some_and(|w| w.individual == Some(id))
+            {
+                self.set_idle(worker, "idle");
+            }
             self.discard(id);
             return;
         };

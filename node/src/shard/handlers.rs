@@ -32,6 +32,7 @@ impl Handler<Progress> for Shard {
         }
         self.reporter
             .progress(msg.worker, msg.id, msg.step, msg.steps, msg.loss);
+        self.enforce_time_cap(msg.id, msg.step, msg.steps);
     }
 }
 
