@@ -1140,6 +1140,18 @@ mod tests {
             stride_two_pass_through: Default::default(),
             stride_two_share: PAPER_STRIDE_TWO_SHARE,
         };
+        let (kind, stride) = inserted_with(parent, m, options, seed);
+        (kind, stride.unwrap_or(1))
+    }
+
+    /// The kind of the vertex `m` inserted into `parent` with `options`, and the new
+    /// convolution's stride (`None` if it inserted no convolution), for one seed.
+    fn inserted_with(
+        parent: &Genome,
+        m: Mutation,
+        options: MutationOptions,
+        seed: u64,
+    ) -> (VertexKind, Option<u32>) {
         let (child, _, _) = apply_with_style(
             parent,
             m,
@@ -1158,7 +1170,7 @@ mod tests {
             .iter()
             .find(|e| parent.edge(e.id).is_none())
             .and_then(|e| e.op.conv())
-            .map_or(1, |c| c.stride);
+            .map(|c| c.stride);
         (vertex.kind, stride)
     }
 
@@ -1174,22 +1186,9 @@ mod tests {
             };
             (0..400u64)
                 .filter(|&seed| {
-                    let parent = initial();
-                    let (child, _, _) = apply_with_style(
-                        &parent,
-                        Mutation::InsertConvolution,
-                        &mut seeded_rng(seed),
-                        &Limits::default(),
-                        options,
-                    )
-                    .unwrap();
-                    let new = child
-                        .edges
-                        .iter()
-                        .find(|e| parent.edge(e.id).is_none())
-                        .and_then(|e| e.op.conv())
-                        .expect("an inserted convolution");
-                    new.stride == 2
+                    let (_, stride) =
+                        inserted_with(&initial(), Mutation::InsertConvolution, options, seed);
+                    stride.expect("an inserted convolution") == 2
                 })
                 .count()
         };
