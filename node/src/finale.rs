@@ -12,9 +12,14 @@
 //! ([`trainer::width_probe`]) and takes the widest that still gets
 //! `stop.final_training_widen_min_epochs` epochs.
 //!
+//! With `stop.final_training_weights = "fresh"` the copy starts from fresh weights
+//! instead (RESET-WEIGHTS): the search chose the architecture, the final training trains
+//! it anew.
+//!
 //! Plain functions of the clock, the config and the population's ranking; the shard
 //! wires them.
 
+use crate::config::FinalWeights;
 use crate::population::IndividualId;
 use genome::AugmentGene;
 use std::collections::BTreeSet;
@@ -96,6 +101,26 @@ pub fn with_probed_augmentation(
         }
     }
     (genome, mutations)
+}
+
+/// Whether a final training loads its member's weights (`stop.final_training_weights`).
+pub fn inherits_weights(weights: FinalWeights) -> bool {
+    weights == FinalWeights::Inherited
+}
+
+/// The mutations a final copy starts recorded with: IDENTITY (the member, trained on),
+/// or ALTER-AUGMENTATION where it trains with another augmentation than the member's
+/// (`other_augmentation`); then RESET-WEIGHTS where it starts from fresh weights.
+pub fn copy_mutations(other_augmentation: bool, weights: FinalWeights) -> Vec<genome::Mutation> {
+    let mut mutations = vec![if other_augmentation {
+        genome::Mutation::AlterAugmentation
+    } else {
+        genome::Mutation::Identity
+    }];
+    if !inherits_weights(weights) {
+        mutations.push(genome::Mutation::ResetWeights);
+    }
+    mutations
 }
 
 /// The rate probe of a final training of `seconds` (`stop.final_training_lr_probe`,
@@ -391,6 +416,61 @@ mod tests {
         // 0: one per worker that asks.
         assert!(another_member(0, 0));
         assert!(another_member(0, 7));
+    }
+
+    #[test]
+    fn a_fresh_copy_is_recorded_with_reset_weights_after_its_other_mutation() {
+        use genome::Mutation;
+        assert!(inherits_weights(FinalWeights::Inherited));
+        assert!(!inherits_weights(FinalWeights::Fresh));
+        assert_eq!(
+            copy_mutations(false, FinalWeights::Inherited),
+            vec![Mutation::Identity]
+        );
+        assert_eq!(
+            copy_mutations(true, FinalWeights::Inherited),
+            vec![Mutation::AlterAugmentation]
+        );
+        assert_eq!(
+            copy_mutations(false, FinalWeights::Fresh),
+            vec![Mutation::Identity, Mutation::ResetWeights]
+        );
+        assert_eq!(
+            copy_mutations(true, FinalWeights::Fresh),
+            vec![Mutation::AlterAugmentation, Mutation::ResetWeights]
+        );
+        // An augmentation probe that keeps the experiment's gene relabels the IDENTITY
+        // and leaves RESET-WEIGHTS in place.
+        let g = genome::Genome::initial(
+            genome::InputShape {
+                height: 8,
+                width: 8,
+                channels: 1,
+            },
+            10,
+        );
+        let probe = trainer::augment_probe::AugmentProbeReport {
+            genes: vec![
+                AugmentGene {
+                    crop: false,
+                    flip: false,
+                },
+                AugmentGene {
+                    crop: true,
+                    flip: true,
+                },
+            ],
+            chosen: AugmentGene {
+                crop: true,
+                flip: true,
+            },
+            scores: vec![0.5, 0.6],
+            losses: vec![1.0, 1.0],
+            seconds: 1.0,
+        };
+        let (_, m) =
+            with_probed_augmentation(g, copy_mutations(false, FinalWeights::Fresh), Some(&probe));
+        assert_eq!(m, vec![Mutation::AlterAugmentation, Mutation::ResetWeights]);
     }
 
     #[test]

@@ -432,6 +432,72 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     }
 }
 
+/// With `stop.final_training_weights = "fresh"` the final copy trains its member's
+/// network from fresh weights: it is recorded with RESET-WEIGHTS and its birth says that
+/// it inherited no tensor.
+#[test]
+fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar10(dir.path(), 30);
+    let data = dir.path().join("cifar-10-batches-bin");
+    let state = dir.path().join("state");
+    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
+    args.extend([
+        "--offline".into(),
+        "--json-log".into(),
+        "stop.max_wall_minutes=0.3".into(),
+        "stop.final_training_share=0.5".into(),
+        "stop.max_individuals=100000".into(),
+        "--workers".into(),
+        "1".into(),
+        "stop.final_training_members=1".into(),
+        "stop.final_training_augment_variant=false".into(),
+        "stop.final_training_widen=0".into(),
+        "stop.final_training_weights=fresh".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok(evo(&args));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let births: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.contains(r#""event":"birth""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let records = records(&state);
+    let finals: Vec<&Value> = records
+        .values()
+        .filter(|r| {
+            r["mutations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "RESET-WEIGHTS")
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "one fresh final copy: {records:?}");
+    let copy = finals[0];
+    assert_eq!(
+        copy["mutations"],
+        serde_json::json!(["IDENTITY", "RESET-WEIGHTS"]),
+        "{copy}"
+    );
+    // The member's network, unchanged, trained from new weights.
+    let parent = &records[&copy["parent"].as_u64().unwrap()];
+    assert_eq!(copy["genome"]["edges"], parent["genome"]["edges"], "{copy}");
+    let birth = births
+        .iter()
+        .find(|b| b["id"] == copy["id"])
+        .expect("the final copy's birth");
+    assert_eq!(birth["inherited"], 0, "{birth}");
+    // The children bred before it did inherit from their parents.
+    assert!(
+        births
+            .iter()
+            .any(|b| b["id"] != copy["id"] && b["inherited"].as_u64().unwrap_or(0) > 0),
+        "{births:?}"
+    );
+}
+
 /// With `stop.final_training_augment_variant`, the worker the one member leaves free
 /// trains a second copy of the best with the experiment's augmentation where the best's
 /// gene differs from it (ALTER-AUGMENTATION drawn often here so that it usually does),

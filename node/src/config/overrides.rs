@@ -93,6 +93,7 @@ impl ExperimentConfig {
                 final_training_widen: 1,
                 final_training_widen_min_epochs: 1.0,
                 final_training_cheapest_within: 0.5,
+                final_training_weights: FinalWeights::Fresh,
             },
             node: NodeSection {
                 state_dir: Some("x".into()),

@@ -54,6 +54,20 @@ pub enum Admission {
     Grow,
 }
 
+/// Where a final training's weights start (`stop.final_training_weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalWeights {
+    /// From the member's own weights as the search trained them (a widened copy starts
+    /// from the member's function).
+    #[default]
+    Inherited,
+    /// From a fresh initialization of the member's network (widened as
+    /// `stop.final_training_widen` allows): the search chooses the architecture, the
+    /// final training trains it anew, as architecture searches retrain what they found.
+    Fresh,
+}
+
 /// `[migration]`: the island model (as pygmo's archipelago): every `every` reproductions,
 /// or after a reproduction with chance `probability`, a node sends `emigrants` trained
 /// individuals, with their weights, to a peer.
@@ -468,6 +482,10 @@ pub struct StopSection {
     /// training of a fixed time gives a cheaper network more epochs. 0 (the paper): the
     /// best.
     pub final_training_cheapest_within: f64,
+    /// Beyond the paper where `fresh`: whether a final training starts from its member's
+    /// weights (`inherited`) or from fresh ones (`fresh`; the copy is recorded with
+    /// RESET-WEIGHTS).
+    pub final_training_weights: FinalWeights,
 }
 
 impl Default for StopSection {
@@ -488,6 +506,7 @@ impl Default for StopSection {
             final_training_widen: 0,
             final_training_widen_min_epochs: 10.0,
             final_training_cheapest_within: 0.0,
+            final_training_weights: FinalWeights::Inherited,
         }
     }
 }

@@ -399,27 +399,29 @@ impl Shard {
                         final_seconds.unwrap_or(0.0),
                     );
                 }
-                let dir = self.state.individual_dir(p);
-                let tensors = match trainer::individual::load_tensors(&dir, &self.cpu) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.reporter.line(&format!(
-                            "the weights of #{p} could not be read ({e}); it is not trained further"
-                        ));
-                        return Assignment::Wait(WAIT);
+                let weights = self.config.stop.final_training_weights;
+                // A fresh copy (stop.final_training_weights) trains the member's network
+                // from new weights: its own are not read.
+                let tensors = if finale::inherits_weights(weights) {
+                    let dir = self.state.individual_dir(p);
+                    match trainer::individual::load_tensors(&dir, &self.cpu) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            self.reporter.line(&format!(
+                                "the weights of #{p} could not be read ({e}); it is not trained further"
+                            ));
+                            return Assignment::Wait(WAIT);
+                        }
                     }
-                };
-                let mutations = vec![if augment.is_some() {
-                    Mutation::AlterAugmentation
                 } else {
-                    Mutation::Identity
-                }];
+                    None
+                };
                 (
                     parent_genome,
-                    mutations,
+                    finale::copy_mutations(augment.is_some(), weights),
                     Invalidated::none(),
                     Vec::new(),
-                    Some(tensors),
+                    tensors,
                 )
             }
             Some(p) => {
@@ -529,10 +531,17 @@ impl Shard {
                     ),
                     None => String::new(),
                 };
+                let fresh = if finale::inherits_weights(self.config.stop.final_training_weights) {
+                    ""
+                } else {
+                    " from fresh weights"
+                };
                 match final_copy.and_then(|c| c.augment) {
-                    None => format!("final training of #{p} for {seconds:.0} s{widened}{trial}"),
+                    None => format!(
+                        "final training of #{p}{fresh} for {seconds:.0} s{widened}{trial}"
+                    ),
                     Some(a) => format!(
-                        "final training of #{p} for {seconds:.0} s{widened} with the experiment's augmentation (crop {}, flip {})",
+                        "final training of #{p}{fresh} for {seconds:.0} s{widened} with the experiment's augmentation (crop {}, flip {})",
                         on_off(a.crop),
                         on_off(a.flip)
                     ),
