@@ -14,7 +14,9 @@
 //!
 //! With `stop.final_training_weights = "fresh"` the copy starts from fresh weights
 //! instead (RESET-WEIGHTS): the search chose the architecture, the final training trains
-//! it anew.
+//! it anew. Its augmentation probe's copies still start from the member's weights (short
+//! copies from scratch favour the gene that learns fastest, not the one a long training
+//! needs); the fresh network then trains with the gene they chose.
 //!
 //! Plain functions of the clock, the config and the population's ranking; the shard
 //! wires them.

@@ -35,6 +35,9 @@ pub struct Job {
     pub inits: Vec<TensorInit>,
     /// The parent's trained tensors (on the CPU), `None` for an initial individual.
     pub parent_tensors: Option<HashMap<String, Tensor>>,
+    /// The member's trained tensors where a final training from fresh weights judges
+    /// its augmentation from them (`trainer::individual_training::Start::augment_judge`).
+    pub augment_judge: Option<HashMap<String, Tensor>>,
     /// The seed of its fresh weights, batch order and augmentation.
     pub seed: u64,
     /// Where to save the trained model.

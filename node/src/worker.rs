@@ -72,6 +72,7 @@ impl Worker {
                 invalidated: &job.invalidated,
                 inits: &job.inits,
                 seed: job.seed,
+                augment_judge: job.augment_judge.as_ref(),
             };
             let trained = train_individual(
                 &start,

@@ -7,7 +7,9 @@
 //! probe's factors train first; the best of them on the validation images goes on
 //! training at its factor for what is left of the time. With an augmentation probe
 //! ([`crate::augment_probe`]) short copies with the genome's augmentation gene and each
-//! alternative train next, at that factor; the best goes on with its gene. The copy a
+//! alternative train next, at that factor; the best goes on with its gene (a start from
+//! fresh weights may have its copies judged from a trained model's weights instead,
+//! [`Start::augment_judge`], and goes on itself with the gene they chose). The copy a
 //! probe chose is a scored model: where the rest of the training ends below its score (a
 //! long training that overfits, or diverges), the copy's weights, kept aside, are the
 //! model instead.
@@ -45,6 +47,13 @@ pub struct Start<'a> {
     pub inits: &'a [TensorInit],
     /// The seed of its fresh weights.
     pub seed: u64,
+    /// The tensors an augmentation probe's copies start from where they are not the
+    /// start's own: a start from fresh weights (`parent` `None`) judges the gene from a
+    /// trained model of the same network (a run's fresh final training, from its
+    /// member's weights), since short copies from scratch favour the gene that learns
+    /// fastest rather than the one a long training needs. The network trained on stays
+    /// the start's; it takes the chosen gene. `None`: the copies start as the start does.
+    pub augment_judge: Option<&'a HashMap<String, Tensor>>,
 }
 
 impl Start<'_> {
@@ -461,8 +470,12 @@ fn train_started(
                     .map_or(probe.seconds, |left| left.min(probe.seconds)),
                 ..probe.clone()
             };
+            let judge = Start {
+                parent: start.augment_judge.or(start.parent),
+                ..*start
+            };
             let a = run_augment_probe(
-                start,
+                &judge,
                 device,
                 task,
                 &config,
@@ -475,14 +488,30 @@ fn train_started(
                 augment_probe: None,
                 ..config
             };
-            (a.net, rest, Some((a.steps, a.report, a.score)))
+            let (net, judged_copy) = match start.augment_judge {
+                // The copies judged from other weights: the start's network goes on
+                // with the gene they chose, and the chosen copy (the same network, a
+                // scored model) is kept aside.
+                Some(_) if start.parent.is_none() => {
+                    let mut genome = net.genome().clone();
+                    genome.augment = Some(a.report.chosen);
+                    let (judged, _) = start.build(&genome, device)?;
+                    judged.weights().restore(&net.weights().snapshot()?)?;
+                    (judged, Some(a.net))
+                }
+                _ => (a.net, None),
+            };
+            (net, rest, Some((a.steps, a.report, a.score, judged_copy)))
         }
         None => (net, config, None),
     };
     let config = &config;
     // The probes' chosen copy, kept aside with its score in case the rest ends below it.
     let chosen_copy = match (&augment_probed, &probed) {
-        (Some((_, _, score)), _) | (None, Some((_, _, score))) if *score > 0.0 => {
+        (Some((_, _, score, Some(copy))), _) if *score > 0.0 => {
+            Some((copy.weights().snapshot()?, *score))
+        }
+        (Some((_, _, score, None)), _) | (None, Some((_, _, score))) if *score > 0.0 => {
             Some((net.weights().snapshot()?, *score))
         }
         _ => None,
@@ -510,9 +539,9 @@ fn train_started(
     };
     lap(&mut phases.train);
     let probe_steps = probed.as_ref().map_or(0, |(steps, _, _)| *steps)
-        + augment_probed.as_ref().map_or(0, |(steps, _, _)| *steps);
+        + augment_probed.as_ref().map_or(0, |(steps, _, _, _)| *steps);
     let probe = probed.map(|(_, report, _)| report);
-    let augment_probe = augment_probed.map(|(_, report, _)| report);
+    let augment_probe = augment_probed.map(|(_, report, _, _)| report);
     let trained_fitness = if outcome.diverged {
         0.0
     } else {
@@ -936,6 +965,7 @@ mod tests {
             invalidated: &Invalidated::none(),
             inits: &[],
             seed: 1,
+            augment_judge: None,
         };
         let config = TrainConfig {
             steps: 200,
@@ -995,6 +1025,7 @@ mod tests {
             invalidated: &Invalidated::none(),
             inits: &[],
             seed: 1,
+            augment_judge: None,
         };
         let config = TrainConfig {
             steps: 5,
@@ -1044,6 +1075,7 @@ mod tests {
             invalidated: &Invalidated::none(),
             inits: &[],
             seed: 1,
+            augment_judge: None,
         };
         // At a millionth of the genome's rate a copy stays where it started; at the
         // genome's own it learns these easy classes.
@@ -1109,6 +1141,7 @@ mod tests {
             invalidated: &Invalidated::none(),
             inits: &[],
             seed: 1,
+            augment_judge: None,
         };
         let config = TrainConfig {
             steps: 20,
@@ -1156,6 +1189,100 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_start_judges_its_augmentation_from_the_judges_weights() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let own = genome::AugmentGene {
+            crop: false,
+            flip: true,
+        };
+        let other = genome::AugmentGene {
+            crop: true,
+            flip: false,
+        };
+        let mut genome = Genome::initial(shape, 3);
+        genome.augment = Some(own);
+        let fresh = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+            augment_judge: None,
+        };
+        // The judge: the same network, trained.
+        let trained = TrainConfig {
+            steps: 200,
+            batch: 10,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        let (judge, judge_dir) = train_and_save(&fresh, &task, &trained);
+        let judge_tensors = individual::load_tensors(judge_dir.path(), &Device::Cpu).unwrap();
+        // At a rate of 0 nothing moves: each copy scores what its start scores.
+        let still = TrainConfig {
+            steps: 20,
+            batch: 10,
+            log_every: 0,
+            lr_scale: 0.0,
+            max_seconds: Some(1000.0),
+            augment_probe: Some(crate::augment_probe::AugmentProbe {
+                alternatives: vec![other],
+                seconds: 100.0,
+                margin: 0.0,
+            }),
+            ..TrainConfig::default()
+        };
+        let untrained = train_individual(
+            &fresh,
+            &Device::Cpu,
+            &task,
+            &TrainConfig {
+                augment_probe: None,
+                ..still.clone()
+            },
+            false,
+            None,
+            |_| {},
+        )
+        .unwrap();
+        assert!(
+            untrained.fitness < judge.fitness,
+            "the fresh network ({}) must score below the judge ({})",
+            untrained.fitness,
+            judge.fitness
+        );
+        let judged = Start {
+            augment_judge: Some(&judge_tensors),
+            ..fresh
+        };
+        let (t, dir) = train_and_save(&judged, &task, &still);
+        let probe = t.augment_probe.as_ref().unwrap();
+        // Both copies started from the judge's weights, not from fresh ones.
+        assert_eq!(
+            probe.scores,
+            vec![judge.fitness, judge.fitness],
+            "{probe:?}"
+        );
+        // A tie: the genome's own gene only where it wins by more than the margin.
+        assert_eq!(probe.chosen, other);
+        // The network trained on is the fresh one (nothing inherited), with the chosen
+        // gene; it ends at the fresh network's score, below the chosen copy's, so the
+        // copy (the same network, from the judge) is the model.
+        assert_eq!(t.inherited, 0);
+        assert_eq!(t.probe_copy_kept, Some(untrained.fitness));
+        assert_eq!(t.fitness, judge.fitness);
+        let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(saved.genome.augment, Some(other));
+        assert_eq!(saved.meta.val_accuracy, Some(judge.fitness));
+    }
+
+    #[test]
     fn a_width_probe_trains_the_widest_width_its_floor_allows_and_saves_it() {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
@@ -1172,6 +1299,7 @@ mod tests {
             invalidated: &Invalidated::none(),
             inits: &[],
             seed: 1,
+            augment_judge: None,
         };
         let probe = |min_epochs| WidthProbe {
             max_rounds: 2,

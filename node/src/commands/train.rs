@@ -108,6 +108,12 @@ pub struct TrainArgs {
     /// Seconds of SGD each copy of --augment-probe trains.
     #[arg(long, requires = "augment_probe")]
     augment_probe_seconds: Option<f64>,
+    /// Start the copies of --augment-probe from the weights of the model in this folder
+    /// (the same network, trained) while the training itself starts from fresh weights,
+    /// as a run's final training with `stop.final_training_weights = "fresh"` does; the
+    /// fresh network then trains with the gene they chose.
+    #[arg(long, requires = "augment_probe", conflicts_with = "init_from")]
+    augment_judge: Option<PathBuf>,
     /// How far (0.01: one point of validation accuracy) the copy with the genome's own
     /// gene must score above the --augment-probe copy to be kept.
     #[arg(long, default_value_t = 0.0)]
@@ -297,6 +303,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         None => None,
     };
+    let augment_judge = match &args.augment_judge {
+        Some(dir) => Some(
+            trainer::individual::load_tensors(dir, &device)
+                .with_context(|| format!("reading the weights in {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let config = TrainConfig {
         steps: step_budget(args.steps, args.seconds),
         batch: args.batch,
@@ -327,6 +340,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         invalidated: &Invalidated::none(),
         inits: &inits,
         seed: args.seed,
+        augment_judge: augment_judge.as_ref(),
     };
     let trained = trainer::threads::run(|| {
         train_individual(

@@ -65,6 +65,8 @@ pub enum FinalWeights {
     /// From a fresh initialization of the member's network (widened as
     /// `stop.final_training_widen` allows): the search chooses the architecture, the
     /// final training trains it anew, as architecture searches retrain what they found.
+    /// Its augmentation probe (`final_training_augment_probe_share`) still judges the
+    /// genes by copies from the member's weights.
     Fresh,
 }
 

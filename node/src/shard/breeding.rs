@@ -373,6 +373,7 @@ impl Shard {
         let final_seconds = final_copy.map(|c| c.seconds);
         let limits = self.config.evolution.limits;
         let mut augment_probe = None;
+        let mut augment_judge = None;
         let (genome, mutations, invalidated, inits, parent_tensors) = match parent {
             None => (
                 self.initial_genome(),
@@ -401,8 +402,10 @@ impl Shard {
                 }
                 let weights = self.config.stop.final_training_weights;
                 // A fresh copy (stop.final_training_weights) trains the member's network
-                // from new weights: its own are not read.
-                let tensors = if finale::inherits_weights(weights) {
+                // from new weights; the member's are read only where its augmentation
+                // probe judges the genes from them.
+                let inherits = finale::inherits_weights(weights);
+                let tensors = if inherits || augment_probe.is_some() {
                     let dir = self.state.individual_dir(p);
                     match trainer::individual::load_tensors(&dir, &self.cpu) {
                         Ok(t) => Some(t),
@@ -414,6 +417,12 @@ impl Shard {
                         }
                     }
                 } else {
+                    None
+                };
+                let tensors = if inherits {
+                    tensors
+                } else {
+                    augment_judge = tensors;
                     None
                 };
                 (
@@ -524,12 +533,16 @@ impl Shard {
                     ),
                     None => String::new(),
                 };
-                let trial = match &augment_probe {
-                    Some(probe) => format!(
+                let trial = match (&augment_probe, &augment_judge) {
+                    (Some(probe), None) => format!(
                         ", first {:.0} s each with its own augmentation and the experiment's",
                         probe.seconds
                     ),
-                    None => String::new(),
+                    (Some(probe), Some(_)) => format!(
+                        ", its augmentation judged first by {:.0} s each from its own weights with its own and the experiment's",
+                        probe.seconds
+                    ),
+                    (None, _) => String::new(),
                 };
                 let fresh = if finale::inherits_weights(self.config.stop.final_training_weights) {
                     ""
@@ -618,6 +631,7 @@ impl Shard {
             invalidated,
             inits,
             parent_tensors,
+            augment_judge,
             seed,
             dir: self.state.individual_dir(id),
             config: match final_seconds {
