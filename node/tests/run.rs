@@ -94,6 +94,30 @@ fn run_offline(
     (dir, state, out)
 }
 
+/// [`run_offline`] of a run that ends with a final training: 20 steps per child on 30
+/// images per batch file, `minutes` of wall time whose last half trains one member, on
+/// `workers` workers, with `extra` settings and `flags`.
+fn run_final_training(
+    minutes: f64,
+    workers: usize,
+    extra: &[&str],
+    flags: &[&str],
+) -> (tempfile::TempDir, PathBuf, std::process::Output) {
+    let mut settings = vec![
+        "training.steps=20".to_string(),
+        format!("stop.max_wall_minutes={minutes}"),
+        "stop.final_training_share=0.5".into(),
+        "stop.max_individuals=100000".into(),
+        "stop.final_training_members=1".into(),
+    ];
+    settings.extend(extra.iter().map(|s| s.to_string()));
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let workers = workers.to_string();
+    let mut all_flags = vec!["--workers", workers.as_str()];
+    all_flags.extend(flags);
+    run_offline(30, &settings, &all_flags)
+}
+
 /// `evo run` resumed on `state` (its config and data as saved there) with `flags` until
 /// `max_individuals` have been trained; the test fails if the run does.
 fn resume(state: &Path, max_individuals: usize, flags: &[&str]) -> std::process::Output {
@@ -357,25 +381,10 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
 
 #[test]
 fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 30);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
-    args.extend([
-        "--offline".into(),
-        "stop.max_wall_minutes=0.4".into(),
-        "stop.final_training_share=0.5".into(),
-        "stop.max_individuals=100000".into(),
-        // Two workers, one member: the other worker idles once its last child is done.
-        "--workers".into(),
-        "2".into(),
-        "stop.final_training_members=1".into(),
-        "stop.final_training_augment_variant=false".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Two workers, one member: the other worker idles once its last child is done.
     let started = Instant::now();
-    let out = ok(evo(&args));
+    let (_dir, state, out) =
+        run_final_training(0.4, 2, &["stop.final_training_augment_variant=false"], &[]);
     let took = started.elapsed().as_secs_f64();
     // It ends at its limit (24 s), not long after, and not at once.
     assert!((20.0..60.0).contains(&took), "{took} s");
@@ -437,26 +446,16 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
 /// it inherited no tensor.
 #[test]
 fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 30);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
-    args.extend([
-        "--offline".into(),
-        "--json-log".into(),
-        "stop.max_wall_minutes=0.3".into(),
-        "stop.final_training_share=0.5".into(),
-        "stop.max_individuals=100000".into(),
-        "--workers".into(),
-        "1".into(),
-        "stop.final_training_members=1".into(),
-        "stop.final_training_augment_variant=false".into(),
-        "stop.final_training_widen=0".into(),
-        "stop.final_training_weights=fresh".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = ok(evo(&args));
+    let (_dir, state, out) = run_final_training(
+        0.3,
+        1,
+        &[
+            "stop.final_training_augment_variant=false",
+            "stop.final_training_widen=0",
+            "stop.final_training_weights=fresh",
+        ],
+        &["--json-log"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let births: Vec<Value> = stdout
         .lines()
@@ -504,26 +503,17 @@ fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
 /// and stays idle where it does not.
 #[test]
 fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_gene_differs() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 30);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
-    args.extend([
-        "--offline".into(),
-        "stop.max_wall_minutes=0.4".into(),
-        "stop.final_training_share=0.5".into(),
-        "stop.max_individuals=100000".into(),
-        "--workers".into(),
-        "2".into(),
-        "stop.final_training_members=1".into(),
-        "stop.final_training_augment_variant=true".into(),
-        "stop.final_training_augment_probe_share=0".into(),
-        "evolution.augmentation_gene=true".into(),
-        "evolution.mutation_weights.ALTER-AUGMENTATION=50".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(evo(&args));
+    let (_dir, state, _) = run_final_training(
+        0.4,
+        2,
+        &[
+            "stop.final_training_augment_variant=true",
+            "stop.final_training_augment_probe_share=0",
+            "evolution.augmentation_gene=true",
+            "evolution.mutation_weights.ALTER-AUGMENTATION=50",
+        ],
+        &[],
+    );
     let records = records(&state);
     let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
     let finals: Vec<&Value> = records.values().filter(|r| train(r) >= 6.0).collect();
@@ -582,26 +572,17 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
 /// augmentation rather than the member's own.
 #[test]
 fn the_final_training_tries_the_experiments_augmentation_within_itself_and_keeps_the_better() {
-    let dir = tempfile::tempdir().unwrap();
-    write_cifar10(dir.path(), 30);
-    let data = dir.path().join("cifar-10-batches-bin");
-    let state = dir.path().join("state");
-    let mut args = run_args(&data, &state, 0, &["training.steps=20"]);
-    args.extend([
-        "--offline".into(),
-        "stop.max_wall_minutes=0.4".into(),
-        "stop.final_training_share=0.5".into(),
-        "stop.max_individuals=100000".into(),
-        "--workers".into(),
-        "2".into(),
-        "stop.final_training_members=1".into(),
-        "stop.final_training_augment_variant=true".into(),
-        "stop.final_training_augment_probe_share=0.2".into(),
-        "evolution.augmentation_gene=true".into(),
-        "evolution.mutation_weights.ALTER-AUGMENTATION=50".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = ok(evo(&args));
+    let (_dir, state, out) = run_final_training(
+        0.4,
+        2,
+        &[
+            "stop.final_training_augment_variant=true",
+            "stop.final_training_augment_probe_share=0.2",
+            "evolution.augmentation_gene=true",
+            "evolution.mutation_weights.ALTER-AUGMENTATION=50",
+        ],
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let records = records(&state);
     let train = |r: &Value| r["phases"]["train"].as_f64().unwrap_or(0.0);
