@@ -384,7 +384,16 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     // Two workers, one member: the other worker idles once its last child is done.
     let started = Instant::now();
     let (_dir, state, out) =
-        run_final_training(0.4, 2, &["stop.final_training_augment_variant=false"], &[]);
+        run_final_training(
+            0.4,
+            2,
+            &[
+                "stop.final_training_augment_variant=false",
+                // The member's own weights: this test reads an inherited copy's record.
+                "stop.final_training_weights=inherited",
+            ],
+            &[],
+        );
     let took = started.elapsed().as_secs_f64();
     // It ends at its limit (24 s), not long after, and not at once.
     assert!((20.0..60.0).contains(&took), "{took} s");
@@ -509,6 +518,7 @@ fn a_spare_worker_trains_the_best_with_the_experiments_augmentation_where_its_ge
         &[
             "stop.final_training_augment_variant=true",
             "stop.final_training_augment_probe_share=0",
+            "stop.final_training_weights=inherited",
             "evolution.augmentation_gene=true",
             "evolution.mutation_weights.ALTER-AUGMENTATION=50",
         ],
@@ -578,6 +588,7 @@ fn the_final_training_tries_the_experiments_augmentation_within_itself_and_keeps
         &[
             "stop.final_training_augment_variant=true",
             "stop.final_training_augment_probe_share=0.2",
+            "stop.final_training_weights=inherited",
             "evolution.augmentation_gene=true",
             "evolution.mutation_weights.ALTER-AUGMENTATION=50",
         ],
