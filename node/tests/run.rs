@@ -383,17 +383,16 @@ fn migrants_waiting_when_a_run_stops_are_scored_when_it_resumes() {
 fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
     // Two workers, one member: the other worker idles once its last child is done.
     let started = Instant::now();
-    let (_dir, state, out) =
-        run_final_training(
-            0.4,
-            2,
-            &[
-                "stop.final_training_augment_variant=false",
-                // The member's own weights: this test reads an inherited copy's record.
-                "stop.final_training_weights=inherited",
-            ],
-            &[],
-        );
+    let (_dir, state, out) = run_final_training(
+        0.4,
+        2,
+        &[
+            "stop.final_training_augment_variant=false",
+            // The member's own weights: this test reads an inherited copy's record.
+            "stop.final_training_weights=inherited",
+        ],
+        &[],
+    );
     let took = started.elapsed().as_secs_f64();
     // It ends at its limit (24 s), not long after, and not at once.
     assert!((20.0..60.0).contains(&took), "{took} s");

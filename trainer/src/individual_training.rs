@@ -1116,10 +1116,10 @@ mod tests {
         assert_eq!(t.steps, 20);
     }
 
-    #[test]
-    fn an_augmentation_probe_goes_on_with_the_gene_that_scores_best_and_saves_it() {
-        let dataset = rgb_dataset();
-        let task = Task::new(&dataset, 20, 0).unwrap();
+    /// The linear classifier of [`rgb_dataset`]'s images with its own augmentation gene
+    /// (flip, no crop), that gene, and another (crop, no flip): an augmentation probe's
+    /// fixture.
+    fn genes_fixture() -> (Genome, genome::AugmentGene, genome::AugmentGene) {
         let shape = InputShape {
             height: 4,
             width: 4,
@@ -1135,6 +1135,14 @@ mod tests {
         };
         let mut genome = Genome::initial(shape, 3);
         genome.augment = Some(own);
+        (genome, own, other)
+    }
+
+    #[test]
+    fn an_augmentation_probe_goes_on_with_the_gene_that_scores_best_and_saves_it() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let (genome, own, other) = genes_fixture();
         let start = Start {
             genome: &genome,
             parent: None,
@@ -1192,21 +1200,7 @@ mod tests {
     fn a_fresh_start_judges_its_augmentation_from_the_judges_weights() {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
-        let shape = InputShape {
-            height: 4,
-            width: 4,
-            channels: 3,
-        };
-        let own = genome::AugmentGene {
-            crop: false,
-            flip: true,
-        };
-        let other = genome::AugmentGene {
-            crop: true,
-            flip: false,
-        };
-        let mut genome = Genome::initial(shape, 3);
-        genome.augment = Some(own);
+        let (genome, _, other) = genes_fixture();
         let fresh = Start {
             genome: &genome,
             parent: None,
