@@ -76,6 +76,17 @@ pub fn choose(scores: &[f64], margin: f64) -> Option<usize> {
     }
 }
 
+/// The learning-rate scale (of the genome's own rate) at which a probe's copies train
+/// where they start from a judge's trained weights rather than from the network the
+/// training goes on with: the training's own scale (`scale`, e.g. a rate probe's factor
+/// chosen on fresh copies), at most 1. The judge's weights were trained at the genome's
+/// own rate; above it they can be thrown far: in issue 11's session 44 both copies of a
+/// judge at twice its rate ended near chance (47.5 and 45.0% against the judge's 64.0%)
+/// and the probe chose between two wrecked copies.
+pub fn judge_lr_scale(scale: f64) -> f64 {
+    scale.min(1.0)
+}
+
 /// What an augmentation probe found: the validation accuracy of each gene's short copy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AugmentProbeReport {
@@ -103,6 +114,14 @@ mod tests {
         crop: false,
         flip: true,
     };
+
+    #[test]
+    fn a_judges_copies_train_at_the_scale_given_but_never_above_the_genomes_own_rate() {
+        assert_eq!(judge_lr_scale(0.25), 0.25);
+        assert_eq!(judge_lr_scale(1.0), 1.0);
+        assert_eq!(judge_lr_scale(2.0), 1.0);
+        assert_eq!(judge_lr_scale(4.0), 1.0);
+    }
 
     #[test]
     fn the_genomes_own_gene_comes_first_and_no_gene_is_tried_twice() {

@@ -9,7 +9,8 @@
 //! ([`crate::augment_probe`]) short copies with the genome's augmentation gene and each
 //! alternative train next, at that factor; the best goes on with its gene (a start from
 //! fresh weights may have its copies judged from a trained model's weights instead,
-//! [`Start::augment_judge`], and goes on itself with the gene they chose). The copy a
+//! [`Start::augment_judge`], at that factor but never above the genome's own rate, and
+//! goes on itself with the gene they chose). The copy a
 //! probe chose is a scored model: where the rest of the training ends below its score (a
 //! long training that overfits, or diverges), the copy's weights, kept aside, are the
 //! model instead.
@@ -51,8 +52,10 @@ pub struct Start<'a> {
     /// start's own: a start from fresh weights (`parent` `None`) judges the gene from a
     /// trained model of the same network (a run's fresh final training, from its
     /// member's weights), since short copies from scratch favour the gene that learns
-    /// fastest rather than the one a long training needs. The network trained on stays
-    /// the start's; it takes the chosen gene. `None`: the copies start as the start does.
+    /// fastest rather than the one a long training needs. The copies train at most at
+    /// the genome's own rate ([`augment_probe::judge_lr_scale`]: the rate the judge's
+    /// weights were trained at). The network trained on stays the start's; it takes the
+    /// chosen gene. `None`: the copies start as the start does.
     pub augment_judge: Option<&'a HashMap<String, Tensor>>,
 }
 
@@ -474,11 +477,22 @@ fn train_started(
                 parent: start.augment_judge.or(start.parent),
                 ..*start
             };
+            // Copies from a judge's trained weights train at most at the genome's own
+            // rate (the rate probe's factor was chosen for the fresh network).
+            let judged_fresh = start.augment_judge.is_some() && start.parent.is_none();
+            let copies = TrainConfig {
+                lr_scale: if judged_fresh {
+                    augment_probe::judge_lr_scale(config.lr_scale)
+                } else {
+                    config.lr_scale
+                },
+                ..config.clone()
+            };
             let a = run_augment_probe(
                 &judge,
                 device,
                 task,
-                &config,
+                &copies,
                 &probe,
                 &genes,
                 &mut on_progress,
@@ -1274,6 +1288,64 @@ mod tests {
         let saved = individual::load(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(saved.genome.augment, Some(other));
         assert_eq!(saved.meta.val_accuracy, Some(judge.fitness));
+    }
+
+    #[test]
+    fn a_judges_copies_train_at_most_at_the_genomes_own_rate() {
+        let dataset = rgb_dataset();
+        let task = Task::new(&dataset, 20, 0).unwrap();
+        let (mut genome, _, other) = genes_fixture();
+        // A rate at which both genes' copies train stably.
+        genome.learning_rate = 0.01;
+        let fresh = Start {
+            genome: &genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+            augment_judge: None,
+        };
+        let trained = TrainConfig {
+            steps: 200,
+            batch: 10,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        let (_, judge_dir) = train_and_save(&fresh, &task, &trained);
+        let judge_tensors = individual::load_tensors(judge_dir.path(), &Device::Cpu).unwrap();
+        let judged = Start {
+            augment_judge: Some(&judge_tensors),
+            ..fresh
+        };
+        let probed_at = |lr_scale: f64| {
+            let config = TrainConfig {
+                steps: 20,
+                batch: 10,
+                log_every: 0,
+                lr_scale,
+                max_seconds: Some(1000.0),
+                augment_probe: Some(crate::augment_probe::AugmentProbe {
+                    alternatives: vec![other],
+                    seconds: 100.0,
+                    margin: 0.0,
+                }),
+                ..TrainConfig::default()
+            };
+            train_individual(&judged, &Device::Cpu, &task, &config, false, None, |_| {})
+                .unwrap()
+                .augment_probe
+                .unwrap()
+        };
+        // The fresh network trains at the scale given; the judge's copies at the
+        // genome's own rate wherever the scale is above it, so they score alike.
+        let own = probed_at(1.0);
+        let wild = probed_at(1e4);
+        assert!(own.scores.iter().all(|&s| s > 0.0), "{own:?}");
+        assert_eq!(wild.scores, own.scores, "{wild:?} against {own:?}");
+        assert_eq!(wild.losses, own.losses, "{wild:?} against {own:?}");
+        // Below the genome's rate the scale given holds (nothing moves at 0).
+        let still = probed_at(0.0);
+        assert_ne!(still.losses, own.losses, "{still:?}");
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub enum FinalWeights {
     /// `stop.final_training_widen` allows): the search chooses the architecture, the
     /// final training trains it anew, as architecture searches retrain what they found.
     /// Its augmentation probe (`final_training_augment_probe_share`) still judges the
-    /// genes by copies from the member's weights.
+    /// genes by copies from the member's weights, trained at most at the member's own
+    /// rate (the rate probe's factor is chosen for the fresh network).
     Fresh,
 }
 
