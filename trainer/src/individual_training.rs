@@ -1210,6 +1210,31 @@ mod tests {
         assert_eq!(t.steps, 20);
     }
 
+    /// `genome`'s network trained from fresh weights for 200 steps and saved: the
+    /// judge of the augmentation-judge tests, with its tensors as read back.
+    fn trained_judge(
+        genome: &Genome,
+        task: &Task<'_>,
+    ) -> (TrainedIndividual, HashMap<String, Tensor>) {
+        let fresh = Start {
+            genome,
+            parent: None,
+            invalidated: &Invalidated::none(),
+            inits: &[],
+            seed: 1,
+            augment_judge: None,
+        };
+        let trained = TrainConfig {
+            steps: 200,
+            batch: 10,
+            log_every: 0,
+            ..TrainConfig::default()
+        };
+        let (judge, dir) = train_and_save(&fresh, task, &trained);
+        let tensors = individual::load_tensors(dir.path(), &Device::Cpu).unwrap();
+        (judge, tensors)
+    }
+
     #[test]
     fn a_fresh_start_judges_its_augmentation_from_the_judges_weights() {
         let dataset = rgb_dataset();
@@ -1224,14 +1249,7 @@ mod tests {
             augment_judge: None,
         };
         // The judge: the same network, trained.
-        let trained = TrainConfig {
-            steps: 200,
-            batch: 10,
-            log_every: 0,
-            ..TrainConfig::default()
-        };
-        let (judge, judge_dir) = train_and_save(&fresh, &task, &trained);
-        let judge_tensors = individual::load_tensors(judge_dir.path(), &Device::Cpu).unwrap();
+        let (judge, judge_tensors) = trained_judge(&genome, &task);
         // At a rate of 0 nothing moves: each copy scores what its start scores.
         let still = TrainConfig {
             steps: 20,
@@ -1305,14 +1323,7 @@ mod tests {
             seed: 1,
             augment_judge: None,
         };
-        let trained = TrainConfig {
-            steps: 200,
-            batch: 10,
-            log_every: 0,
-            ..TrainConfig::default()
-        };
-        let (_, judge_dir) = train_and_save(&fresh, &task, &trained);
-        let judge_tensors = individual::load_tensors(judge_dir.path(), &Device::Cpu).unwrap();
+        let (_, judge_tensors) = trained_judge(&genome, &task);
         let judged = Start {
             augment_judge: Some(&judge_tensors),
             ..fresh
