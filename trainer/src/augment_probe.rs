@@ -81,8 +81,9 @@ pub fn choose(scores: &[f64], margin: f64) -> Option<usize> {
 /// training goes on with: the training's own scale (`scale`, e.g. a rate probe's factor
 /// chosen on fresh copies), at most 1. The judge's weights were trained at the genome's
 /// own rate; above it they can be thrown far: in issue 11's session 44 both copies of a
-/// judge at twice its rate ended near chance (47.5 and 45.0% against the judge's 64.0%)
-/// and the probe chose between two wrecked copies.
+/// judge at twice its rate lost 16 and 19 points (47.5 and 45.0% against the judge's
+/// 64.0%, their losses above a constant guess's) and the probe chose between two wrecked
+/// copies.
 pub fn judge_lr_scale(scale: f64) -> f64 {
     scale.min(1.0)
 }
