@@ -973,14 +973,7 @@ mod tests {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let genome = bn_relu_genome(5.0);
-        let start = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let start = fresh_start(&genome);
         let config = TrainConfig {
             steps: 200,
             batch: 10,
@@ -1010,6 +1003,22 @@ mod tests {
         assert_eq!(t.steps, 200);
     }
 
+    /// Nothing invalidated: a [`fresh_start`]'s inheritance.
+    static NOTHING_INVALIDATED: Invalidated = Invalidated::Tensors(Vec::new());
+
+    /// A start of `genome`'s network from fresh weights (seed 1): nothing inherited, no
+    /// augmentation judge.
+    fn fresh_start(genome: &Genome) -> Start<'_> {
+        Start {
+            genome,
+            parent: None,
+            invalidated: &NOTHING_INVALIDATED,
+            inits: &[],
+            seed: 1,
+            augment_judge: None,
+        }
+    }
+
     /// Three colour classes of 4x4 images: 60 to train (20 held out), 30 to test.
     fn rgb_dataset() -> Dataset {
         Dataset {
@@ -1033,14 +1042,7 @@ mod tests {
             channels: 3,
         };
         let genome = Genome::initial(shape, 3);
-        let start = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let start = fresh_start(&genome);
         let config = TrainConfig {
             steps: 5,
             batch: 10,
@@ -1083,14 +1085,7 @@ mod tests {
             channels: 3,
         };
         let genome = Genome::initial(shape, 3);
-        let start = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let start = fresh_start(&genome);
         // At a millionth of the genome's rate a copy stays where it started; at the
         // genome's own it learns these easy classes.
         let config = TrainConfig {
@@ -1157,14 +1152,7 @@ mod tests {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let (genome, own, other) = genes_fixture();
-        let start = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let start = fresh_start(&genome);
         let config = TrainConfig {
             steps: 20,
             batch: 10,
@@ -1216,14 +1204,7 @@ mod tests {
         genome: &Genome,
         task: &Task<'_>,
     ) -> (TrainedIndividual, HashMap<String, Tensor>) {
-        let fresh = Start {
-            genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let fresh = fresh_start(genome);
         let trained = TrainConfig {
             steps: 200,
             batch: 10,
@@ -1240,14 +1221,7 @@ mod tests {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
         let (genome, _, other) = genes_fixture();
-        let fresh = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let fresh = fresh_start(&genome);
         // The judge: the same network, trained.
         let (judge, judge_tensors) = trained_judge(&genome, &task);
         // At a rate of 0 nothing moves: each copy scores what its start scores.
@@ -1315,14 +1289,7 @@ mod tests {
         let (mut genome, _, other) = genes_fixture();
         // A rate at which both genes' copies train stably.
         genome.learning_rate = 0.01;
-        let fresh = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let fresh = fresh_start(&genome);
         let (_, judge_tensors) = trained_judge(&genome, &task);
         let judged = Start {
             augment_judge: Some(&judge_tensors),
@@ -1370,14 +1337,7 @@ mod tests {
         };
         let genome = genome::ReferenceNet::Small.genome(shape, 3);
         let limits = genome::Limits::default();
-        let start = Start {
-            genome: &genome,
-            parent: None,
-            invalidated: &Invalidated::none(),
-            inits: &[],
-            seed: 1,
-            augment_judge: None,
-        };
+        let start = fresh_start(&genome);
         let probe = |min_epochs| WidthProbe {
             max_rounds: 2,
             min_epochs,
