@@ -451,7 +451,9 @@ fn the_final_training_trains_a_copy_of_the_best_until_the_wall_time_limit() {
 
 /// With `stop.final_training_weights = "fresh"` the final copy trains its member's
 /// network from fresh weights: it is recorded with RESET-WEIGHTS and its birth says that
-/// it inherited no tensor.
+/// it inherited no tensor; with `stop.final_training_fresh_min_rate` its rate probe's
+/// factors scale that rate where the member's own is lower (a floor above every
+/// member's rate here, so the factors must change).
 #[test]
 fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
     let (_dir, state, out) = run_final_training(
@@ -461,6 +463,7 @@ fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
             "stop.final_training_augment_variant=false",
             "stop.final_training_widen=0",
             "stop.final_training_weights=fresh",
+            "stop.final_training_fresh_min_rate=10",
         ],
         &["--json-log"],
     );
@@ -496,6 +499,21 @@ fn a_fresh_final_training_trains_the_members_network_from_new_weights() {
         .find(|b| b["id"] == copy["id"])
         .expect("the final copy's birth");
     assert_eq!(birth["inherited"], 0, "{birth}");
+    // The quick config's probe (1, 0.5, 0.25 of the member's rate), scaled to the floor
+    // of 10 (the quick config's highest rate: every member's rate is lower).
+    let rate = parent["genome"]["learning_rate"].as_f64().unwrap();
+    assert!(rate < 10.0, "{parent}");
+    let scale = 10.0 / rate;
+    let factors: Vec<f64> = birth["probe"]["factors"]
+        .as_array()
+        .expect("the rate probe's report")
+        .iter()
+        .map(|f| f.as_f64().unwrap())
+        .collect();
+    assert_eq!(factors.len(), 3, "{birth}");
+    for (f, set) in factors.iter().zip([1.0, 0.5, 0.25]) {
+        assert!((f - set * scale).abs() < 1e-9 * scale, "{birth}");
+    }
     // The children bred before it did inherit from their parents.
     assert!(
         births

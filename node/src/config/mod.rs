@@ -243,6 +243,7 @@ mod tests {
             assert!(!c.stop.final_training_augment_variant);
             assert_eq!(c.stop.final_training_augment_probe_share, 0.0);
             assert_eq!(c.stop.final_training_widen, 0);
+            assert_eq!(c.stop.final_training_fresh_min_rate, 0.0);
             assert_eq!(
                 c.evolution.mutation_options(),
                 genome::MutationOptions::from(MutationStyle::Paper)

@@ -94,6 +94,7 @@ impl ExperimentConfig {
                 final_training_widen_min_epochs: 1.0,
                 final_training_cheapest_within: 0.5,
                 final_training_weights: FinalWeights::Fresh,
+                final_training_fresh_min_rate: 0.05,
             },
             node: NodeSection {
                 state_dir: Some("x".into()),

@@ -489,6 +489,14 @@ pub struct StopSection {
     /// weights (`inherited`) or from fresh ones (`fresh`; the copy is recorded with
     /// RESET-WEIGHTS).
     pub final_training_weights: FinalWeights,
+    /// Beyond the paper where positive: with `final_training_weights = "fresh"`, the
+    /// lowest rate whose factors a final training tries: where the member's own rate
+    /// (evolved for short trainings from inherited weights) is below this, the rate
+    /// probe's factors (and `final_training_lr_factor`) scale this rate instead
+    /// ([`crate::finale::fresh_rate_scale`]); the augmentation judge's copies, from the
+    /// member's weights, still train at most at the member's own rate. 0 (the paper):
+    /// the member's rate.
+    pub final_training_fresh_min_rate: f64,
 }
 
 impl Default for StopSection {
@@ -510,6 +518,7 @@ impl Default for StopSection {
             final_training_widen_min_epochs: 10.0,
             final_training_cheapest_within: 0.0,
             final_training_weights: FinalWeights::Inherited,
+            final_training_fresh_min_rate: 0.0,
         }
     }
 }

@@ -271,6 +271,16 @@ impl ExperimentConfig {
                 format!("{c} is not a share in [0, 1]"),
             );
         }
+        let r = s.final_training_fresh_min_rate;
+        let highest = self.evolution.limits.max_learning_rate;
+        if !(r.is_finite() && r >= 0.0 && r <= highest) {
+            return invalid(
+                "stop.final_training_fresh_min_rate",
+                format!(
+                    "{r} is not a learning rate in [0, {highest}] (evolution.limits.max_learning_rate)"
+                ),
+            );
+        }
         if s.final_training_widen > MAX_FINAL_WIDEN {
             return invalid(
                 "stop.final_training_widen",
@@ -659,6 +669,16 @@ mod tests {
                 "stop.final_training_cheapest_within",
                 "-0.01",
                 "stop.final_training_cheapest_within",
+            ),
+            (
+                "stop.final_training_fresh_min_rate",
+                "-0.05",
+                "stop.final_training_fresh_min_rate",
+            ),
+            (
+                "stop.final_training_fresh_min_rate",
+                "nan",
+                "stop.final_training_fresh_min_rate",
             ),
             ("node.workers", "0", "node.workers"),
             ("node.memory_gib", "-1", "node.memory_gib"),

@@ -523,6 +523,13 @@ impl Shard {
             self.fatal(e);
             return Assignment::Stop;
         }
+        // A fresh final copy of a member evolved at a rate below the floor trains at
+        // factors of the floor.
+        let rate_scale = finale::fresh_rate_scale(
+            genome.learning_rate,
+            self.config.stop.final_training_fresh_min_rate,
+            self.config.stop.final_training_weights,
+        );
         let what = match (parent, final_seconds) {
             (Some(p), Some(seconds)) => {
                 let widened = match &width_probe {
@@ -545,9 +552,14 @@ impl Shard {
                     (None, _) => String::new(),
                 };
                 let fresh = if finale::inherits_weights(self.config.stop.final_training_weights) {
-                    ""
+                    String::new()
+                } else if rate_scale > 1.0 {
+                    format!(
+                        " from fresh weights at factors of {} rather than of its own rate {:.4}",
+                        self.config.stop.final_training_fresh_min_rate, genome.learning_rate
+                    )
                 } else {
-                    " from fresh weights"
+                    " from fresh weights".to_string()
                 };
                 match final_copy.and_then(|c| c.augment) {
                     None => format!(
@@ -639,9 +651,10 @@ impl Shard {
                     steps,
                     max_seconds: Some(seconds),
                     schedule: trainer::train::Schedule::Cosine,
-                    lr_scale: self.config.stop.final_training_lr_factor,
+                    lr_scale: self.config.stop.final_training_lr_factor * rate_scale,
                     rate_probe: finale::rate_probe(
                         &self.config.stop.final_training_lr_probe,
+                        rate_scale,
                         self.config.stop.final_training_probe_share,
                         seconds,
                     ),
