@@ -1216,6 +1216,25 @@ mod tests {
         (judge, tensors)
     }
 
+    /// 20 steps of 10 images at `lr_scale` of the genome's rate, with an augmentation
+    /// probe against `other` (no margin, time enough for both copies): the training
+    /// of the augmentation-judge tests.
+    fn judged_probe_config(other: genome::AugmentGene, lr_scale: f64) -> TrainConfig {
+        TrainConfig {
+            steps: 20,
+            batch: 10,
+            log_every: 0,
+            lr_scale,
+            max_seconds: Some(1000.0),
+            augment_probe: Some(crate::augment_probe::AugmentProbe {
+                alternatives: vec![other],
+                seconds: 100.0,
+                margin: 0.0,
+            }),
+            ..TrainConfig::default()
+        }
+    }
+
     #[test]
     fn a_fresh_start_judges_its_augmentation_from_the_judges_weights() {
         let dataset = rgb_dataset();
@@ -1225,19 +1244,7 @@ mod tests {
         // The judge: the same network, trained.
         let (judge, judge_tensors) = trained_judge(&genome, &task);
         // At a rate of 0 nothing moves: each copy scores what its start scores.
-        let still = TrainConfig {
-            steps: 20,
-            batch: 10,
-            log_every: 0,
-            lr_scale: 0.0,
-            max_seconds: Some(1000.0),
-            augment_probe: Some(crate::augment_probe::AugmentProbe {
-                alternatives: vec![other],
-                seconds: 100.0,
-                margin: 0.0,
-            }),
-            ..TrainConfig::default()
-        };
+        let still = judged_probe_config(other, 0.0);
         let untrained = train_individual(
             &fresh,
             &Device::Cpu,
@@ -1296,19 +1303,7 @@ mod tests {
             ..fresh
         };
         let probed_at = |lr_scale: f64| {
-            let config = TrainConfig {
-                steps: 20,
-                batch: 10,
-                log_every: 0,
-                lr_scale,
-                max_seconds: Some(1000.0),
-                augment_probe: Some(crate::augment_probe::AugmentProbe {
-                    alternatives: vec![other],
-                    seconds: 100.0,
-                    margin: 0.0,
-                }),
-                ..TrainConfig::default()
-            };
+            let config = judged_probe_config(other, lr_scale);
             train_individual(&judged, &Device::Cpu, &task, &config, false, None, |_| {})
                 .unwrap()
                 .augment_probe
