@@ -15,7 +15,7 @@ repeat="${REPEAT:-1}"
 cargo build --release -p node -j"${CARGO_BUILD_JOBS:-2}" >&2
 out=$(mktemp)
 torch() { python3 ../shared/bench/torch_reference.py --seconds "$seconds" "$1" 2>/dev/null | sed "s/^{/{\"pair\": $2, /" | tee -a "$out"; }
-evo() { target/release/evo bench train --net "$1" --seconds "$seconds" | sed "s/^{/{\"pair\": $2, /" | tee -a "$out"; }
+evo() { "${CARGO_TARGET_DIR:-target}/release/evo" bench train --net "$1" --seconds "$seconds" | sed "s/^{/{\"pair\": $2, /" | tee -a "$out"; }
 for net in "${nets[@]}"; do
   for ((i = 0; i < repeat; i++)); do
     if ((i % 2 == 0)); then torch "$net" "$i"; evo "$net" "$i"; else evo "$net" "$i"; torch "$net" "$i"; fi

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 data="${1:?usage: scripts/islands.sh DATA [MINUTES] [THREADS_PER_ISLAND]}"
 minutes="${2:-10}"
 threads="${3:-1}"
-evo=target/release/evo
+evo="${CARGO_TARGET_DIR:-target}/release/evo"
 [ -x "$evo" ] || cargo build --release -p node -j2
 mkdir -p runs
 run() { # name port extra...

@@ -18,7 +18,7 @@ if [ -n "${EVO_BIN:-}" ]; then
   evo="$EVO_BIN"
 else
   cargo build --release -p node -j"${CARGO_BUILD_JOBS:-2}"
-  evo=target/release/evo
+  evo="${CARGO_TARGET_DIR:-target}/release/evo"
 fi
 
 # The data set: the first argument unless it is a flag or an override.
