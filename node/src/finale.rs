@@ -25,6 +25,7 @@ use crate::config::FinalWeights;
 use crate::population::IndividualId;
 use genome::AugmentGene;
 use std::collections::BTreeSet;
+use trainer::width_probe::EpochsIn;
 
 /// How a final training copies its member: for how long, and with which augmentation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -277,13 +278,14 @@ pub const WIDTH_TIMING_SHARE: f64 = 0.005;
 pub const WIDTH_TIMING_SECONDS: (f64, f64) = (0.5, 3.0);
 
 /// The width probe of a final training of `seconds` (`stop.final_training_widen` as
-/// `rounds`, `stop.final_training_widen_min_epochs`): up to `rounds` rounds of doubling
-/// within `limits`, each width timed for [`WIDTH_TIMING_SHARE`] of the seconds (within
+/// `rounds`, `stop.final_training_widen_min_epochs` counted in
+/// `stop.final_training_widen_epochs_in`): up to `rounds` rounds of doubling within
+/// `limits`, each width timed for [`WIDTH_TIMING_SHARE`] of the seconds (within
 /// [`WIDTH_TIMING_SECONDS`]), the widest whose measured pace gives `min_epochs` taken;
 /// `None` for no rounds.
 pub fn width_probe(
     rounds: u32,
-    min_epochs: f64,
+    (min_epochs, epochs_in): (f64, EpochsIn),
     limits: genome::Limits,
     seconds: f64,
 ) -> Option<trainer::width_probe::WidthProbe> {
@@ -293,6 +295,7 @@ pub fn width_probe(
         min_epochs,
         seconds: (WIDTH_TIMING_SHARE * seconds).clamp(least, most),
         limits,
+        epochs_in,
     };
     probe.is_active().then_some(probe)
 }
@@ -641,14 +644,18 @@ mod tests {
     #[test]
     fn a_final_training_times_each_width_for_a_small_share_of_its_time() {
         let limits = genome::Limits::default();
-        let p = width_probe(2, 10.0, limits, 898.0).unwrap();
+        let floor = (10.0, EpochsIn::MainTraining);
+        let p = width_probe(2, floor, limits, 898.0).unwrap();
         assert_eq!((p.max_rounds, p.min_epochs, p.limits), (2, 10.0, limits));
+        assert_eq!(p.epochs_in, EpochsIn::MainTraining);
+        let old = width_probe(2, (10.0, EpochsIn::TimeLeft), limits, 898.0).unwrap();
+        assert_eq!(old.epochs_in, EpochsIn::TimeLeft);
         // 0.5% of 898 s is 4.49 s, more than the most.
         assert_eq!(p.seconds, 3.0);
-        assert!((width_probe(2, 10.0, limits, 300.0).unwrap().seconds - 1.5).abs() < 1e-12);
-        assert_eq!(width_probe(2, 10.0, limits, 20.0).unwrap().seconds, 0.5);
+        assert!((width_probe(2, floor, limits, 300.0).unwrap().seconds - 1.5).abs() < 1e-12);
+        assert_eq!(width_probe(2, floor, limits, 20.0).unwrap().seconds, 0.5);
         // No rounds: no probe.
-        assert!(width_probe(0, 10.0, limits, 898.0).is_none());
+        assert!(width_probe(0, floor, limits, 898.0).is_none());
     }
 
     #[test]

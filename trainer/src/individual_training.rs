@@ -27,7 +27,7 @@ use crate::individual::{self, ModelMeta};
 use crate::network::Network;
 use crate::rate_probe::{self, RateProbe};
 use crate::train::{self, PhaseSeconds, Progress, Task, TrainConfig};
-use crate::width_probe::{self, WidthProbe, WidthProbeReport, WidthTrial};
+use crate::width_probe::{self, EpochsIn, LaterProbes, WidthProbe, WidthProbeReport, WidthTrial};
 use crate::{Result, Tensor};
 use candle_core::Device;
 use genome::{Genome, Invalidated, TensorInit, TrainingCost};
@@ -366,6 +366,10 @@ fn run_width_probe(
         collapse_retry: None,
         ..config.clone()
     };
+    let discarded = match probe.epochs_in {
+        EpochsIn::TimeLeft => 0.0,
+        EpochsIn::MainTraining => width_probe::discarded_seconds(&later_probes(start, config)),
+    };
     let mut trials: Vec<WidthTrial> = Vec::new();
     let mut chosen = None;
     for rounds in (1..=probe.max_rounds.min(width_probe::MAX_ROUNDS)).rev() {
@@ -395,7 +399,8 @@ fn run_width_probe(
         let outcome = train::train(&net, task, &timed, |_| {})?;
         let steps_per_s = width_probe::pace(outcome.steps, outcome.seconds);
         let left = budget - began.elapsed().as_secs_f64();
-        let epochs = width_probe::epochs(steps_per_s, left, config.batch, task.train.len());
+        let counted = width_probe::counted_seconds(left, discarded, probe.epochs_in);
+        let epochs = width_probe::epochs(steps_per_s, counted, config.batch, task.train.len());
         trials.push(WidthTrial {
             rounds,
             doublings: wide.doublings,
@@ -414,8 +419,32 @@ fn run_width_probe(
         rounds,
         doublings,
         seconds: began.elapsed().as_secs_f64(),
+        discarded_seconds: discarded,
     };
     Ok((chosen.map(|(_, w)| w), report))
+}
+
+/// The probes `config` runs after a width probe of `start` (a rate probe, an
+/// augmentation probe with a choice), as [`width_probe::discarded_seconds`] counts them.
+fn later_probes(start: &Start<'_>, config: &TrainConfig) -> LaterProbes {
+    let rate = config.rate_probe.as_ref().filter(|p| p.is_active());
+    let augment = config
+        .augment_probe
+        .as_ref()
+        .filter(|p| p.is_active())
+        .map(|p| {
+            let genes = p.candidates(start.genome.augment, config.augment.as_gene());
+            (genes.len(), p.seconds)
+        })
+        .filter(|(copies, _)| *copies > 1);
+    LaterProbes {
+        rate_copies: rate.map_or(0, |p| p.factors.len()),
+        rate_seconds: rate.map_or(0.0, |p| p.seconds),
+        augment_copies: augment.map_or(0, |(copies, _)| copies),
+        augment_seconds: augment.map_or(0.0, |(_, seconds)| seconds),
+        // Copies judged from other weights than a fresh start's are all thrown away.
+        augment_chosen_goes_on: !(start.augment_judge.is_some() && start.parent.is_none()),
+    }
 }
 
 /// [`train_individual`] once the network's width is settled.
@@ -1322,6 +1351,59 @@ mod tests {
     }
 
     #[test]
+    fn the_later_probes_are_those_the_training_will_run() {
+        let shape = InputShape {
+            height: 4,
+            width: 4,
+            channels: 3,
+        };
+        let genome = genome::ReferenceNet::Small.genome(shape, 3);
+        let config = TrainConfig::default();
+        let own = config.augment.as_gene();
+        let other = genome::AugmentGene {
+            crop: !own.crop,
+            flip: own.flip,
+        };
+        let probes = TrainConfig {
+            rate_probe: Some(RateProbe {
+                factors: vec![1.0, 0.5, 0.25],
+                seconds: 36.0,
+            }),
+            augment_probe: Some(AugmentProbe {
+                alternatives: vec![other],
+                seconds: 134.7,
+                margin: 0.02,
+            }),
+            ..config.clone()
+        };
+        // None configured: none later.
+        let later = later_probes(&fresh_start(&genome), &config);
+        assert_eq!((later.rate_copies, later.augment_copies), (0, 0));
+        // A fresh start judged from other weights: its augmentation copies all go.
+        let weights = HashMap::new();
+        let judged = Start {
+            augment_judge: Some(&weights),
+            ..fresh_start(&genome)
+        };
+        let later = later_probes(&judged, &probes);
+        assert_eq!((later.rate_copies, later.rate_seconds), (3, 36.0));
+        assert_eq!((later.augment_copies, later.augment_seconds), (2, 134.7));
+        assert!(!later.augment_chosen_goes_on);
+        // Judged on its own weights, the chosen copy goes on.
+        assert!(later_probes(&fresh_start(&genome), &probes).augment_chosen_goes_on);
+        // A genome that carries the alternative already: the probe has no choice.
+        let mut carrying = genome.clone();
+        carrying.augment = Some(other);
+        let judged = Start {
+            genome: &carrying,
+            ..judged
+        };
+        let later = later_probes(&judged, &probes);
+        assert_eq!((later.rate_copies, later.augment_copies), (3, 0));
+        assert_eq!(later.augment_seconds, 0.0);
+    }
+
+    #[test]
     fn a_width_probe_trains_the_widest_width_its_floor_allows_and_saves_it() {
         let dataset = rgb_dataset();
         let task = Task::new(&dataset, 20, 0).unwrap();
@@ -1338,6 +1420,7 @@ mod tests {
             min_epochs,
             seconds: 0.05,
             limits,
+            epochs_in: EpochsIn::TimeLeft,
         };
         let config = TrainConfig {
             steps: 20,
@@ -1374,6 +1457,48 @@ mod tests {
         assert_eq!(rounds, vec![2, 1]);
         assert!(t.widened.is_none());
         assert_eq!(t.params, genome.analyze(&limits).unwrap().cost.params);
+        assert_eq!(report.discarded_seconds, 0.0);
+        // Counted in the main training, with a rate probe whose thrown-away copies
+        // would take all the time left: no width gets even a sliver of an epoch, where
+        // counted in the time left the widest does.
+        let rate_probe = Some(RateProbe {
+            factors: vec![1.0, 0.5],
+            seconds: 2000.0,
+        });
+        let sliver = |epochs_in| TrainConfig {
+            steps: 4,
+            rate_probe: rate_probe.clone(),
+            width_probe: Some(WidthProbe {
+                epochs_in,
+                ..probe(1e-6)
+            }),
+            ..config.clone()
+        };
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &sliver(EpochsIn::MainTraining),
+            false,
+            None,
+            |_| {},
+        )
+        .unwrap();
+        let report = t.width_probe.as_ref().unwrap();
+        assert_eq!(report.rounds, 0, "{report:?}");
+        assert_eq!(report.discarded_seconds, 2000.0);
+        assert!(report.trials.iter().all(|t| t.epochs == 0.0), "{report:?}");
+        let t = train_individual(
+            &start,
+            &Device::Cpu,
+            &task,
+            &sliver(EpochsIn::TimeLeft),
+            false,
+            None,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(t.width_probe.as_ref().unwrap().rounds, 2);
         // No time budget: no probe (epochs need seconds).
         let untimed = TrainConfig {
             max_seconds: None,

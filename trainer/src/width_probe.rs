@@ -33,6 +33,68 @@ pub struct WidthProbe {
     pub seconds: f64,
     /// The limits a wider network must stay within (channels, FLOPs, parameters).
     pub limits: genome::Limits,
+    /// Which of the seconds left `min_epochs` is counted in.
+    #[serde(default)]
+    pub epochs_in: EpochsIn,
+}
+
+/// Which seconds a width probe counts its floor of epochs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochsIn {
+    /// All the seconds the training has left once the widths are timed, those its rate
+    /// probe's and augmentation probe's copies then spend and throw away included.
+    #[default]
+    TimeLeft,
+    /// The seconds left less those the later probes' copies spend and throw away
+    /// ([`discarded_seconds`]): the time of the training that makes the model.
+    MainTraining,
+}
+
+/// The probes that run after a width probe, in one training: how many copies each
+/// trains, for how many seconds, and whether the chosen one goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LaterProbes {
+    /// Copies of the rate probe (one per factor; the chosen one goes on).
+    pub rate_copies: usize,
+    /// Seconds each rate-probe copy trains.
+    pub rate_seconds: f64,
+    /// Copies of the augmentation probe (one per gene; none where it has no choice).
+    pub augment_copies: usize,
+    /// Seconds each augmentation copy trains.
+    pub augment_seconds: f64,
+    /// Whether the augmentation probe's chosen copy goes on (false where the copies
+    /// are judged from other weights than those the training goes on from).
+    pub augment_chosen_goes_on: bool,
+}
+
+/// Seconds the later probes spend on copies they then throw away: every rate-probe copy
+/// but the one that goes on, and every augmentation copy but the chosen one (all of them
+/// where the chosen one does not go on).
+pub fn discarded_seconds(later: &LaterProbes) -> f64 {
+    let seconds = |copies: usize, each: f64| copies as f64 * each.max(0.0);
+    let rate = seconds(later.rate_copies.saturating_sub(1), later.rate_seconds);
+    let kept = usize::from(later.augment_chosen_goes_on);
+    let augment = seconds(
+        later.augment_copies.saturating_sub(kept),
+        later.augment_seconds,
+    );
+    let total = rate + augment;
+    if total.is_finite() {
+        total
+    } else {
+        0.0
+    }
+}
+
+/// The seconds a width's epochs are counted in: `left` where `epochs_in` is
+/// [`EpochsIn::TimeLeft`], `left` less `discarded` (at least 0) where it is
+/// [`EpochsIn::MainTraining`].
+pub fn counted_seconds(left: f64, discarded: f64, epochs_in: EpochsIn) -> f64 {
+    match epochs_in {
+        EpochsIn::TimeLeft => left,
+        EpochsIn::MainTraining => (left - discarded).max(0.0),
+    }
 }
 
 impl WidthProbe {
@@ -69,6 +131,10 @@ pub struct WidthProbeReport {
     pub doublings: usize,
     /// Seconds the probe took (building and timing).
     pub seconds: f64,
+    /// Seconds of the time left that the epochs were not counted in (the later probes'
+    /// discarded copies, with [`EpochsIn::MainTraining`]; 0 otherwise).
+    #[serde(default)]
+    pub discarded_seconds: f64,
 }
 
 /// Epochs of `train_images` images that `seconds` of SGD at `steps_per_s` steps of
@@ -109,6 +175,50 @@ mod tests {
     }
 
     #[test]
+    fn the_later_probes_discard_all_copies_but_those_that_go_on() {
+        let later = LaterProbes {
+            rate_copies: 3,
+            rate_seconds: 36.0,
+            augment_copies: 2,
+            augment_seconds: 134.7,
+            augment_chosen_goes_on: false,
+        };
+        // Two rate copies thrown away, both augmentation copies (judged elsewhere).
+        assert!((discarded_seconds(&later) - (72.0 + 269.4)).abs() < 1e-9);
+        let kept = LaterProbes {
+            augment_chosen_goes_on: true,
+            ..later
+        };
+        assert!((discarded_seconds(&kept) - (72.0 + 134.7)).abs() < 1e-9);
+        // No probes, or one copy that goes on: nothing thrown away.
+        assert_eq!(discarded_seconds(&LaterProbes::default()), 0.0);
+        let one = LaterProbes {
+            rate_copies: 1,
+            rate_seconds: 50.0,
+            ..LaterProbes::default()
+        };
+        assert_eq!(discarded_seconds(&one), 0.0);
+        // Seconds that are not a number count as none.
+        let bad = LaterProbes {
+            rate_seconds: f64::NAN,
+            ..later
+        };
+        assert!((discarded_seconds(&bad) - 269.4).abs() < 1e-9);
+        let inf = LaterProbes {
+            augment_seconds: f64::INFINITY,
+            ..later
+        };
+        assert_eq!(discarded_seconds(&inf), 0.0);
+    }
+
+    #[test]
+    fn the_main_training_counts_what_the_probes_leave() {
+        assert_eq!(counted_seconds(800.0, 340.0, EpochsIn::TimeLeft), 800.0);
+        assert_eq!(counted_seconds(800.0, 340.0, EpochsIn::MainTraining), 460.0);
+        assert_eq!(counted_seconds(100.0, 340.0, EpochsIn::MainTraining), 0.0);
+    }
+
+    #[test]
     fn a_width_is_taken_at_the_floor_and_above() {
         assert!(accepts(10.0, 10.0));
         assert!(accepts(12.5, 10.0));
@@ -131,6 +241,7 @@ mod tests {
             min_epochs: 10.0,
             seconds,
             limits: genome::Limits::default(),
+            epochs_in: EpochsIn::TimeLeft,
         };
         assert!(p(2, 3.0).is_active());
         assert!(!p(0, 3.0).is_active());

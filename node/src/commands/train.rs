@@ -131,6 +131,13 @@ pub struct TrainArgs {
     /// With --widen-min-epochs: seconds each width is timed for.
     #[arg(long, default_value_t = 3.0)]
     widen_timing_seconds: f64,
+    /// With --widen-min-epochs: count its epochs in the seconds the training that makes
+    /// the model gets (those left less the --probe-seconds and --augment-probe-seconds
+    /// of the copies the probes throw away), as a run's final training does with
+    /// `stop.final_training_widen_epochs_in = "main_training"`, rather than in all the
+    /// seconds left.
+    #[arg(long, requires = "widen_min_epochs")]
+    widen_epochs_in_main_training: bool,
 }
 
 /// The rate probe that `--lr-probe` and `--probe-seconds` ask for, checked (none
@@ -269,6 +276,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 min_epochs,
                 seconds: args.widen_timing_seconds,
                 limits: genome::Limits::default(),
+                epochs_in: if args.widen_epochs_in_main_training {
+                    trainer::width_probe::EpochsIn::MainTraining
+                } else {
+                    trainer::width_probe::EpochsIn::TimeLeft
+                },
             })
         }
         None => None,

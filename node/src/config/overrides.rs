@@ -92,6 +92,7 @@ impl ExperimentConfig {
                 final_training_augment_probe_margin: 0.0,
                 final_training_widen: 1,
                 final_training_widen_min_epochs: 1.0,
+                final_training_widen_epochs_in: trainer::width_probe::EpochsIn::MainTraining,
                 final_training_cheapest_within: 0.5,
                 final_training_weights: FinalWeights::Fresh,
                 final_training_fresh_min_rate: 0.05,

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use trainer::batch::AugmentConfig;
 use trainer::data::LabelMode;
 use trainer::optim::SgdConfig;
+use trainer::width_probe::EpochsIn;
 use trainer::{Schedule, TrainConfig};
 
 /// Which individuals emigrate.
@@ -478,6 +479,12 @@ pub struct StopSection {
     /// taken: the widest that does trains; a network that is costly already is widened
     /// less, or not at all.
     pub final_training_widen_min_epochs: f64,
+    /// Beyond the paper where `main_training`: which seconds
+    /// `final_training_widen_min_epochs` is counted in: all those left once the widths
+    /// are timed (`time_left`), or those less the seconds the rate probe's and the
+    /// augmentation probe's copies then spend and throw away (`main_training`: the
+    /// training that makes the model).
+    pub final_training_widen_epochs_in: EpochsIn,
     /// Beyond the paper: the final training takes, among the members whose validation
     /// accuracy is within this of the best's (a share: 0.01 is one point), the cheapest
     /// (fewest forward FLOPs per image) first ([`crate::finale::cheapest_near_best`]):
@@ -516,6 +523,7 @@ impl Default for StopSection {
             final_training_augment_probe_margin: 0.0,
             final_training_widen: 0,
             final_training_widen_min_epochs: 10.0,
+            final_training_widen_epochs_in: EpochsIn::TimeLeft,
             final_training_cheapest_within: 0.0,
             final_training_weights: FinalWeights::Inherited,
             final_training_fresh_min_rate: 0.0,

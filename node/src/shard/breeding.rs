@@ -478,7 +478,10 @@ impl Shard {
         let width_probe = final_seconds.and_then(|seconds| {
             finale::width_probe(
                 widest.0,
-                self.config.stop.final_training_widen_min_epochs,
+                (
+                    self.config.stop.final_training_widen_min_epochs,
+                    self.config.stop.final_training_widen_epochs_in,
+                ),
                 limits,
                 seconds,
             )
@@ -534,9 +537,13 @@ impl Shard {
             (Some(p), Some(seconds)) => {
                 let widened = match &width_probe {
                     Some(w) => format!(
-                        ", as much as x{} wider (the widest whose timed pace gives {} epochs)",
+                        ", as much as x{} wider (the widest whose timed pace gives {} epochs{})",
                         1u64 << w.max_rounds.min(16),
-                        w.min_epochs
+                        w.min_epochs,
+                        match w.epochs_in {
+                            trainer::width_probe::EpochsIn::TimeLeft => "",
+                            trainer::width_probe::EpochsIn::MainTraining => " of its main training",
+                        }
                     ),
                     None => String::new(),
                 };
@@ -928,6 +935,14 @@ impl Shard {
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
+            let timed = if p.discarded_seconds > 0.0 {
+                format!(
+                    "{timed}; epochs in the main training, less the probes' {:.0} s thrown away",
+                    p.discarded_seconds
+                )
+            } else {
+                timed
+            };
             match p.rounds {
                 _ if p.trials.is_empty() => {
                     ", not widened (no convolution can double its channels)".to_string()
