@@ -60,6 +60,13 @@ pub struct Start<'a> {
 }
 
 impl Start<'_> {
+    /// Whether the augmentation probe's copies are judged from other weights than the
+    /// network that trains on (a fresh start with [`Start::augment_judge`]): its chosen
+    /// copy is then set aside, not trained on.
+    fn judged_elsewhere(&self) -> bool {
+        self.augment_judge.is_some() && self.parent.is_none()
+    }
+
     /// Builds the network of `genome` (this start's genome, or a variant of it with the
     /// same tensors: another augmentation gene or rate) on `device` from this start's
     /// inheritance and seed.
@@ -442,8 +449,7 @@ fn later_probes(start: &Start<'_>, config: &TrainConfig) -> LaterProbes {
         rate_seconds: rate.map_or(0.0, |p| p.seconds),
         augment_copies: augment.map_or(0, |(copies, _)| copies),
         augment_seconds: augment.map_or(0.0, |(_, seconds)| seconds),
-        // Copies judged from other weights than a fresh start's are all thrown away.
-        augment_chosen_goes_on: !(start.augment_judge.is_some() && start.parent.is_none()),
+        augment_chosen_goes_on: !start.judged_elsewhere(),
     }
 }
 
@@ -508,7 +514,7 @@ fn train_started(
             };
             // Copies from a judge's trained weights train at most at the genome's own
             // rate (the rate probe's factor was chosen for the fresh network).
-            let judged_fresh = start.augment_judge.is_some() && start.parent.is_none();
+            let judged_fresh = start.judged_elsewhere();
             let copies = TrainConfig {
                 lr_scale: if judged_fresh {
                     augment_probe::judge_lr_scale(config.lr_scale)
@@ -531,18 +537,17 @@ fn train_started(
                 augment_probe: None,
                 ..config
             };
-            let (net, judged_copy) = match start.augment_judge {
-                // The copies judged from other weights: the start's network goes on
-                // with the gene they chose, and the chosen copy (the same network, a
-                // scored model) is kept aside.
-                Some(_) if start.parent.is_none() => {
-                    let mut genome = net.genome().clone();
-                    genome.augment = Some(a.report.chosen);
-                    let (judged, _) = start.build(&genome, device)?;
-                    judged.weights().restore(&net.weights().snapshot()?)?;
-                    (judged, Some(a.net))
-                }
-                _ => (a.net, None),
+            // The copies judged from other weights: the start's network goes on with
+            // the gene they chose, and the chosen copy (the same network, a scored
+            // model) is kept aside.
+            let (net, judged_copy) = if judged_fresh {
+                let mut genome = net.genome().clone();
+                genome.augment = Some(a.report.chosen);
+                let (judged, _) = start.build(&genome, device)?;
+                judged.weights().restore(&net.weights().snapshot()?)?;
+                (judged, Some(a.net))
+            } else {
+                (a.net, None)
             };
             (net, rest, Some((a.steps, a.report, a.score, judged_copy)))
         }
@@ -1474,30 +1479,24 @@ mod tests {
             }),
             ..config.clone()
         };
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &sliver(EpochsIn::MainTraining),
-            false,
-            None,
-            |_| {},
-        )
-        .unwrap();
+        let trained = |epochs_in| {
+            train_individual(
+                &start,
+                &Device::Cpu,
+                &task,
+                &sliver(epochs_in),
+                false,
+                None,
+                |_| {},
+            )
+            .unwrap()
+        };
+        let t = trained(EpochsIn::MainTraining);
         let report = t.width_probe.as_ref().unwrap();
         assert_eq!(report.rounds, 0, "{report:?}");
         assert_eq!(report.discarded_seconds, 2000.0);
         assert!(report.trials.iter().all(|t| t.epochs == 0.0), "{report:?}");
-        let t = train_individual(
-            &start,
-            &Device::Cpu,
-            &task,
-            &sliver(EpochsIn::TimeLeft),
-            false,
-            None,
-            |_| {},
-        )
-        .unwrap();
+        let t = trained(EpochsIn::TimeLeft);
         assert_eq!(t.width_probe.as_ref().unwrap().rounds, 2);
         // No time budget: no probe (epochs need seconds).
         let untimed = TrainConfig {
